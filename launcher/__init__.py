@@ -1,0 +1,1 @@
+"""GPU-aware container launcher for the inference service."""

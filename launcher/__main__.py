@@ -1,0 +1,3 @@
+from launcher._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""``launcher COMMAND ...``: argument parsing, dispatch and exit codes.
+
+Each command lives in its own module exposing ``add_parser(subparsers)`` (which sets
+``func=run`` on its parser) and ``run(args) -> int``. Data goes to stdout, progress and
+diagnostics to stderr; failures print ``launcher: error: ...`` and a ``hint:`` line, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import NoReturn, Sequence
+
+from launcher._errors import EXIT_FAILURE, LauncherError, UsageError
+
+__all__ = ["main", "build_parser"]
+
+# Command modules, in the order `launcher --help` lists them.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (exit 2 with a hint) instead of printing and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, hint=f"see '{self.prog} --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="launcher", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"launcher.{name}").add_parser(sub)
+    return parser
+
+
+def report(error: LauncherError) -> None:
+    print(f"launcher: error: {error.message}", file=sys.stderr)
+    if error.hint:
+        print(f"hint: {error.hint}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except LauncherError as exc:
+        report(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("launcher: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE

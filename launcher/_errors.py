@@ -1,0 +1,26 @@
+"""Typed failures of the launcher: each carries one line of message and a ``hint:`` line."""
+
+from __future__ import annotations
+
+__all__ = ["LauncherError", "UsageError", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class LauncherError(Exception):
+    """A failure the user can act on: exit 1, one line, a hint."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(LauncherError):
+    """A bad flag or value: exit 2, the offending value echoed in the message."""
+
+    exit_code = EXIT_USAGE

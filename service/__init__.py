@@ -1,0 +1,4 @@
+"""The inference service: FastAPI + PyTorch predictor with dynamic batching.
+
+Kept import-light on purpose: the launcher imports :mod:`service.nvml` on hosts without torch.
+"""

@@ -1,0 +1,152 @@
+"""Shared fixtures: the Docker engine (fail in CI, skip elsewhere), unique test names and
+labels, free loopback ports, and real service processes stopped by their own PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+# Every container, volume, network and image a test creates carries this label.
+TEST_LABEL = {"org.gpu-launcher.test": "1"}
+
+
+def unique(prefix: str = "glt") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return unique()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # type: ignore[no-untyped-def]
+    """The real engine. Missing engine: fail when CI=true (the tests must run there), else skip."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+        msg = f"no Docker engine reachable ({type(exc).__name__}: {exc}); run scripts/setup --engine"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    yield client
+    client.close()
+
+
+@dataclass
+class ServerProcess:
+    """A `python -m service` process on 127.0.0.1:port, stopped by its own PID."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    url: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not ready within {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return int(self.proc.returncode)
+
+
+def start_server(tmp_path: Path, env: dict[str, str] | None = None, args: list[str] | None = None,
+                 wait: bool = True) -> ServerProcess:
+    port = free_port()
+    log_path = tmp_path / f"server-{port}.log"
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), *(args or [])],
+            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    server = ServerProcess(port, proc, log_path)
+    if wait:
+        try:
+            server.wait_ready()
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """Start real service processes; every one started is stopped (by PID) at teardown."""
+    started: list[ServerProcess] = []
+
+    def factory(env: dict[str, str] | None = None, args: list[str] | None = None,
+                wait: bool = True) -> ServerProcess:
+        server = start_server(tmp_path, env, args, wait)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+def _has_gpu() -> tuple[bool, str]:
+    from service.nvml import NvmlUnavailable, load_nvml
+
+    try:
+        nvml = load_nvml()
+    except NvmlUnavailable as exc:
+        return False, str(exc)
+    count = nvml.nvmlDeviceGetCount()
+    return (count > 0, f"NVML sees {count} GPUs")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_items = [i for i in items if i.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    ok, why = _has_gpu()
+    if not ok:
+        skip = pytest.mark.skip(reason=f"no NVIDIA GPU here: {why}")
+        for item in gpu_items:
+            item.add_marker(skip)
