@@ -1,0 +1,256 @@
+"""The build context, pure: which files `.dockerignore` lets through, the tar the engine gets,
+the content-hash tag of the build inputs, and the engine's build output read as progress.
+
+The launcher sends its own tar (the SDK's ``custom_context``), so the files it hashes for the
+tag are exactly the files the engine sees; an offline build adds the host wheelhouse under
+``wheelhouse/`` in that tar instead of copying wheels into the working tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import tarfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+__all__ = [
+    "IMAGE_REPO",
+    "WHEELHOUSE_DIR",
+    "BuildStep",
+    "ContextFile",
+    "IgnorePattern",
+    "context_files",
+    "image_tag",
+    "is_ignored",
+    "parse_build_output",
+    "parse_dockerignore",
+    "write_context_tar",
+]
+
+IMAGE_REPO = "gpu-launcher/service"
+# The in-context wheelhouse the Dockerfiles copy from (``PIP_FIND_LINKS=/wheelhouse``).
+WHEELHOUSE_DIR = "wheelhouse"
+_HASH_LEN = 12
+
+
+@dataclass(frozen=True)
+class IgnorePattern:
+    """One `.dockerignore` line: a path pattern, ``exclusion`` for a ``!`` line."""
+
+    pattern: str
+    exclusion: bool
+    regex: re.Pattern[str]
+
+
+def _clean(pattern: str) -> str:
+    # What Go's filepath.Clean does to the patterns the engine's CLI reads.
+    parts: list[str] = []
+    for part in pattern.split("/"):
+        if part in ("", "."):
+            continue
+        if part == ".." and parts and parts[-1] != "..":
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts) or "."
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    """Docker's pattern syntax: ``*`` and ``?`` stop at ``/``, ``**`` spans directories."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "*":
+            if pattern.startswith("**", i):
+                i += 2
+                if pattern.startswith("/", i):
+                    out.append("(?:.*/)?")
+                    i += 1
+                else:
+                    out.append(".*")
+                continue
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(ch))
+            else:
+                # Go's filepath.Match classes: ``[^...]`` negates, as in Python.
+                out.append("[" + pattern[i + 1 : end].replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def parse_dockerignore(text: str) -> list[IgnorePattern]:
+    """The patterns of a `.dockerignore` file, in order; comments and blank lines dropped."""
+    patterns: list[IgnorePattern] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        exclusion = line.startswith("!")
+        if exclusion:
+            line = line[1:].strip()
+        cleaned = _clean(line.lstrip("/") or "/")
+        patterns.append(IgnorePattern(cleaned, exclusion, _compile(cleaned)))
+    return patterns
+
+
+def is_ignored(relpath: str, patterns: Iterable[IgnorePattern]) -> bool:
+    """Docker's rule: the last matching pattern wins; a pattern matching a parent dir counts."""
+    parts = relpath.split("/")
+    ignored = False
+    for p in patterns:
+        if p.exclusion != ignored:
+            continue
+        match = bool(p.regex.match(relpath)) or any(
+            p.regex.match("/".join(parts[:i])) for i in range(1, len(parts))
+        )
+        if match:
+            ignored = not p.exclusion
+    return ignored
+
+
+def _may_reinclude(rel_dir: str, patterns: Iterable[IgnorePattern]) -> bool:
+    for p in patterns:
+        if p.exclusion:
+            literal = re.split(r"[*?\[\\]", p.pattern, maxsplit=1)[0]
+            if literal.startswith(rel_dir + "/") or (rel_dir + "/").startswith(literal):
+                return True
+    return False
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    """A file of the build context: its path in the tar and where its bytes come from."""
+
+    arcname: str
+    source: Path
+
+
+def context_files(root: Path, dockerfile: str, wheelhouse: Path | None = None) -> list[ContextFile]:
+    """The files the engine gets, sorted: ``root`` after `.dockerignore` (the Dockerfile and
+    `.dockerignore` always, as the docker CLI does), plus the ``*.whl`` of ``wheelhouse`` as
+    ``wheelhouse/NAME`` when an offline build brings its own."""
+    ignore_file = root / ".dockerignore"
+    patterns = parse_dockerignore(ignore_file.read_text()) if ignore_file.is_file() else []
+    always = {dockerfile, ".dockerignore"}
+    files: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        rel_dir = base.relative_to(root).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        # Skip ignored trees (.git, .venv) unless a `!` line may take something inside back.
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not (is_ignored(prefix + d, patterns) and not _may_reinclude(prefix + d, patterns))
+        )
+        for name in filenames:
+            rel = prefix + name
+            if rel in always or not is_ignored(rel, patterns):
+                files[rel] = base / name
+    if wheelhouse is not None:
+        for wheel in wheelhouse.glob("*.whl"):
+            files[f"{WHEELHOUSE_DIR}/{wheel.name}"] = wheel
+    return [ContextFile(name, files[name]) for name in sorted(files)]
+
+
+def _file_digest(f: ContextFile) -> str:
+    st = f.source.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        return "link:" + str(f.source.readlink())
+    executable = "x" if st.st_mode & 0o111 else "-"
+    if f.arcname.startswith(WHEELHOUSE_DIR + "/") and f.arcname.endswith(".whl"):
+        # A wheel's file name pins project, version and tags; hashing 1 GB of CUDA wheels on
+        # every `launcher up` would cost more than it protects.
+        return f"wheel:{executable}:{st.st_size}"
+    h = hashlib.sha256()
+    with f.source.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return f"{executable}:{h.hexdigest()}"
+
+
+def image_tag(
+    root: Path,
+    dockerfile: str,
+    build_args: Mapping[str, str],
+    *,
+    wheelhouse: Path | None = None,
+) -> str:
+    """``gpu-launcher/service:cpu-<12 hex>`` (``gpu-`` for ``Dockerfile.gpu``): a hash of the
+    Dockerfile, every file the context sends and the build args, so unchanged inputs name an
+    image that already exists and the build can be skipped."""
+    variant = "gpu" if dockerfile.endswith(".gpu") else "cpu"
+    h = hashlib.sha256()
+    h.update(f"dockerfile\0{dockerfile}\0".encode())
+    for f in context_files(root, dockerfile, wheelhouse):
+        h.update(f"file\0{f.arcname}\0{_file_digest(f)}\0".encode())
+    for key in sorted(build_args):
+        h.update(f"arg\0{key}\0{build_args[key]}\0".encode())
+    return f"{IMAGE_REPO}:{variant}-{h.hexdigest()[:_HASH_LEN]}"
+
+
+def write_context_tar(files: Iterable[ContextFile], fileobj: IO[bytes]) -> None:
+    """The context as an uncompressed tar with fixed owners and times, so equal inputs give the
+    engine equal bytes and its layer cache hits."""
+    with tarfile.open(fileobj=fileobj, mode="w") as tar:
+        for f in files:
+            info = tar.gettarinfo(str(f.source), arcname=f.arcname)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            info.mode = 0o755 if info.mode & 0o111 else 0o644
+            if info.isreg():
+                with f.source.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """One Dockerfile instruction as the (legacy) builder reported it."""
+
+    number: int
+    total: int
+    instruction: str
+    cached: bool
+
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+def parse_build_output(lines: Iterable[str]) -> list[BuildStep]:
+    """Steps from the engine's build stream: ``Step N/M : INSTR`` then ``---> Using cache``
+    when the layer came from the cache."""
+    steps: list[BuildStep] = []
+    current: tuple[int, int, str] | None = None
+    cached = False
+
+    def flush() -> None:
+        if current is not None:
+            steps.append(BuildStep(current[0], current[1], current[2], cached))
+
+    for line in "".join(lines).splitlines():
+        m = _STEP.match(line.strip())
+        if m:
+            flush()
+            current, cached = (int(m[1]), int(m[2]), m[3]), False
+        elif line.strip() == "---> Using cache":
+            cached = True
+    flush()
+    return steps
