@@ -100,12 +100,12 @@ VOLUME_ERRORS = [
     ("", "invalid empty volume spec"),
     ("glt-x:", "invalid spec: glt-x:: empty section between colons"),
     ("a:b:c:d", "invalid volume specification: 'a:b:c:d'"),
-    ("/srv:rel", "invalid volume specification: '/srv:rel': "
-                 "invalid mount path: 'rel' mount path must be absolute"),
+    ("/srv:rel", ("invalid volume specification: '/srv:rel': "
+                 "invalid mount path: 'rel' mount path must be absolute")),
     ("glt-x:/m:bogus", "invalid mode: bogus"),
-    ("relative/path:/x", 'create relative/path: "relative/path" includes invalid characters '
+    ("relative/path:/x", ('create relative/path: "relative/path" includes invalid characters '
                          'for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are '
-                         "allowed. If you intended to pass a host directory, use absolute path"),
+                         "allowed. If you intended to pass a host directory, use absolute path")),
 ]
 
 
