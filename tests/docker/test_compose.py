@@ -1,0 +1,272 @@
+"""compose.gpu.yml (+ compose.cpu.yml) as Compose v2 reads it, and the CPU stack brought up for
+real: the predictor on 127.0.0.1, Prometheus scraping it over the compose network, `down -v`
+leaving nothing behind. Select with `-k compose`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import IN_CI, ROOT, TEST_LABEL, free_port, unique
+
+GPU_FILE = ROOT / "compose.gpu.yml"
+CPU_FILE = ROOT / "compose.cpu.yml"
+DASHBOARD = ROOT / "deploy/grafana/dashboards/predictor.json"
+DATASOURCES = ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml"
+SERVICES = ("predictor", "prometheus", "grafana")
+# The port variables the file reads; pinned to unused ports so nothing here meets 8000/9090.
+PORT_VARS = ("PREDICTOR_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")
+
+
+def _compose_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    # Only what the file reads may vary; the caller's shell must not leak into the tests.
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"PUBLISH_ADDR", "PREDICTOR_IMAGE", "MEMLOCK_LIMIT", "COMPOSE_PROJECT_NAME",
+                        "COMPOSE_FILE", "COMPOSE_PROFILES", *PORT_VARS}}
+    return {**env, **(extra or {})}
+
+
+def compose(*args: str, files: tuple[Path, ...] = (GPU_FILE,), env: dict[str, str] | None = None,
+            timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = ["docker", "compose", "--project-directory", str(ROOT)]
+    for f in files:
+        cmd += ["-f", str(f)]
+    proc = subprocess.run([*cmd, *args], cwd=ROOT, env=_compose_env(env), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd[2:] + list(args))} exited {proc.returncode}:\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def config(files: tuple[Path, ...] = (GPU_FILE,), env: dict[str, str] | None = None,
+           profiles: tuple[str, ...] = ()) -> dict[str, Any]:
+    profile_args = [a for p in profiles for a in ("--profile", p)]
+    out = compose(*profile_args, "config", "--format", "json", files=files, env=env).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compose_v2() -> None:
+    """The real Compose v2 plugin. Missing: fail when CI=true, else skip."""
+    try:
+        version = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True,
+                                 text=True, timeout=30, check=False)
+        ok = version.returncode == 0
+        why = version.stderr.strip() or version.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        ok, why = False, f"{type(exc).__name__}: {exc}"
+    if not ok:
+        msg = f"docker compose v2 not available ({why}); run scripts/setup --engine"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+# --- the file as Compose reads it -----------------------------------------------------------
+
+
+def test_compose_gpu_config_reserves_all_gpus() -> None:
+    predictor = config()["services"]["predictor"]
+    assert predictor["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}]
+    assert predictor["build"]["dockerfile"] == "Dockerfile.gpu"
+
+
+def test_compose_cpu_override_reserves_no_devices() -> None:
+    predictor = config((GPU_FILE, CPU_FILE))["services"]["predictor"]
+    assert "deploy" not in predictor
+    assert predictor["build"]["dockerfile"] == "Dockerfile"
+    assert set(predictor["build"]["args"]) == {"BASE_IMAGE"}
+
+
+@pytest.mark.parametrize("files", [(GPU_FILE,), (GPU_FILE, CPU_FILE)], ids=["gpu", "cpu"])
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_service_is_hardened(service: str, files: tuple[Path, ...]) -> None:
+    svc = config(files, profiles=("grafana",))["services"][service]
+    hardening = {k: svc.get(k) for k in ("read_only", "cap_drop", "security_opt", "tmpfs",
+                                         "restart")}
+    assert hardening == {"read_only": True, "cap_drop": ["ALL"],
+                         "security_opt": ["no-new-privileges:true"], "tmpfs": ["/tmp"],
+                         "restart": "unless-stopped"}
+    uid = svc["user"].split(":")[0]
+    assert uid.isdigit() and uid != "0", f"{service} runs as user {svc['user']!r}"
+    assert "healthcheck" in svc and svc["healthcheck"]["test"][0] == "CMD"
+    assert list(svc["networks"]) == ["backend"]
+
+
+@pytest.mark.parametrize(("env", "host_ip"), [
+    ({}, "127.0.0.1"),
+    ({"PUBLISH_ADDR": "0.0.0.0"}, "0.0.0.0"),
+], ids=["loopback-by-default", "widened-by-PUBLISH_ADDR"])
+def test_compose_publishes_ports_on(env: dict[str, str], host_ip: str) -> None:
+    services = config(env=env, profiles=("grafana",))["services"]
+    published = {(name, p["host_ip"], p["target"]) for name, svc in services.items()
+                 for p in svc.get("ports", [])}
+    assert published == {("predictor", host_ip, 8000), ("prometheus", host_ip, 9090),
+                         ("grafana", host_ip, 3000)}
+
+
+def test_compose_grafana_stays_off_without_its_profile() -> None:
+    assert set(config()["services"]) == {"predictor", "prometheus"}
+
+
+def test_compose_prometheus_waits_for_a_healthy_predictor() -> None:
+    services = config(profiles=("grafana",))["services"]
+    assert services["prometheus"]["depends_on"]["predictor"]["condition"] == "service_healthy"
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def test_compose_names_volumes_for_models_data_and_metrics() -> None:
+    cfg = config(profiles=("grafana",))
+    mounts = {(name, m["source"], m["target"]) for name, svc in cfg["services"].items()
+              for m in svc.get("volumes", []) if m["type"] == "volume"}
+    assert mounts == {("predictor", "models", "/models"), ("predictor", "data", "/data"),
+                      ("prometheus", "prometheus-data", "/prometheus"),
+                      ("grafana", "grafana-data", "/var/lib/grafana")}
+
+
+def _dashboard_exprs() -> list[str]:
+    dash = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+
+
+def test_compose_grafana_dashboard_uses_the_provisioned_datasource() -> None:
+    dash = json.loads(DASHBOARD.read_text())
+    uid = re.search(r"^\s*uid:\s*(\S+)", DATASOURCES.read_text(), re.MULTILINE)
+    assert uid is not None
+    panels = [p for p in dash["panels"] if p["type"] != "row"]
+    assert {p["datasource"]["uid"] for p in panels} == {uid.group(1)}
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+    titles = {p["title"] for p in panels}
+    assert {"GPU utilisation", "GPU memory", "GPU power", "Request latency",
+            "Batch size"} <= titles
+
+
+# --- the CPU stack, for real ----------------------------------------------------------------
+
+
+def _render_dashboard_expr(expr: str) -> str:
+    # Grafana's variables, as the dashboard's defaults would fill them in.
+    return (expr.replace("$__rate_interval", "1m").replace("$job", "predictor")
+            .replace("$instance", ".*"))
+
+
+def _wait_for(what: str, probe: Any, timeout: float, log: Any) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+            if last:
+                return last
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(1)
+    raise AssertionError(f"{what} not seen within {timeout}s (last: {last!r}):\n{log()}")
+
+
+def _leftovers(docker_client: Any, project: str) -> list[str]:
+    label = f"com.docker.compose.project={project}"
+    return ([f"container {c.name}" for c in docker_client.containers.list(
+                all=True, filters={"label": label})]
+            + [f"volume {v.name}" for v in docker_client.volumes.list(filters={"label": label})]
+            + [f"network {n.name}" for n in docker_client.networks.list(
+                filters={"label": label})])
+
+
+@pytest.fixture
+def predictor_image(docker_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The CPU service image (tests/docker/conftest.py builds it once), under a tag of our own."""
+    try:
+        image = request.getfixturevalue("cpu_image")
+    except pytest.FixtureLookupError:  # until the image tests' conftest provides it
+        pytest.skip("no cpu_image fixture in tests/docker/conftest.py")
+    tag = f"gpu-launcher/predictor:{unique('compose')}"
+    docker_client.images.get(getattr(image, "id", image)).tag(tag)
+    yield tag
+    docker_client.images.remove(tag, noprune=True)
+
+
+@pytest.fixture
+def prometheus_image(docker_client: Any) -> str:
+    """prom/prometheus as the file pins it: the real one, or the Debian stand-in."""
+    image = config()["services"]["prometheus"]["image"]
+    proc = subprocess.run([str(ROOT / "scripts/standin-third-party")], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    docker_client.images.get(image)
+    return image
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_compose_cpu_stack_serves_and_is_scraped(docker_client: Any, predictor_image: str,
+                                                 prometheus_image: str,
+                                                 tmp_path: Path) -> None:
+    project = unique("glt-compose")
+    ports = {var: free_port() for var in ("PREDICTOR_PORT", "PROMETHEUS_PORT")}
+    env = {"PREDICTOR_IMAGE": predictor_image, **{k: str(v) for k, v in ports.items()}}
+    # An engine started from a shell with a capped memlock can't hand out "unlimited".
+    memlock = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    if memlock != resource.RLIM_INFINITY:
+        env["MEMLOCK_LIMIT"] = str(memlock)
+    # Our label on everything the stack creates, so a crashed run is still findable.
+    label = dict(TEST_LABEL)
+    labels = tmp_path / "compose.test-labels.yml"
+    labels.write_text(json.dumps({
+        "services": {s: {"labels": label} for s in ("predictor", "prometheus")},
+        "networks": {"backend": {"labels": label}},
+        "volumes": {v: {"labels": label} for v in ("models", "data", "prometheus-data")},
+    }))
+    files = (GPU_FILE, CPU_FILE, labels)
+    predictor = f"http://127.0.0.1:{ports['PREDICTOR_PORT']}"
+    prometheus = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
+
+    def logs() -> str:
+        return compose("-p", project, "logs", "--no-color", "--tail", "40", files=files, env=env,
+                       check=False).stdout
+
+    try:
+        started = time.monotonic()
+        compose("-p", project, "up", "--detach", "--wait", "--wait-timeout", "180", "--no-build",
+                "--pull", "never", files=files, env=env, timeout=240)
+        up_s = time.monotonic() - started
+
+        body = {"inputs": [[0.0] * 64]}
+        answer = requests.post(predictor + "/predict", json=body, timeout=10)
+        assert answer.status_code == 200, answer.text
+
+        def predictor_up() -> bool:
+            r = requests.get(prometheus + "/api/v1/query", params={"query": 'up{job="predictor"}'},
+                             timeout=5).json()
+            return [s["value"][1] for s in r["data"]["result"]] == ["1"]
+
+        _wait_for("up{job=\"predictor\"} == 1 in Prometheus", predictor_up, 60, logs)
+        scraped_s = time.monotonic() - started
+
+        # Every dashboard query is valid PromQL to this Prometheus, and the request-side series
+        # it draws exist once the predictor has answered.
+        for expr in _dashboard_exprs():
+            r = requests.get(prometheus + "/api/v1/query",
+                             params={"query": _render_dashboard_expr(expr)}, timeout=5).json()
+            assert r["status"] == "success", (expr, r)
+        names = set(requests.get(prometheus + "/api/v1/label/__name__/values",
+                                 timeout=5).json()["data"])
+        assert "predictor_requests_total" in names, sorted(names)
+        print(f"compose up --wait {up_s:.1f}s, predictor scraped after {scraped_s:.1f}s")
+    finally:
+        down = compose("-p", project, "down", "--volumes", "--remove-orphans", "--timeout", "10",
+                       files=files, env=env, timeout=120, check=False)
+    assert down.returncode == 0, down.stderr
+    assert _leftovers(docker_client, project) == []
