@@ -21,7 +21,7 @@ RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sb
 # Upstream's default config (it scrapes itself), for a bare `docker run`.
 COPY prometheus.yml /etc/prometheus/prometheus.yml
 LABEL org.gpu-launcher.standin=true \
-      org.opencontainers.image.description="stand-in for prom/prometheus built from Debian's prometheus ${PROMETHEUS_DEB_VERSION}"
+      org.opencontainers.image.description="prom/prometheus stand-in: Debian prometheus"
 USER 65534:65534
 WORKDIR /prometheus
 VOLUME ["/prometheus"]

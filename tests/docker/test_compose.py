@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from launcher._build import IMAGE_REPO
 from tests.conftest import IN_CI, ROOT, TEST_LABEL, free_port, unique
 
 GPU_FILE = ROOT / "compose.gpu.yml"
@@ -81,6 +82,16 @@ def test_compose_gpu_config_reserves_all_gpus() -> None:
     assert predictor["deploy"]["resources"]["reservations"]["devices"] == [
         {"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}]
     assert predictor["build"]["dockerfile"] == "Dockerfile.gpu"
+
+
+@pytest.mark.parametrize(("files", "image"), [
+    ((GPU_FILE,), f"{IMAGE_REPO}:gpu"),
+    ((GPU_FILE, CPU_FILE), f"{IMAGE_REPO}:cpu"),
+], ids=["gpu", "cpu"])
+def test_compose_predictor_image_is_the_launchers(files: tuple[Path, ...], image: str) -> None:
+    assert config(files)["services"]["predictor"]["image"] == image
+    overridden = config(files, env={"PREDICTOR_IMAGE": "x/y:z"})
+    assert overridden["services"]["predictor"]["image"] == "x/y:z"
 
 
 def test_compose_cpu_override_reserves_no_devices() -> None:
@@ -192,7 +203,7 @@ def predictor_image(docker_client: Any, request: pytest.FixtureRequest) -> Itera
         image = request.getfixturevalue("cpu_image")
     except pytest.FixtureLookupError:  # until the image tests' conftest provides it
         pytest.skip("no cpu_image fixture in tests/docker/conftest.py")
-    tag = f"gpu-launcher/predictor:{unique('compose')}"
+    tag = f"{IMAGE_REPO}:{unique('compose')}"
     docker_client.images.get(getattr(image, "id", image)).tag(tag)
     yield tag
     docker_client.images.remove(tag, noprune=True)
