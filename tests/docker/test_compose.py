@@ -254,6 +254,15 @@ def test_compose_cpu_stack_serves_and_is_scraped(docker_client: Any, predictor_i
                 "--pull", "never", files=files, env=env, timeout=240)
         up_s = time.monotonic() - started
 
+        (container,) = docker_client.containers.list(filters={"label": [
+            f"com.docker.compose.project={project}", "com.docker.compose.service=predictor"]})
+        host = container.attrs["HostConfig"]
+        assert [b["HostIp"] for b in host["PortBindings"]["8000/tcp"]] == ["127.0.0.1"]
+        assert (host["ReadonlyRootfs"], host["CapDrop"], host["SecurityOpt"], host["Tmpfs"]) == (
+            True, ["ALL"], ["no-new-privileges:true"], {"/tmp": ""})
+        assert container.attrs["Config"]["User"] == "10001:10001"
+        assert host["DeviceRequests"] in (None, [])
+
         body = {"inputs": [[0.0] * 64]}
         answer = requests.post(predictor + "/predict", json=body, timeout=10)
         assert answer.status_code == 200, answer.text
