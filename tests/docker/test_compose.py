@@ -164,6 +164,29 @@ def test_compose_grafana_dashboard_uses_the_provisioned_datasource() -> None:
             "Batch size"} <= titles
 
 
+def _exported_names() -> set[str]:
+    """Series names the service's registry exports, with one fake GPU behind NVML that this
+    process uses (so the per-process memory gauge is there too)."""
+    from prometheus_client import CollectorRegistry
+
+    from service._metrics import ServiceMetrics
+    from tests.fakenvml import FakeGpu, FakeNvml, loader
+
+    registry = CollectorRegistry()
+    ServiceMetrics(registry, nvml_loader=loader(FakeNvml([FakeGpu(processes=[(os.getpid(), 1 << 30)])])))
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                "gauge": ("",), "info": ("_info",)}
+    return {f.name + suffix for f in registry.collect() for suffix in suffixes.get(f.type, ("",))}
+
+
+def test_compose_grafana_dashboard_queries_metrics_the_service_exports() -> None:
+    queried = {name for expr in _dashboard_exprs()
+               for name in re.findall(r"\bpredictor_\w+", expr)}
+    assert queried - _exported_names() == set()
+    assert {"predictor_gpu_utilization_ratio", "predictor_gpu_power_watts",
+            "predictor_request_duration_seconds_bucket", "predictor_batch_size_bucket"} <= queried
+
+
 # --- the CPU stack, for real ----------------------------------------------------------------
 
 
