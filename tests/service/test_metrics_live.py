@@ -1,0 +1,67 @@
+"""/metrics of a real `python -m service` process: what promtool and a scraper see."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import requests
+
+from tests.conftest import IN_CI
+
+pytestmark = pytest.mark.slow
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; missing: fail in CI (scripts/setup --tools installs it), else skip."""
+    path = shutil.which(name)
+    if path is None:
+        msg = f"{name} not on PATH; run scripts/setup --tools (Debian package 'prometheus')"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+ROW = [0.0] * 64  # one row of the built-in digits model
+
+
+def traffic(url: str, count: int) -> None:
+    """``count`` predictions and readiness checks, then one unknown path."""
+    with requests.Session() as session:
+        for _ in range(count):
+            assert session.get(url + "/readyz", timeout=5).status_code == 200
+            response = session.post(url + "/predict", json={"inputs": [ROW, ROW]}, timeout=10)
+            assert response.status_code == 200, response.text
+        assert session.get(url + "/no-such-page", timeout=5).status_code == 404
+
+
+def test_promtool_finds_nothing_on_a_live_scrape(server_factory) -> None:  # type: ignore[no-untyped-def]
+    promtool = require_tool("promtool")
+    server = server_factory()
+    traffic(server.url, 5)
+    response = requests.get(server.url + "/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    check = subprocess.run([promtool, "check", "metrics"], input=response.content,
+                           capture_output=True, timeout=30, check=False)
+    assert (check.returncode, check.stdout, check.stderr) == (0, b"", b""), response.text
+
+
+def test_live_scrape_counts_requests_by_route_and_reports_no_gpu(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory(env={"DEVICE": "cpu"})
+    traffic(server.url, 3)
+    body = requests.get(server.url + "/metrics", timeout=10).text
+    lines = body.splitlines()
+    assert 'predictor_requests_total{code="200",endpoint="/predict"} 3.0' in lines
+    assert 'predictor_requests_total{code="200",endpoint="/readyz"}' in body
+    assert 'predictor_requests_total{code="404",endpoint="other"} 1.0' in lines
+    assert 'predictor_request_duration_seconds_count{endpoint="/predict"} 3.0' in lines
+    assert "predictor_batch_size_sum 6.0" in lines  # 3 requests of 2 rows, however batched
+    assert "predictor_queue_duration_seconds_count 3.0" in lines  # one wait per request
+    assert "predictor_in_flight_requests 1.0" in lines  # the scrape itself is in flight
+    assert "predictor_gpus 0.0" in lines  # no NVIDIA driver on this host
+    assert "predictor_gpu_scrape_errors_total 0.0" in lines
+    info = [line for line in lines if line.startswith("predictor_model_info{")]
+    assert len(info) == 1 and 'device="cpu"' in info[0], info
