@@ -173,7 +173,8 @@ def _exported_names() -> set[str]:
     from tests.fakenvml import FakeGpu, FakeNvml, loader
 
     registry = CollectorRegistry()
-    ServiceMetrics(registry, nvml_loader=loader(FakeNvml([FakeGpu(processes=[(os.getpid(), 1 << 30)])])))
+    gpu = FakeGpu(processes=[(os.getpid(), 1 << 30)])
+    ServiceMetrics(registry, nvml_loader=loader(FakeNvml([gpu])))
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
                 "gauge": ("",), "info": ("_info",)}
     return {f.name + suffix for f in registry.collect() for suffix in suffixes.get(f.type, ("",))}
