@@ -1,0 +1,64 @@
+"""``python -m service``: serve the predictor with uvicorn (httptools, uvloop)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from service._predictor import Predictor, PredictorError, load_predictor_class
+from service._settings import Settings, SettingsError
+
+# Lets in-flight requests finish on SIGTERM; a request still running after this is cut.
+GRACEFUL_SECONDS = 30
+
+
+def build_predictor(settings: Settings) -> Predictor:
+    if settings.predictor:
+        return load_predictor_class(settings.predictor)
+    from service._torch import TorchModelPredictor  # torch loads only when it is used
+
+    return TorchModelPredictor(settings.model_path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument("--host", help="address to bind (default: $HOST or 0.0.0.0)")
+    parser.add_argument("--port", help="port to bind (default: $PORT or 8000)")
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    if args.host:
+        env["HOST"] = args.host
+    if args.port:
+        env["PORT"] = args.port
+    try:
+        settings = Settings.from_env(env)
+        predictor = build_predictor(settings)
+    except (SettingsError, PredictorError) as exc:
+        print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+    from prometheus_client import CollectorRegistry
+
+    from service._app import create_app
+
+    app = create_app(predictor, settings, CollectorRegistry())
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
+                            http="httptools", lifespan="on", access_log=settings.access_log,
+                            log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the captured SIGTERM after its graceful shutdown; with a Python handler
+    # in place that is a no-op and the process exits 0 instead of dying by the signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

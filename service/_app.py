@@ -1,0 +1,251 @@
+"""``create_app(predictor, settings, registry)``: the HTTP service around one predictor.
+
+``POST /predict`` is answered by a lean ASGI path in front of FastAPI (orjson in and out, no
+per-request pydantic); FastAPI still declares it, so ``/docs`` describes it, and serves the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from array import array
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service._batcher import Batcher
+from service._inputs import BadRequest, check_rows, decode_json, inputs_of
+from service._metrics import ServiceMetrics
+from service._predictor import Batch, Predictor, PredictorError
+from service._settings import Settings
+from service.nvml import load_nvml
+
+__all__ = ["Health", "create_app"]
+
+log = logging.getLogger("service")
+_JSON = [(b"content-type", b"application/json")]
+
+
+class Health:
+    """starting -> ready, or starting -> failed (with the reason)."""
+
+    def __init__(self) -> None:
+        self.state = "starting"
+        self.reason = ""
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Any] = Field(description="one per input row, in order: the argmax class")
+    scores: list[list[float]] = Field(
+        description="one per input row: the softmax over the model's K outputs")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong with the request")
+
+
+class _Service:
+    def __init__(self, predictor: Predictor, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.predictor = predictor
+        self.settings = settings
+        self.metrics = metrics
+        self.health = Health()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self.batcher: Batcher | None = None
+        self._decode: Callable[[Any], Any] | None = getattr(predictor, "decode", None)
+        self._encode: Callable[[Any], Any] | None = getattr(predictor, "encode", None)
+
+    def load(self) -> int:
+        """In the worker thread: setup, settle the input width, warm up at 1 and max rows."""
+        self.predictor.setup(self.settings.device)
+        declared, found = self.settings.input_width, self.predictor.input_width
+        if declared and found and declared != found:
+            raise PredictorError(f"INPUT_WIDTH={declared} but the model takes {found} values",
+                                 "unset INPUT_WIDTH or fix it")
+        width = declared or found
+        if not width:
+            raise PredictorError("the model's input width is unknown",
+                                 "set INPUT_WIDTH to the number of values per row")
+        for rows in sorted({1, self.settings.max_batch_rows}):
+            outputs = self.predictor.predict(Batch(array("f", bytes(4 * rows * width)), rows, width))
+            bad = [k for k, v in outputs.items() if len(v) != rows]
+            if bad:
+                raise PredictorError(f"warm-up: output {bad[0]!r} is not one item per row",
+                                     "predict() must return columns with one item per row")
+        return width
+
+    async def start(self) -> None:
+        try:
+            width = await asyncio.get_running_loop().run_in_executor(self.executor, self.load)
+        except Exception as exc:  # noqa: BLE001 - reported by /readyz and the log
+            hint = getattr(exc, "hint", "")
+            self.health.reason = f"{getattr(exc, 'message', None) or exc}" + (
+                f" (hint: {hint})" if hint else "")
+            self.health.state = "failed"
+            log.error("model failed to load: %s", self.health.reason)
+            return
+        info = {str(k): str(v) for k, v in getattr(self.predictor, "info", {}).items()}
+        self.metrics.set_model_info(**info)
+        s = self.settings
+        self.batcher = Batcher(self.predictor.predict, width, s.max_batch_rows,
+                               s.max_wait_ms / 1000, self.metrics.observe_batch, self.executor)
+        self.health.state = "ready"
+        log.info("ready: %s, input width %d", info or type(self.predictor).__name__, width)
+
+    async def predict(self, body: bytes) -> tuple[int, bytes]:
+        batcher = self.batcher
+        if batcher is None:
+            return 503, orjson.dumps({"detail": f"model is not ready ({self.health.state})"})
+        try:
+            payload = decode_json(body)
+            inputs = self._decode(payload) if self._decode else inputs_of(payload)
+            values = check_rows(inputs, batcher.width, self.settings.max_request_rows)
+        except BadRequest as exc:
+            return exc.status, orjson.dumps({"detail": exc.message})
+        except ValueError as exc:  # from a decode hook: the payload did not fit the model
+            return 422, orjson.dumps({"detail": str(exc)})
+        try:
+            outputs = await batcher.submit(values, len(values) // batcher.width)
+        except Exception as exc:
+            log.exception("inference failed")
+            return 500, orjson.dumps({"detail": f"inference failed: {type(exc).__name__}: {exc}"})
+        return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs)
+
+
+class _PredictPath:
+    """ASGI: ``POST /predict`` straight to the service; everything else to FastAPI."""
+
+    def __init__(self, app: ASGIApp, service: _Service, route: BaseRoute) -> None:
+        self.app = app
+        self.service = service
+        self.route = route
+        self.limit = service.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route  # what the metrics label the request with
+        try:
+            body = await self._body(scope, receive)
+        except BadRequest as exc:
+            status, content = exc.status, orjson.dumps({"detail": exc.message})
+        except _Disconnected:
+            return
+        else:
+            status, content = await self.service.predict(body)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*_JSON, (b"content-length", b"%d" % len(content))]})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.limit:
+                    raise BadRequest(413, f"body is {int(value)} bytes, over the limit of "
+                                          f"{self.limit} bytes (MAX_BODY_BYTES)")
+                break
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk: bytes = message.get("body", b"")
+            if not message.get("more_body", False) and not chunks:
+                if len(chunk) > self.limit:
+                    break
+                return chunk  # the common case: one chunk
+            size += len(chunk)
+            if size > self.limit:
+                break
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        raise BadRequest(413, f"body is over the limit of {self.limit} bytes (MAX_BODY_BYTES)")
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def _request_schema(settings: Settings) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {"inputs": {
+            "type": "array", "minItems": 1, "maxItems": settings.max_request_rows,
+            "description": "a batch of rows; every row has the model's input width (64 raw "
+                           "0-16 pixels for the built-in digits model)",
+            "items": {"type": "array", "items": {"type": "number"}},
+        }},
+        "example": {"inputs": [[0.0] * 64]},
+    }
+
+
+def create_app(predictor: Predictor, settings: Settings, registry: CollectorRegistry,
+               nvml_loader: Callable[[], Any] | None = load_nvml) -> ASGIApp:
+    """The service as an ASGI app; the model loads in the background after startup."""
+    metrics = ServiceMetrics(registry, nvml_loader)
+    service = _Service(predictor, settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(service.start())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            service.executor.shutdown(wait=True)  # in-flight work is done by now (uvicorn)
+
+    app = FastAPI(title="predictor", version="0.1.0", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """The process is alive (503 only when the model failed to load)."""
+        failed = service.health.state == "failed"
+        body = {"status": "failed", "reason": service.health.reason} if failed else {"status": "ok"}
+        return Response(orjson.dumps(body), 503 if failed else 200, media_type="application/json")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        """200 once the model is loaded and warmed up; 503 while starting or after a failure."""
+        health = service.health
+        body: dict[str, str] = {"status": health.state}
+        if health.reason:
+            body["reason"] = health.reason
+        status = 200 if health.state == "ready" else 503
+        return Response(orjson.dumps(body), status, media_type="application/json")
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, headers={"content-type": content_type})
+
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorResponse, "description": what} for code, what in (
+            (400, "the body is not JSON"), (413, "the body is over MAX_BODY_BYTES"),
+            (422, "valid JSON but not a batch of rows of the model's width"),
+            (503, "the model is not loaded yet"))}
+
+    @app.post("/predict", response_model=PredictResponse, responses=errors,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": _request_schema(settings)}}}})
+    async def predict(request: Request) -> Response:
+        """Predict a batch: ``{"inputs": [[...], ...]}`` -> one prediction and score row each.
+
+        Concurrent requests are merged into one forward pass (dynamic batching)."""
+        status, content = await service.predict(await request.body())
+        return Response(content, status, media_type="application/json")
+
+    route = next(r for r in app.router.routes if getattr(r, "path", None) == "/predict")
+    return metrics.asgi(_PredictPath(app, service, route))

@@ -1,0 +1,91 @@
+"""The model contract: ``setup(device)`` once, ``predict(batch)`` many times, optional hooks.
+
+A predictor is any object with::
+
+    input_width: int | None            # known after setup (None: INPUT_WIDTH must be set)
+    def setup(self, device: str) -> None
+    def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]   # columns, one item per row
+    # optional
+    def decode(self, payload: Any) -> Any   # request JSON -> the list of rows ('inputs' if absent)
+    def encode(self, outputs: dict[str, list[Any]]) -> Any   # one request's columns -> response
+    info: Mapping[str, str]             # labels for the model-info metric, read after setup
+
+``PREDICTOR=package.module:Class`` selects such a class (built with no arguments); otherwise the
+built-in :class:`service._torch.TorchModelPredictor` serves ``MODEL_PATH``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Batch", "Predictor", "PredictorError", "check_predictor", "load_predictor_class"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """``rows`` rows of ``width`` float32 values, row-major in one buffer."""
+
+    values: array[float]
+    rows: int
+    width: int
+
+    def tolist(self) -> list[list[float]]:
+        w = self.width
+        return [self.values[i * w:(i + 1) * w].tolist() for i in range(self.rows)]
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    input_width: int | None
+
+    def setup(self, device: str) -> None: ...
+
+    def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]: ...
+
+
+class PredictorError(Exception):
+    """A predictor that cannot be used; the message says which and how to fix it."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def check_predictor(predictor: object, name: str) -> Predictor:
+    for method in ("setup", "predict"):
+        if not callable(getattr(predictor, method, None)):
+            raise PredictorError(f"predictor {name} has no {method}() method",
+                                 "define setup(self, device) and predict(self, batch)")
+    for hook in ("decode", "encode"):
+        if hasattr(predictor, hook) and not callable(getattr(predictor, hook)):
+            raise PredictorError(f"predictor {name}: {hook} is not callable",
+                                 f"make {hook} a method or remove it")
+    if not hasattr(predictor, "input_width"):
+        raise PredictorError(f"predictor {name} has no input_width attribute",
+                             "set self.input_width (an int, or None and INPUT_WIDTH=...)")
+    return predictor  # type: ignore[return-value]
+
+
+def load_predictor_class(spec: str) -> Predictor:
+    """Import ``module:Class`` and build it with no arguments."""
+    module_name, _, class_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PredictorError(f"PREDICTOR={spec}: cannot import {module_name!r} ({exc})",
+                             "check the module is on PYTHONPATH (the working directory is)")
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise PredictorError(f"PREDICTOR={spec}: {module_name} has no class {class_name!r}",
+                             "name a class defined in that module")
+    try:
+        instance = cls()
+    except Exception as exc:
+        raise PredictorError(f"PREDICTOR={spec}: {class_name}() failed: {exc}",
+                             "the class must be constructible with no arguments") from exc
+    return check_predictor(instance, spec)

@@ -1,0 +1,130 @@
+"""Typed settings of the service, read from the environment (pure: takes a mapping)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DEFAULT_MODEL_PATH", "Settings", "SettingsError", "parse_device"]
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "digits.pt"
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_PREDICTOR = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_Getter = Callable[[str], "str | None"]
+
+
+class SettingsError(ValueError):
+    """A setting with a bad value; the message names the setting and echoes the value."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8000
+    device: str = "auto"
+    model_path: Path = DEFAULT_MODEL_PATH
+    predictor: str = ""  # "package.module:Class" selects a Python predictor instead of MODEL_PATH
+    input_width: int | None = None  # None: read it from the model
+    max_batch_rows: int = 64
+    max_wait_ms: float = 0.0
+    max_request_rows: int = 1024
+    max_body_bytes: int = 1 << 20
+    log_level: str = "info"
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from ``env`` (``os.environ``); unset or empty keys keep the defaults."""
+
+        def get(key: str) -> str | None:
+            value = env.get(key)
+            return value.strip() if value is not None and value.strip() else None
+
+        d = cls()
+        host = get("HOST") or d.host
+        port = _int(get, "PORT", d.port, 0, 65535)
+        device = parse_device(get("DEVICE") or d.device)
+        model_path = Path(get("MODEL_PATH") or d.model_path)
+        predictor = get("PREDICTOR") or ""
+        if predictor and not _PREDICTOR.fullmatch(predictor):
+            raise SettingsError(
+                f"Setting 'PREDICTOR' has value {predictor!r}. Not a 'module:Class' reference.",
+                "set PREDICTOR=package.module:ClassName (importable from the working directory)",
+            )
+        width_raw = get("INPUT_WIDTH")
+        input_width = None if width_raw is None else _int(get, "INPUT_WIDTH", 0, 1, 1 << 20)
+        max_batch_rows = _int(get, "MAX_BATCH_ROWS", d.max_batch_rows, 1, 1 << 20)
+        max_wait_ms = _float(get, "MAX_WAIT_MS", d.max_wait_ms, 0.0, 10_000.0)
+        max_request_rows = _int(get, "MAX_REQUEST_ROWS", d.max_request_rows, 1, 1 << 20)
+        max_body_bytes = _int(get, "MAX_BODY_BYTES", d.max_body_bytes, 64, 1 << 31)
+        log_level = (get("LOG_LEVEL") or d.log_level).lower()
+        if log_level not in _LOG_LEVELS:
+            raise SettingsError(
+                f"Setting 'LOG_LEVEL' has value {log_level!r}. Not a log level.",
+                f"use one of: {', '.join(_LOG_LEVELS)}",
+            )
+        access_log = _bool(get, "ACCESS_LOG", d.access_log)
+        return cls(host, port, device, model_path, predictor, input_width, max_batch_rows,
+                   max_wait_ms, max_request_rows, max_body_bytes, log_level, access_log)
+
+
+def parse_device(value: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (normalised to lower case)."""
+    device = value.strip().lower()
+    if not _DEVICE.fullmatch(device):
+        raise SettingsError(
+            f"Setting 'DEVICE' has value {value!r}. Not a valid device.",
+            "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0)",
+        )
+    return device
+
+
+def _int(get: _Getter, key: str, default: int, low: int, high: int) -> int:
+    raw = get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"Setting {key!r} has value {raw!r}. Not a valid integer.",
+                            f"set {key} to a whole number between {low} and {high}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"Setting {key!r} has value {raw!r}. Out of range.",
+                            f"set {key} to a whole number between {low} and {high}")
+    return value
+
+
+def _float(get: _Getter, key: str, default: float, low: float, high: float) -> float:
+    raw = get(key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # also false for NaN
+        raise SettingsError(f"Setting {key!r} has value {raw!r}. Not a number in range.",
+                            f"set {key} to a number between {low:g} and {high:g}")
+    return value
+
+
+def _bool(get: _Getter, key: str, default: bool) -> bool:
+    raw = get(key)
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"Setting {key!r} has value {raw!r}. Not a valid bool.",
+                        f"set {key} to true or false")

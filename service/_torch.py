@@ -1,0 +1,106 @@
+"""The one module that imports torch: the built-in predictor for TorchScript / torch.export files.
+
+The model maps float32 ``[N, F]`` to ``[N, K]``; predictions are the argmax, scores the softmax.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from service._cpu import cpu_threads
+from service._device import choose_device
+from service._predictor import Batch, PredictorError
+
+__all__ = ["TorchModelPredictor", "pick_device", "torch_version"]
+
+log = logging.getLogger("service")
+
+
+def torch_version() -> str:
+    return str(torch.__version__)
+
+
+def pick_device(requested: str) -> str:
+    """Resolve auto|cpu|cuda|cuda:N (raises DeviceError); logs the CPU fallback once."""
+    choice = choose_device(requested, torch.version.cuda is not None, torch.cuda.is_available(),
+                           torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if choice.fallback_reason:
+        log.warning("DEVICE=auto: running on the CPU because %s", choice.fallback_reason)
+    return choice.device
+
+
+def _is_export_archive(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("archive_format") for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+class TorchModelPredictor:
+    """Serves a TorchScript file or a ``torch.export`` archive (``.pt2``)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise PredictorError(f"MODEL_PATH={path}: no such file",
+                                 "point MODEL_PATH at a TorchScript (.pt) or torch.export "
+                                 "(.pt2) file, or unset it for the built-in digits model")
+        self.path = path
+        self.input_width: int | None = None
+        self.device = "cpu"
+        self.info: Mapping[str, str] = {}
+        self._model: Any = None
+
+    def setup(self, device: str) -> None:
+        self.device = pick_device(device)
+        if self.device == "cpu":
+            threads = cpu_threads()
+            torch.set_num_threads(threads)
+            log.info("torch uses %d CPU thread(s) (cgroup quota and affinity)", threads)
+        if _is_export_archive(self.path):
+            program = torch.export.load(str(self.path))
+            self.input_width = _export_width(program)
+            self._model = program.module().to(self.device)
+            kind = "torch.export"
+        else:
+            model = torch.jit.load(str(self.path), map_location=self.device)  # type: ignore[no-untyped-call]
+            model.eval()
+            self.input_width = _script_width(model)
+            self._model = model
+            kind = "torchscript"
+        self.info = {"model": self.path.name, "format": kind, "device": self.device,
+                     "torch_version": torch_version()}
+
+    def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]:
+        x = torch.frombuffer(batch.values, dtype=torch.float32).view(batch.rows, batch.width)
+        with torch.inference_mode():
+            out = self._model(x.to(self.device))
+            if out.dim() != 2 or out.shape[0] != batch.rows:
+                raise ValueError(f"model output has shape {list(out.shape)}, "
+                                 f"expected [{batch.rows}, K]")
+            scores = torch.softmax(out.float(), dim=1)
+            predictions = scores.argmax(dim=1)
+            return {"predictions": predictions.tolist(), "scores": scores.tolist()}
+
+
+def _script_width(model: Any) -> int | None:
+    declared = getattr(model, "input_width", None)
+    if isinstance(declared, int):
+        return declared
+    for name, param in model.named_parameters():  # the first layer's weight is [out, in]
+        return int(param.shape[1]) if name.endswith("weight") and param.dim() == 2 else None
+    return None
+
+
+def _export_width(program: Any) -> int | None:
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in program.graph_signature.user_inputs:
+            shape: tuple[Any, ...] = tuple(getattr(node.meta.get("val"), "shape", ()))
+            return int(shape[1]) if len(shape) == 2 and isinstance(shape[1], int) else None
+    return None

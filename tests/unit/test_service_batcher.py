@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+from array import array
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from service._batcher import Batcher
+from service._predictor import Batch
+
+
+class Recorder:
+    """predict(): row sums as predictions; records batch sizes and the thread it ran on."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[int] = []
+        self.threads: set[str] = set()
+        self.observed: list[tuple[int, int]] = []
+        self.fail = fail
+
+    def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]:
+        self.batches.append(batch.rows)
+        self.threads.add(threading.current_thread().name)
+        if self.fail:
+            raise RuntimeError("model exploded")
+        return {"predictions": [sum(row) for row in batch.tolist()]}
+
+    def observe(self, rows: int, queue_seconds: Sequence[float], seconds: float) -> None:
+        self.observed.append((rows, len(queue_seconds)))
+
+
+def run(recorder: Recorder, requests: list[list[list[float]]], max_rows: int,
+        max_wait_s: float = 0.0) -> list[Any]:
+    async def main() -> list[Any]:
+        with ThreadPoolExecutor(1, thread_name_prefix="inference") as executor:
+            batcher = Batcher(recorder.predict, 2, max_rows, max_wait_s, recorder.observe, executor)
+            calls = [batcher.submit(array("f", [v for row in rows for v in row]), len(rows))
+                     for rows in requests]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("requests, max_rows, max_wait_s, batches", [
+    ([[[1, 1]]], 8, 0.0, [1]),
+    ([[[i, 1]] for i in range(20)], 8, 0.0, [8, 8, 4]),
+    ([[[i, 1]] for i in range(20)], 64, 0.0, [20]),
+    ([[[i, 1]] for i in range(20)], 64, 0.01, [20]),
+    ([[[1, 1]] * 3, [[2, 2]] * 3, [[3, 3]] * 3], 4, 0.0, [3, 3, 3]),
+    ([[[1, 1]] * 10, [[2, 2]]], 4, 0.0, [10, 1]),
+], ids=["single", "split-by-max-rows", "same-tick-merged", "merged-by-max-wait",
+        "requests-never-split", "oversized-request-alone"])
+def test_batches_merge_requests_and_each_caller_gets_its_rows(
+        requests: list[list[list[float]]], max_rows: int, max_wait_s: float,
+        batches: list[int]) -> None:
+    recorder = Recorder()
+    results = run(recorder, requests, max_rows, max_wait_s)
+    assert results == [{"predictions": [float(sum(r)) for r in rows]} for rows in requests]
+    assert recorder.batches == batches
+    assert recorder.threads == {"inference_0"}  # one worker thread, off the event loop
+    assert [rows for rows, _ in recorder.observed] == batches
+    assert sum(n for _, n in recorder.observed) == len(requests)
+
+
+def test_a_failing_forward_pass_fails_every_caller_in_the_batch() -> None:
+    results = run(Recorder(fail=True), [[[1, 1]], [[2, 2]]], 8)
+    assert [str(r) for r in results] == ["model exploded", "model exploded"]
+    assert all(isinstance(r, RuntimeError) for r in results)

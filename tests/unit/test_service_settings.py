@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service._settings import DEFAULT_MODEL_PATH, Settings, SettingsError, parse_device
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    s = Settings.from_env({})
+    assert (s.host, s.port, s.device, s.model_path, s.predictor) == (
+        "0.0.0.0", 8000, "auto", DEFAULT_MODEL_PATH, "")
+    assert (s.input_width, s.max_batch_rows, s.max_wait_ms, s.max_request_rows,
+            s.max_body_bytes, s.log_level, s.access_log) == (None, 64, 0.0, 1024, 1 << 20,
+                                                             "info", False)
+
+
+@pytest.mark.parametrize("env, field, expected", [
+    ({"HOST": "127.0.0.1"}, "host", "127.0.0.1"),
+    ({"PORT": "9000"}, "port", 9000),
+    ({"PORT": " 9000 "}, "port", 9000),
+    ({"PORT": ""}, "port", 8000),
+    ({"DEVICE": "CUDA:1"}, "device", "cuda:1"),
+    ({"MODEL_PATH": "/m/x.pt"}, "model_path", Path("/m/x.pt")),
+    ({"PREDICTOR": "my_pkg.models:Echo"}, "predictor", "my_pkg.models:Echo"),
+    ({"INPUT_WIDTH": "3"}, "input_width", 3),
+    ({"MAX_BATCH_ROWS": "128"}, "max_batch_rows", 128),
+    ({"MAX_WAIT_MS": "2.5"}, "max_wait_ms", 2.5),
+    ({"MAX_REQUEST_ROWS": "10"}, "max_request_rows", 10),
+    ({"MAX_BODY_BYTES": "4096"}, "max_body_bytes", 4096),
+    ({"LOG_LEVEL": "DEBUG"}, "log_level", "debug"),
+    ({"ACCESS_LOG": "yes"}, "access_log", True),
+    ({"ACCESS_LOG": "0"}, "access_log", False),
+], ids=lambda v: str(v) if not isinstance(v, dict) else ",".join(f"{k}={x}" for k, x in v.items()))
+def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: object) -> None:
+    assert getattr(Settings.from_env(env), field) == expected
+
+
+@pytest.mark.parametrize("env, message, hint", [
+    ({"PORT": "http"}, "Setting 'PORT' has value 'http'. Not a valid integer.",
+     "set PORT to a whole number between 0 and 65535"),
+    ({"PORT": "70000"}, "Setting 'PORT' has value '70000'. Out of range.",
+     "set PORT to a whole number between 0 and 65535"),
+    ({"DEVICE": "gpu"}, "Setting 'DEVICE' has value 'gpu'. Not a valid device.",
+     "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0)"),
+    ({"DEVICE": "cuda:x"}, "Setting 'DEVICE' has value 'cuda:x'. Not a valid device.",
+     "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0)"),
+    ({"PREDICTOR": "my_pkg.Echo"},
+     "Setting 'PREDICTOR' has value 'my_pkg.Echo'. Not a 'module:Class' reference.",
+     "set PREDICTOR=package.module:ClassName (importable from the working directory)"),
+    ({"INPUT_WIDTH": "0"}, "Setting 'INPUT_WIDTH' has value '0'. Out of range.",
+     "set INPUT_WIDTH to a whole number between 1 and 1048576"),
+    ({"MAX_WAIT_MS": "soon"}, "Setting 'MAX_WAIT_MS' has value 'soon'. Not a number in range.",
+     "set MAX_WAIT_MS to a number between 0 and 10000"),
+    ({"MAX_WAIT_MS": "nan"}, "Setting 'MAX_WAIT_MS' has value 'nan'. Not a number in range.",
+     "set MAX_WAIT_MS to a number between 0 and 10000"),
+    ({"MAX_BATCH_ROWS": "-1"}, "Setting 'MAX_BATCH_ROWS' has value '-1'. Out of range.",
+     "set MAX_BATCH_ROWS to a whole number between 1 and 1048576"),
+    ({"LOG_LEVEL": "loud"}, "Setting 'LOG_LEVEL' has value 'loud'. Not a log level.",
+     "use one of: critical, error, warning, info, debug"),
+    ({"ACCESS_LOG": "maybe"}, "Setting 'ACCESS_LOG' has value 'maybe'. Not a valid bool.",
+     "set ACCESS_LOG to true or false"),
+], ids=["port-word", "port-range", "device-gpu", "device-index", "predictor-no-colon",
+        "width-zero", "wait-word", "wait-nan", "batch-negative", "log-level", "access-log"])
+def test_from_env_rejects_bad_values(env: dict[str, str], message: str, hint: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert (info.value.message, info.value.hint) == (message, hint)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda"), ("cuda:0", "cuda:0"), (" Cuda:12 ", "cuda:12"),
+], ids=["auto", "cpu", "cuda", "cuda0", "spaces-case"])
+def test_parse_device(value: str, expected: str) -> None:
+    assert parse_device(value) == expected
