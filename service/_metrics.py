@@ -9,6 +9,7 @@ watts, joules, celsius, and ratios 0-1; counters end in ``_total``.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +37,7 @@ __all__ = [
     "REQUEST_BUCKETS",
     "NvmlCollector",
     "ServiceMetrics",
+    "label_name",
 ]
 
 # An unmatched path (404s, scanners) is counted under one label value: labels stay bounded.
@@ -47,6 +49,7 @@ REQUEST_BUCKETS = (
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 _GPU_LABELS = ("gpu", "uuid", "name")
+_NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 
 class ServiceMetrics:
@@ -132,12 +135,22 @@ class ServiceMetrics:
         self._inference.observe(inference_seconds)
 
     def set_model_info(self, **labels: str) -> None:
-        """``predictor_model_info{model=..., device=..., ...} 1``; a later call replaces it."""
-        self._model_info.labels = dict(labels)
+        """``predictor_model_info{model=..., device=..., ...} 1``; a later call replaces it.
+
+        Keys come from a predictor's ``info``: ones that are not Prometheus label names
+        ("torch-version") are made into one ("torch_version") rather than break the scrape.
+        """
+        self._model_info.labels = {label_name(k): str(v) for k, v in sorted(labels.items())}
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its Content-Type, for ``GET /metrics``."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def label_name(key: str) -> str:
+    """``key`` as a valid Prometheus label name, not one of the reserved ``__`` names."""
+    name = _NOT_LABEL_CHARS.sub("_", key).lstrip("_")
+    return name if name and not name[0].isdigit() else f"label_{name}"
 
 
 def _endpoint(scope: Scope) -> str:

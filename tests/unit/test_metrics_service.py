@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from service._metrics import OTHER_ENDPOINT, ServiceMetrics
+from service._metrics import OTHER_ENDPOINT, ServiceMetrics, label_name
 from tests.fakenvml import FakeGpu, FakeNvml, loader
 
 
@@ -184,3 +184,26 @@ def test_two_instances_do_not_share_a_registry() -> None:
     call(a.asgi(make_app()), "GET", "/teapot")
     assert b.registry.get_sample_value("predictor_requests_total",
                                        {"endpoint": "/teapot", "code": "418"}) is None
+
+
+LABEL_NAMES = [
+    ("valid", "torch_version", "torch_version"),
+    ("dash", "torch-version", "torch_version"),
+    ("dots-and-spaces", "cuda.arch list", "cuda_arch_list"),
+    ("reserved-prefix", "__name__", "name__"),
+    ("leading-digit", "2nd", "label_2nd"),
+    ("only-symbols", "--", "label_"),
+]
+
+
+@pytest.mark.parametrize(("key", "expected"), [row[1:] for row in LABEL_NAMES],
+                         ids=[row[0] for row in LABEL_NAMES])
+def test_label_name(key: str, expected: str) -> None:
+    assert label_name(key) == expected
+
+
+def test_model_info_with_awkward_keys_still_renders() -> None:
+    m = metrics()
+    m.set_model_info(**{"model": "digits", "torch-version": "2.13.0", "device": "cpu"})
+    assert m.registry.get_sample_value("predictor_model_info", {
+        "model": "digits", "torch_version": "2.13.0", "device": "cpu"}) == 1
