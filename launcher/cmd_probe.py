@@ -1,0 +1,51 @@
+"""``launcher probe [--json]``: the host's NVIDIA driver and GPUs, read with NVML.
+
+No NVML (no driver, no library) is not an error: exit 0, an empty list, the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from launcher._probe import Probe, probe_host
+from service.nvml import load_nvml
+
+__all__ = ["add_parser", "format_probe", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("probe", help="show the NVIDIA driver and GPUs (NVML)",
+                                   description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(func=run)
+
+
+def format_probe(probe: Probe) -> str:
+    """A short table for people: one line for the driver, one per GPU."""
+    if probe.driver_version is None:
+        return "no NVIDIA GPUs (no NVML)"
+    cuda = probe.cuda_driver_version
+    lines = [f"driver {probe.driver_version}, CUDA ≤ {cuda[0]}.{cuda[1]}" if cuda
+             else f"driver {probe.driver_version}"]
+    for g in probe.gpus:
+        mig = {True: ", MIG on", False: ", MIG off", None: ""}[g.mig_enabled]
+        lines.append(f"GPU {g.index}: {g.name} (sm_{g.compute_capability[0]}"
+                     f"{g.compute_capability[1]}, {g.memory_total / 1024**3:.0f} GiB{mig}) "
+                     f"{g.uuid}")
+    if not probe.gpus:
+        lines.append("no GPUs")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
+    probe = probe_host(load)
+    if probe.reason:
+        print(f"launcher: no GPUs: {probe.reason}", file=sys.stderr)
+    for warning in probe.warnings:
+        print(f"launcher: warning: {warning}", file=sys.stderr)
+    print(json.dumps(probe.to_json(), indent=2) if args.json else format_probe(probe))
+    return 0

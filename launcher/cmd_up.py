@@ -1,0 +1,79 @@
+"""``launcher up``: plan (probe the GPUs, choose the image), build if needed, run, wait.
+
+``--dry-run`` prints the plan (``--json``: the exact Engine API create body) and touches
+nothing. Explanations and warnings go to stderr, data to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from launcher._errors import LauncherError
+from launcher._plan import (
+    Plan,
+    add_build_options,
+    add_run_options,
+    make_plan,
+    run_options_from_args,
+)
+from launcher._probe import probe_host
+from service.nvml import load_nvml
+
+__all__ = ["add_parser", "execute", "format_plan", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "up", help="build (if needed) and start the service container",
+        description=__doc__.splitlines()[0] if __doc__ else None)
+    add_run_options(parser)
+    add_build_options(parser)
+    group = parser.add_argument_group("up")
+    build = group.add_mutually_exclusive_group()
+    build.add_argument("--build", action="store_true", help="build even if the image exists")
+    build.add_argument("--no-build", action="store_true",
+                       help="never build: fail if the image is missing")
+    group.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
+                       help="how long to wait for the service to be ready (180)")
+    group.add_argument("--dry-run", action="store_true",
+                       help="print the plan and touch nothing")
+    group.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    parser.set_defaults(func=run)
+
+
+def format_plan(plan: Plan) -> str:
+    host = plan.create["HostConfig"]
+    ports = ", ".join(f"{b['HostIp'] or '0.0.0.0'}:{b['HostPort'] or '*'}->{port}"
+                      for port, binds in host["PortBindings"].items() for b in binds)
+    lines = [
+        f"name:    {plan.name}",
+        f"image:   {plan.image} ({plan.dockerfile} from {plan.base_image})",
+        f"gpus:    {json.dumps(host['DeviceRequests']) if plan.gpu else 'none (CPU)'}",
+        f"ports:   {ports}",
+        f"volumes: {', '.join(host['Binds'])}",
+    ]
+    return "\n".join(lines)
+
+
+def execute(plan: Plan, args: argparse.Namespace) -> int:
+    """Build, preflight, run and wait (the lifecycle)."""
+    raise LauncherError("launcher up without --dry-run is not available yet",
+                        hint="use 'launcher up --dry-run --json' to see the plan")
+
+
+def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
+    options = run_options_from_args(args, os.environ, os.getcwd())
+    probe = None if options.build.no_probe else probe_host(load)
+    plan = make_plan(options, probe)
+    print(f"launcher: {plan.explanation}", file=sys.stderr)
+    for warning in plan.warnings:
+        print(f"launcher: warning: {warning}", file=sys.stderr)
+    if args.dry_run:
+        print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
+        return 0
+    return execute(plan, args)
