@@ -8,6 +8,7 @@ watts, joules, celsius, and ratios 0-1; counters end in ``_total``.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -49,6 +50,7 @@ REQUEST_BUCKETS = (
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 _GPU_LABELS = ("gpu", "uuid", "name")
+log = logging.getLogger(__name__)
 _NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -233,7 +235,13 @@ class NvmlCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
-            samples = self._scrape()
+            try:
+                samples = self._scrape()
+            except Exception:  # a scrape must never fail; the log says why
+                log.exception("GPU metrics scrape failed")
+                self.errors += 1
+                self._devices = None
+                samples = {}
             gpus = GaugeMetricFamily("predictor_gpus", "GPUs NVML reports (0 without NVML).",
                                      value=self._gpu_count)
             errors = CounterMetricFamily(
@@ -263,7 +271,9 @@ class NvmlCollector(Collector):
         for device in self._devices:
             try:
                 values = self._read(nvml, device)
-            except nvml.NVMLError as exc:
+            except Exception as exc:  # NVML's errors are expected; anything else is logged
+                if not isinstance(exc, nvml.NVMLError):
+                    log.exception("reading GPU %s failed", device.label)
                 self._failed(nvml, exc)
                 continue
             labels = [device.label, device.uuid, device.name]
@@ -341,8 +351,10 @@ class NvmlCollector(Collector):
         if self._memory_v2 and version is not None:
             try:
                 return nvml.nvmlDeviceGetMemoryInfo(handle, version=version)
-            except (nvml.NVMLError_FunctionNotFound, nvml.NVMLError_NotSupported):
-                self._memory_v2 = False
+            except nvml.NVMLError_FunctionNotFound:
+                self._memory_v2 = False  # the driver has no v2 at all: stop asking
+            except nvml.NVMLError_NotSupported:
+                pass  # this device only (a MIG slice, an old board): v1 below
         return _call(nvml, nvml.nvmlDeviceGetMemoryInfo, handle)
 
 

@@ -156,3 +156,36 @@ def test_this_process_gpu_memory(processes: list[tuple[int, int | None]],
     registry, _ = scrape(FakeNvml([FakeGpu(**H100, processes=processes)]))  # type: ignore[arg-type]
     value = gpu(registry, "predictor_gpu_process_memory_used_bytes", "0", "GPU-aaaa", H100["name"])
     assert value == expected
+
+
+def test_memory_v1_where_v2_is_not_supported() -> None:
+    nvml = FakeNvml([FakeGpu(**H100)])  # type: ignore[arg-type]
+    v1 = nvml.nvmlDeviceGetMemoryInfo
+
+    def v2_not_supported(handle: object, version: int | None = None) -> object:
+        if version is not None:
+            raise nvml.NVMLError_NotSupported(nvml.NVML_ERROR_NOT_SUPPORTED)
+        return v1(handle)
+
+    nvml.nvmlDeviceGetMemoryInfo = v2_not_supported  # type: ignore[method-assign]
+    registry, _ = scrape(nvml)
+    used = gpu(registry, "predictor_gpu_memory_used_bytes", "0", "GPU-aaaa", H100["name"])
+    assert used == GIB + 512 * 1024**2  # v1: the driver's reservation included
+
+
+def test_unexpected_exception_drops_that_gpu_and_the_scrape_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    nvml = FakeNvml([FakeGpu(**H100), FakeGpu(**L4)])  # type: ignore[arg-type]
+    power = nvml.nvmlDeviceGetPowerUsage
+
+    def broken_on_l4(handle: FakeGpu) -> int:
+        if handle.name == "NVIDIA L4":
+            raise RuntimeError("binding bug")
+        return power(handle)
+
+    nvml.nvmlDeviceGetPowerUsage = broken_on_l4  # type: ignore[method-assign]
+    registry, _ = scrape(nvml)
+    assert registry.get_sample_value("predictor_gpu_scrape_errors_total") == 1  # first scrape
+    assert gpu(registry, "predictor_gpu_power_watts", "0", "GPU-aaaa", H100["name"]) == 123.456
+    assert gpu(registry, "predictor_gpu_temperature_celsius", "1", "GPU-bbbb", "NVIDIA L4") is None
+    assert "reading GPU 1 failed" in caplog.text
