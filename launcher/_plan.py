@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher._cuda import (
+    TORCH_VERSION,
     CudaChoice,
     GpuNeed,
     NoCudaFits,
@@ -181,12 +182,19 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
     if wheelhouse is not None and not wheelhouse.is_dir():
         raise UsageError(f"--wheelhouse {wheelhouse}: not a directory",
                          hint="pass the folder that holds the *.whl files (scripts/setup fills ./wheelhouse)")
+    cuda = _flag("--cuda", args.cuda, parse_cuda_version) if args.cuda is not None else None
+    known = [v.cuda for v in cuda_table().torch_variants]
+    if cuda is not None and cuda not in known:
+        raise UsageError(
+            f'invalid argument "{args.cuda}" for "--cuda" flag: '
+            f"torch {TORCH_VERSION} has no wheels for CUDA {format_version(cuda)}",
+            hint="pick one of " + ", ".join(format_version(v) for v in known))
     return BuildOptions(
         base_image=args.base_image or None,
         wheelhouse=wheelhouse,
         tag=args.tag or None,
         no_cache=bool(args.no_cache),
-        cuda=_flag("--cuda", args.cuda, parse_cuda_version) if args.cuda else None,
+        cuda=cuda,
         no_probe=bool(args.no_probe),
     )
 
