@@ -1,0 +1,63 @@
+"""``launcher probe``: in-process through the fake NVML, and as a real process on this host."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from launcher import cmd_probe
+from launcher._cli import build_parser
+from tests.conftest import ROOT
+from tests.fakenvml import FakeGpu, FakeNvml, loader
+
+
+def test_probe_prints_a_line_per_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    nvml = FakeNvml([FakeGpu(), FakeGpu(name="NVIDIA A100-SXM4-40GB", uuid="GPU-a100",
+                                        compute_capability=(8, 0), memory_total=40 * 1024**3,
+                                        mig_mode=(1, 1))])
+    assert cmd_probe.run(build_parser().parse_args(["probe"]), load=loader(nvml)) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "driver 550.54.15, CUDA ≤ 12.4",
+        ("GPU 0: NVIDIA H100 80GB HBM3 (sm_90, 80 GiB, MIG off) "
+        "GPU-00000000-0000-0000-0000-000000000000"),
+        "GPU 1: NVIDIA A100-SXM4-40GB (sm_80, 40 GiB, MIG on) GPU-a100",
+    ]
+    assert err == ""
+
+
+def test_probe_json_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    nvml = FakeNvml([FakeGpu()], driver="580.65.06", cuda=13000)
+    assert cmd_probe.run(build_parser().parse_args(["probe", "--json"]), load=loader(nvml)) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["driver_version"], data["cuda_driver_version"]) == ("580.65.06", "13.0")
+    assert data["gpus"][0]["compute_capability"] == "9.0"
+
+
+def run_launcher(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def _has_nvml() -> bool:
+    from service.nvml import NvmlUnavailable, load_nvml
+
+    try:
+        load_nvml()
+    except NvmlUnavailable:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_has_nvml(), reason="this host has NVML; see tests/gpu/test_probe_gpu.py")
+def test_probe_without_a_gpu_is_an_empty_list_exit_0() -> None:
+    result = run_launcher("probe", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["gpus"] == [] and data["nvml"] is False
+    assert result.stderr == f"launcher: no GPUs: {data['reason']}\n"
+    human = run_launcher("probe")
+    assert (human.returncode, human.stdout) == (0, "no NVIDIA GPUs (no NVML)\n")

@@ -1,0 +1,122 @@
+"""``launcher up``'s plan path: real processes on this GPU-less host, and in-process runs
+through the fake NVML for the GPU decisions (stderr explains, stdout is only data)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from launcher import cmd_up
+from launcher._cli import build_parser, report
+from launcher._errors import LauncherError
+from tests.conftest import ROOT
+from tests.fakenvml import FakeGpu, FakeNvml, loader
+
+
+def run_launcher(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def _has_nvml() -> bool:
+    from service.nvml import NvmlUnavailable, load_nvml
+
+    try:
+        load_nvml()
+    except NvmlUnavailable:
+        return False
+    return True
+
+
+no_gpu_here = pytest.mark.skipif(_has_nvml(), reason="this host has NVML")
+
+
+@no_gpu_here
+def test_up_gpus_all_dry_run_json_falls_back_to_cpu_with_a_warning() -> None:
+    result = run_launcher("up", "--gpus", "all", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)  # stdout is only the JSON
+    assert plan["gpu"] is False and plan["dockerfile"] == "Dockerfile"
+    assert plan["create"]["HostConfig"]["DeviceRequests"] is None
+    assert plan["image"].startswith("gpu-launcher/service:cpu-")
+    assert "launcher: warning: --gpus all: no GPU found (NVML library" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@no_gpu_here
+def test_up_require_gpu_without_a_gpu_exits_1_with_the_toolkit_hint() -> None:
+    result = run_launcher("up", "--gpus", "all", "--require-gpu", "--dry-run", "--json")
+    assert (result.returncode, result.stdout) == (1, "")
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("launcher: error: --gpus all --require-gpu: no GPU found (")
+    assert lines[1].startswith("hint: install the NVIDIA driver and the NVIDIA Container Toolkit")
+
+
+def test_up_no_probe_takes_gpus_as_given() -> None:
+    result = run_launcher("up", "--gpus", '"device=0,1"', "--no-probe", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["create"]["HostConfig"]["DeviceRequests"] == [
+        {"Driver": "", "Count": 0, "DeviceIDs": ["0", "1"], "Capabilities": [["gpu"]],
+         "Options": {}}]
+    assert plan["build_args"]["CUDA_IMAGE"] == "nvidia/cuda:13.0.2-runtime-ubuntu24.04"
+    assert result.stderr.startswith("launcher: not probed (--no-probe); torch 2.13.0 wheels")
+
+
+@pytest.mark.parametrize("argv, first_line", [
+    (["--gpus", "count=x"], ('launcher: error: invalid argument "count=x" for "--gpus" flag: '
+                            'invalid count (x): value must be either "all" or an integer: '
+                            "invalid syntax")),
+    (["-p", "99999:8000"], ('launcher: error: invalid argument "99999:8000" for "--publish" '
+                           "flag: invalid hostPort: 99999")),
+    (["--bogus"], "launcher: error: unrecognized arguments: --bogus"),
+], ids=["gpus", "publish", "unknown-flag"])
+def test_up_bad_values_exit_2_echoing_the_value(argv: list[str], first_line: str) -> None:
+    result = run_launcher("up", "--dry-run", *argv)
+    assert (result.returncode, result.stdout) == (2, "")
+    lines = result.stderr.splitlines()
+    assert lines[0] == first_line
+    assert lines[1].startswith("hint: ") and len(lines) == 2
+
+
+def test_up_without_dry_run_is_not_available_yet() -> None:
+    result = run_launcher("up", "--no-probe")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-2:] == [
+        "launcher: error: launcher up without --dry-run is not available yet",
+        "hint: use 'launcher up --dry-run --json' to see the plan"]
+
+
+def up_in_process(nvml: FakeNvml, *argv: str) -> int:
+    args = build_parser().parse_args(["up", "--dry-run", "--json", *argv])
+    try:
+        return cmd_up.run(args, load=loader(nvml))
+    except LauncherError as exc:
+        report(exc)
+        return exc.exit_code
+
+
+def test_up_explains_the_cuda_choice_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    assert up_in_process(FakeNvml([FakeGpu()], driver="580.65.06", cuda=13000),
+                         "--gpus", "all") == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["cuda"]["wheel"] == "cu130"
+    assert err == ("launcher: driver 580.65.06 runs CUDA ≤ 13.0; NVIDIA H100 80GB HBM3 (sm_90) "
+                   "needs ≥ 11.8; torch 2.13.0 wheels: cu126, cu128, cu130 → "
+                   "nvidia/cuda:13.0.2-runtime-ubuntu24.04 with cu130\n")
+
+
+def test_up_refuses_blackwell_on_550_with_the_driver_hint(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    blackwell = FakeGpu(name="NVIDIA B200", compute_capability=(10, 0))
+    assert up_in_process(FakeNvml([blackwell]), "--gpus", "all") == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ("launcher: error: driver 550.54.15 runs CUDA ≤ 12.4; NVIDIA B200 (sm_100) "
+                   "needs ≥ 12.8; torch 2.13.0 wheels: cu126, cu128, cu130 → none fits: "
+                   "upgrade the driver to ≥ 570.26\n"
+                   "hint: upgrade the NVIDIA driver to ≥ 570.26 (CUDA 12.8), or run on CPU "
+                   "without --gpus\n")
