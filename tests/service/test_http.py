@@ -1,0 +1,171 @@
+"""The service as a real process over real HTTP (``python -m service`` on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+
+from tests.conftest import ROOT, ServerProcess, start_server
+from tests.service.modelfiles import picker_export, picker_torchscript
+
+pytestmark = pytest.mark.slow
+ROW = [0.0] * 64
+ROWS_1025 = b'{"inputs": [' + b",".join([b"[" + b",".join([b"0"] * 64) + b"]"] * 1025) + b"]}"
+
+
+def digits_split() -> tuple[Any, Any, Any, Any]:
+    path = str(ROOT / "scripts" / "train-digits")
+    loader = importlib.machinery.SourceFileLoader("train_digits", path)
+    spec = importlib.util.spec_from_loader("train_digits", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module.digits_split()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One default server (digits model) for the read-only tests of this module."""
+    server = start_server(tmp_path_factory.mktemp("server"), env={"MAX_BODY_BYTES": "200000"})
+    yield server
+    server.stop()
+
+
+def post(server: ServerProcess, body: Any, **kwargs: Any) -> requests.Response:
+    data = body if isinstance(body, (bytes, str)) else orjson.dumps(body)
+    return requests.post(server.url + "/predict", data=data, timeout=30, **kwargs)
+
+
+def test_digits_hold_out_accuracy_through_the_server_is_at_least_95_percent(
+        server: ServerProcess) -> None:
+    _, x_test, _, y_test = digits_split()
+    predictions: list[int] = []
+    for start in range(0, len(x_test), 100):
+        reply = post(server, {"inputs": x_test[start:start + 100].tolist()})
+        assert reply.status_code == 200, reply.text
+        predictions += reply.json()["predictions"]
+    accuracy = sum(int(p == y) for p, y in zip(predictions, y_test)) / len(y_test)
+    assert accuracy >= 0.95, accuracy
+
+
+@pytest.mark.parametrize("body, status, detail", [
+    (b'{"inputs": [[0, 0', 400, ("body is not valid JSON: unexpected end of data: "
+                                "line 1 column 18 (char 17)")),
+    (b"pixels=0,0,5,13", 400, ("body is not valid JSON: unexpected character, expected a JSON "
+                              "value: line 1 column 1 (char 0)")),
+    ({"pixels": [ROW]}, 422, ("body has no 'inputs': send JSON like "
+                             '{"inputs": [[0, 0, 5, 13, ...], ...]}')),
+    ({"inputs": [[0.0] * 63]}, 422, "row 0 of 'inputs' has 63 values, expected 64"),
+    ({"inputs": [ROW, [0.0] * 65]}, 422, "row 1 of 'inputs' has 65 values, expected 64"),
+    ({"inputs": []}, 422, "'inputs' is empty: send at least one row"),
+    ({"inputs": [["0"] * 64]}, 422,
+     "row 0 of 'inputs' must contain only numbers, found a string at position 0"),
+    (b'{"inputs": [[NaN' + b", 0" * 63 + b"]]}", 400,
+     ("inputs must be finite numbers: NaN and Infinity are not allowed (body is not valid JSON: "
+     "unexpected character, expected a JSON value: line 1 column 14 (char 13))")),
+    (b'{"inputs": [[-Infinity' + b", 0" * 63 + b"]]}", 400,
+     ("inputs must be finite numbers: NaN and Infinity are not allowed (body is not valid JSON: "
+     "no digit after sign: line 1 column 15 (char 14))")),
+    ({"inputs": ROW}, 422, "row 0 of 'inputs' must be a list of 64 numbers, got a number"),
+    ({"inputs": [[ROW]]}, 422, "row 0 of 'inputs' has 1 values, expected 64"),
+    ({"inputs": 3}, 422, "'inputs' must be a list of rows (lists of 64 numbers), got a number"),
+    (b"3", 422, ('body must be a JSON object like {"inputs": [[0, 0, 5, 13, ...], ...]}, '
+                "got a number")),
+    (ROWS_1025, 422, ("'inputs' has 1025 rows, over the limit of 1024 per request "
+                                    "(MAX_REQUEST_ROWS): split the batch")),
+    (b"x" * 200_001, 413, "body is 200001 bytes, over the limit of 200000 bytes (MAX_BODY_BYTES)"),
+], ids=["malformed-json", "not-json", "missing-inputs", "wrong-width", "ragged", "empty-batch",
+        "strings", "nan", "infinity", "flat-nesting", "deep-nesting", "scalar-inputs",
+        "scalar-body", "too-many-rows", "body-over-limit"])
+def test_bad_input_gets_a_4xx_with_a_message_and_the_server_stays_ready(
+        server: ServerProcess, body: Any, status: int, detail: str) -> None:
+    reply = post(server, body)
+    assert (reply.status_code, reply.json()) == (status, {"detail": detail})
+    assert requests.get(server.url + "/readyz", timeout=5).status_code == 200
+
+
+def test_200_concurrent_single_row_requests_each_get_their_own_rows_prediction(
+        server: ServerProcess) -> None:
+    _, x_test, _, _ = digits_split()
+    rows = x_test[:200].tolist()
+    expected = post(server, {"inputs": rows}).json()
+    with ThreadPoolExecutor(200) as pool:
+        replies = list(pool.map(lambda row: post(server, {"inputs": [row]}), rows))
+    assert [r.status_code for r in replies] == [200] * 200
+    assert [r.json()["predictions"][0] for r in replies] == expected["predictions"]
+    for reply, scores in zip(replies, expected["scores"]):
+        assert reply.json()["scores"][0] == pytest.approx(scores, abs=1e-6)
+
+
+@pytest.mark.parametrize("writer", [picker_torchscript, picker_export], ids=["torchscript", "export"])
+def test_a_model_file_from_model_path_is_served_with_its_own_width(
+        tmp_path: Path, server_factory: Any, writer: Any) -> None:
+    path = writer(tmp_path / ("picker.pt2" if writer is picker_export else "picker.pt"))
+    server = server_factory(env={"MODEL_PATH": str(path)})
+    reply = post(server, {"inputs": [[5, 1, 0], [1, 5, 0]]})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["predictions"] == [0, 1]
+    assert post(server, {"inputs": [ROW]}).json() == {
+        "detail": "row 0 of 'inputs' has 64 values, expected 3"}
+
+
+def test_sigterm_with_requests_in_flight_loses_none_and_exits_0(server_factory: Any) -> None:
+    server = server_factory(env={"PREDICTOR": "tests.service.slow_predictor:SlowEcho",
+                                 "SLOW_SECONDS": "1.0", "MAX_BATCH_ROWS": "4"})
+    with ThreadPoolExecutor(12) as pool:
+        futures = [pool.submit(post, server, {"inputs": [[i, 0]]}) for i in range(12)]
+        time.sleep(0.5)  # all 12 are sent; the first batch is in its forward pass
+        server.proc.terminate()
+        replies = [f.result() for f in futures]
+    assert [(r.status_code, r.json()) for r in replies] == [
+        (200, {"predictions": [float(i)]}) for i in range(12)]
+    assert server.proc.wait(30) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/healthz", timeout=2)
+
+
+def test_device_cuda_without_a_gpu_is_reported_by_readyz(server_factory: Any) -> None:
+    server = server_factory(env={"DEVICE": "cuda"}, wait=False)
+    deadline = time.monotonic() + 60
+    reply = None
+    while time.monotonic() < deadline:
+        try:
+            reply = requests.get(server.url + "/readyz", timeout=2)
+            if reply.json()["status"] != "starting":
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    assert reply is not None and reply.status_code == 503
+    assert reply.json() == {"status": "failed", "reason": (
+        "DEVICE=cuda but CUDA cannot be used: this torch build has no CUDA support (a CPU wheel) "
+        "(hint: set DEVICE=auto to fall back to the CPU, or give the container a GPU)")}
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"PORT": "http"}, ("error: Setting 'PORT' has value 'http'. Not a valid integer.\n"
+                       "hint: set PORT to a whole number between 0 and 65535\n")),
+    ({"MODEL_PATH": "/nonexistent/model.pt"},
+     ("error: MODEL_PATH=/nonexistent/model.pt: no such file\nhint: point MODEL_PATH at a "
+     "TorchScript (.pt) or torch.export (.pt2) file, or unset it for the built-in digits model\n")),
+    ({"PREDICTOR": "tests.service.slow_predictor:Nope"},
+     ("error: PREDICTOR=tests.service.slow_predictor:Nope: tests.service.slow_predictor has no "
+     "class 'Nope'\nhint: name a class defined in that module\n")),
+], ids=["bad-port", "missing-model", "missing-predictor-class"])
+def test_bad_settings_exit_2_with_a_hint(env: dict[str, str], message: str) -> None:
+    import os
+
+    proc = subprocess.run([sys.executable, "-m", "service"], check=False, cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (2, message)
