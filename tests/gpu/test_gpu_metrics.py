@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -12,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service._metrics import NvmlCollector
 from service.nvml import load_nvml
+from tests.conftest import ServerProcess
 
+ServerFactory = Callable[..., ServerProcess]
 pytestmark = pytest.mark.gpu
 
 ROW = [8.0] * 64  # one row of the built-in digits model
@@ -34,7 +37,7 @@ def gpu_samples(body: str, name: str) -> list[float]:
             if s.name == name]
 
 
-def test_scrape_under_load_shows_gpu_busy(server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_scrape_under_load_shows_gpu_busy(server_factory: ServerFactory) -> None:
     server = server_factory(env={"DEVICE": "cuda"})
     stop = threading.Event()
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port
-from tests.service.test_metrics_live import ROW, require_tool
+from tests.service.test_metrics_live import ROW, ServerFactory, host_gpus, require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -90,8 +90,8 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
                 proc.wait(5)
 
 
-def test_prometheus_scrapes_the_service_and_answers_promql(  # type: ignore[no-untyped-def]
-        server_factory, prometheus_factory) -> None:
+def test_prometheus_scrapes_the_service_and_answers_promql(
+        server_factory: ServerFactory, prometheus_factory: Callable[[str], Prometheus]) -> None:
     server = server_factory(env={"DEVICE": "cpu"})
     prometheus = prometheus_factory(f"127.0.0.1:{server.port}")
     predict = requests.post(server.url + "/predict", json={"inputs": [ROW]}, timeout=10)
@@ -114,4 +114,4 @@ def test_prometheus_scrapes_the_service_and_answers_promql(  # type: ignore[no-u
     assert 0 < p99 <= 10
     rows = prometheus.wait_for("predictor_batch_size_sum", lambda total: total >= TRAFFIC + 1)
     assert rows == TRAFFIC + 1  # one row per request, however the batcher grouped them
-    assert prometheus.wait_for("predictor_gpus", lambda gpus: gpus >= 0) == 0  # no GPU here
+    assert prometheus.wait_for("predictor_gpus", lambda gpus: gpus >= 0) == host_gpus()

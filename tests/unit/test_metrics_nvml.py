@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -158,23 +160,24 @@ def test_this_process_gpu_memory(processes: list[tuple[int, int | None]],
     assert value == expected
 
 
-def test_memory_v1_where_v2_is_not_supported() -> None:
+def test_memory_v1_where_v2_is_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:
     nvml = FakeNvml([FakeGpu(**H100)])  # type: ignore[arg-type]
+    api: Any = nvml  # pynvml's error classes and constants, read off the fake
     v1 = nvml.nvmlDeviceGetMemoryInfo
 
     def v2_not_supported(handle: object, version: int | None = None) -> object:
         if version is not None:
-            raise nvml.NVMLError_NotSupported(nvml.NVML_ERROR_NOT_SUPPORTED)
+            raise api.NVMLError(api.NVML_ERROR_NOT_SUPPORTED)
         return v1(handle)
 
-    nvml.nvmlDeviceGetMemoryInfo = v2_not_supported  # type: ignore[method-assign]
+    monkeypatch.setattr(nvml, "nvmlDeviceGetMemoryInfo", v2_not_supported)
     registry, _ = scrape(nvml)
     used = gpu(registry, "predictor_gpu_memory_used_bytes", "0", "GPU-aaaa", H100["name"])
     assert used == GIB + 512 * 1024**2  # v1: the driver's reservation included
 
 
 def test_unexpected_exception_drops_that_gpu_and_the_scrape_goes_on(
-        caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     nvml = FakeNvml([FakeGpu(**H100), FakeGpu(**L4)])  # type: ignore[arg-type]
     power = nvml.nvmlDeviceGetPowerUsage
 
@@ -183,7 +186,7 @@ def test_unexpected_exception_drops_that_gpu_and_the_scrape_goes_on(
             raise RuntimeError("binding bug")
         return power(handle)
 
-    nvml.nvmlDeviceGetPowerUsage = broken_on_l4  # type: ignore[method-assign]
+    monkeypatch.setattr(nvml, "nvmlDeviceGetPowerUsage", broken_on_l4)
     registry, _ = scrape(nvml)
     assert registry.get_sample_value("predictor_gpu_scrape_errors_total") == 1  # first scrape
     assert gpu(registry, "predictor_gpu_power_watts", "0", "GPU-aaaa", H100["name"]) == 123.456
