@@ -8,9 +8,12 @@ from collections.abc import Callable
 
 import pytest
 import requests
+from prometheus_client import CollectorRegistry
 
+from service._metrics import ServiceMetrics
 from service.nvml import NvmlUnavailable, load_nvml
 from tests.conftest import IN_CI, ServerProcess
+from tests.fakenvml import NOT_SUPPORTED, FakeGpu, FakeNvml, loader
 
 ServerFactory = Callable[..., ServerProcess]
 pytestmark = pytest.mark.slow
@@ -58,6 +61,23 @@ def test_promtool_finds_nothing_on_a_live_scrape(server_factory: ServerFactory) 
     check = subprocess.run([promtool, "check", "metrics"], input=response.content,
                            capture_output=True, timeout=30, check=False)
     assert (check.returncode, check.stdout, check.stderr) == (0, b"", b""), response.text
+
+
+def test_promtool_finds_nothing_on_gpu_series() -> None:
+    """The GPU families this host cannot produce live: two GPUs, one with a MIG slice."""
+    promtool = require_tool("promtool")
+    mig = FakeGpu(name="NVIDIA A100 MIG 1g.10gb", uuid="MIG-1", utilization_gpu=NOT_SUPPORTED,
+                  power_mw=NOT_SUPPORTED, temperature_c=NOT_SUPPORTED)
+    gpus = [FakeGpu(uuid="GPU-0", mig_mode=(1, 1), mig_slices=[mig]),
+            FakeGpu(uuid="GPU-1", processes=[(4242, 1 << 30)])]
+    metrics = ServiceMetrics(CollectorRegistry(), loader(FakeNvml(gpus)))
+    metrics.set_model_info(model="digits", device="cuda:0", torch_version="2.13.0")
+    metrics.observe_batch(2, [0.001, 0.002], 0.003)
+    body, _ = metrics.render()
+    assert b'predictor_gpu_memory_used_bytes{gpu="0/0"' in body
+    check = subprocess.run([promtool, "check", "metrics"], input=body,
+                           capture_output=True, timeout=30, check=False)
+    assert (check.returncode, check.stdout, check.stderr) == (0, b"", b""), body.decode()
 
 
 def test_live_scrape_counts_requests_by_route_and_reports_gpus(
