@@ -1,4 +1,4 @@
-"""/metrics of a real `python -m service` process: what promtool and a scraper see."""
+"""/metrics as promtool and a scraper see it: a real `python -m service`, and GPU series."""
 
 from __future__ import annotations
 
