@@ -1,0 +1,201 @@
+"""The launcher reads ``--gpus``, ``-p`` and ``-v`` exactly as the real Docker CLI does: for each
+row, ``docker create`` records HostConfig in the real engine and we compare it with the plan;
+values the CLI (or the daemon) rejects, the launcher rejects too, with exit 2 and the value echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launcher._cli import main
+from launcher._flags import parse_publish, parse_volume, port_maps
+from launcher._gpus import parse_gpus
+from tests.conftest import IN_CI, TEST_LABEL, unique
+
+pytestmark = [pytest.mark.docker]
+IMAGE = "python:3.11-slim"
+
+
+@pytest.fixture(scope="module")
+def docker_cli(docker_client: Any) -> Iterator[str]:
+    cli = shutil.which("docker")
+    if cli is None:
+        msg = "no docker CLI on PATH; run scripts/setup --engine"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    yield cli
+
+
+def docker_create(cli: str, flags: Sequence[str]) -> tuple[dict[str, Any] | None, str]:
+    """``docker create FLAGS`` → (its inspect document, or None and the CLI's error line)."""
+    name = unique("glt-parity")
+    label = [f"--label={k}={v}" for k, v in TEST_LABEL.items()]
+    proc = subprocess.run([cli, "create", *label, "--name", name, *flags, IMAGE, "true"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        return None, proc.stderr.splitlines()[0] if proc.stderr else ""
+    try:
+        inspect = subprocess.run([cli, "inspect", name], capture_output=True, text=True,
+                                 timeout=60, check=True)
+        return json.loads(inspect.stdout)[0], ""
+    finally:
+        subprocess.run([cli, "rm", "-f", "-v", name], capture_output=True, timeout=60,
+                       check=False)
+
+
+def launcher_rejects(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``launcher up --dry-run FLAG VALUE`` in-process; assert exit 2 and return line 1."""
+    code = main(["up", "--dry-run", "--json", "--no-probe", flag, value])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, ""), err
+    lines = err.splitlines()
+    assert lines[1].startswith("hint: ")
+    return lines[0]
+
+
+GPUS: list[tuple[str, list[str]]] = [
+    ("all", ["all"]),
+    ("count", ["2"]),
+    ("count-key", ["count=all"]),
+    ("count-zero", ["0"]),
+    ("minus-one", ["-1"]),
+    ("plus-one", ["+1"]),
+    ("device-quoted-list", ['"device=0,2"']),
+    ("device-unquoted-list", ["device=0,2"]),
+    ("device-uuid", ["device=GPU-3a2c7e4f"]),
+    ("device-empty", ["device="]),
+    ("driver-caps-options", ['driver=nvidia,"capabilities=compute,utility","options=a=b,c"']),
+    ("capabilities-empty", ["capabilities="]),
+    ("options-quoted-quote", ['"options=""a"""']),
+    ("two-counts", ["1,2"]),
+    ("first-record-only", ["all\n1"]),
+    ("repeated", ["all", "1"]),
+    ("repeated-three", ["all", '"device=0,1"', "driver=cdi"]),
+]
+
+
+@pytest.mark.parametrize("values", [v for _, v in GPUS], ids=[i for i, _ in GPUS])
+def test_gpus_device_requests_match_docker_create(docker_cli: str, values: list[str]) -> None:
+    inspect, error = docker_create(docker_cli, [f"--gpus={v}" for v in values])
+    assert inspect is not None, error
+    assert inspect["HostConfig"]["DeviceRequests"] == [parse_gpus(v).to_api() for v in values]
+
+
+GPUS_INVALID = [
+    ("bad-count", "count=x"),
+    ("empty", ""),
+    ("trailing-comma", "all,"),
+    ("space", " 1"),
+    ("out-of-range", "99999999999999999999"),
+    ("repeated-key", "all,all"),
+    ("unknown-key", "foo=bar"),
+    ("bare-quote", 'a"b'),
+    ("unterminated", '"abc'),
+    ("extraneous-quote", '"abc"x'),
+    ("empty-options", "options="),
+]
+
+
+@pytest.mark.parametrize("value", [v for _, v in GPUS_INVALID], ids=[i for i, _ in GPUS_INVALID])
+def test_gpus_rejected_by_both(docker_cli: str, value: str,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    inspect, docker_error = docker_create(docker_cli, [f"--gpus={value}"])
+    assert inspect is None, f"docker accepted --gpus {value!r}"
+    ours = launcher_rejects("--gpus", value, capsys)
+    # Same text as docker's (docker quotes the value Go-style, so compare where that is plain).
+    if '"' not in value and "\n" not in value:
+        assert ours == f"launcher: error: {docker_error}"
+    else:
+        assert ours.startswith("launcher: error: invalid argument ")
+        assert ours.split('" flag: ', 1)[1] == docker_error.split('" flag: ', 1)[1]
+
+
+PUBLISH = [
+    ("container-only", ["8000"]),
+    ("host-container", ["8080:8000"]),
+    ("loopback", ["127.0.0.1:8080:8000"]),
+    ("ephemeral-on-ip", ["127.0.0.1::8000"]),
+    ("udp", ["8000/udp"]),
+    ("range", ["8080-8081:8000-8001"]),
+    ("ipv6", ["[::1]:8080:8000"]),
+    ("long-syntax", ["target=8000,published=8080,protocol=udp"]),
+    ("two-for-one-port", ["127.0.0.1:8080:8000", "8081:8000"]),
+]
+
+
+@pytest.mark.parametrize("values", [v for _, v in PUBLISH], ids=[i for i, _ in PUBLISH])
+def test_publish_matches_docker_create(docker_cli: str, values: list[str]) -> None:
+    inspect, error = docker_create(docker_cli, [f"--publish={v}" for v in values])
+    assert inspect is not None, error
+    exposed, bindings = port_maps([m for v in values for m in parse_publish(v)])
+    assert inspect["HostConfig"]["PortBindings"] == bindings
+    assert inspect["Config"]["ExposedPorts"] == exposed
+
+
+PUBLISH_INVALID = ["x", "8080:x", "70000", "8080:8000/foo", "", "1.2.3:80:80",
+                   "8080-8082:8000-8001", "target=8000,published"]
+
+
+@pytest.mark.parametrize("value", PUBLISH_INVALID, ids=[v or "empty" for v in PUBLISH_INVALID])
+def test_publish_rejected_by_both(docker_cli: str, value: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    inspect, docker_error = docker_create(docker_cli, [f"--publish={value}"])
+    assert inspect is None, f"docker accepted -p {value!r}"
+    ours = launcher_rejects("--publish", value, capsys)
+    assert ours == (f'launcher: error: invalid argument "{value}" for "--publish" flag: '
+                    f"{docker_error.removeprefix('docker: ')}")
+
+
+@pytest.fixture
+def volume_names(docker_client: Any) -> Iterator[list[str]]:
+    """Named volumes the rows make `docker create` create; removed afterwards."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        for found in docker_client.volumes.list(filters={"name": name}):
+            if found.name == name:
+                found.remove(force=True)
+
+
+@pytest.mark.parametrize("row", ["named", "bind-ro", "named-with-modes", "relative-bind",
+                                 "anonymous"])
+def test_volumes_match_docker_create(docker_cli: str, row: str, tmp_path: Path,
+                                     volume_names: list[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    volume = unique("glt-parity-vol")
+    volume_names.append(volume)
+    (tmp_path / "host").mkdir()
+    monkeypatch.chdir(tmp_path)  # relative binds resolve against the caller's directory
+    value = {"named": f"{volume}:/models", "bind-ro": f"{tmp_path}/host:/data:ro",
+             "named-with-modes": f"{volume}:/m:rw,z", "relative-bind": "./host:/x",
+             "anonymous": "/scratch"}[row]
+    inspect, error = docker_create(docker_cli, [f"--volume={value}"])
+    assert inspect is not None, error
+    parsed = parse_volume(value, str(tmp_path))
+    if parsed.source:
+        assert inspect["HostConfig"]["Binds"] == [parsed.bind]
+    else:
+        assert inspect["HostConfig"]["Binds"] is None
+        assert inspect["Config"]["Volumes"] == {parsed.target: {}}
+
+
+VOLUME_INVALID = ["", "glt-x:", "glt-parity-x:/m:bogus", "relative/path:/x", "/srv:rel",
+                  "a:b:c:d"]
+
+
+@pytest.mark.parametrize("value", VOLUME_INVALID, ids=[v or "empty" for v in VOLUME_INVALID])
+def test_volumes_rejected_by_both(docker_cli: str, value: str, volume_names: list[str],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    volume_names.append("glt-parity-x")
+    inspect, _ = docker_create(docker_cli, [f"--volume={value}"])
+    assert inspect is None, f"docker accepted -v {value!r}"
+    assert launcher_rejects("--volume", value, capsys).startswith(
+        f'launcher: error: invalid argument "{value}" for "--volume" flag: ')
