@@ -296,6 +296,7 @@ class NvmlCollector(Collector):
                 self._nvml = self._loader()
             except NvmlUnavailable as exc:
                 self.unavailable_reason = str(exc)
+                self._gpu_count = 0
         return self._nvml
 
     def _enumerate(self, nvml: Any) -> list[_Device]:

@@ -192,3 +192,15 @@ def test_unexpected_exception_drops_that_gpu_and_the_scrape_goes_on(
     assert gpu(registry, "predictor_gpu_power_watts", "0", "GPU-aaaa", H100["name"]) == 123.456
     assert gpu(registry, "predictor_gpu_temperature_celsius", "1", "GPU-bbbb", "NVIDIA L4") is None
     assert "reading GPU 1 failed" in caplog.text
+
+
+def test_driver_gone_after_a_reload_reports_zero_gpus() -> None:
+    nvml = FakeNvml([FakeGpu(**H100)])  # type: ignore[arg-type]
+    registry, collector = scrape(nvml)
+    assert registry.get_sample_value("predictor_gpus") == 1
+    nvml.nvmlShutdown()
+    nvml.library_missing = True  # the driver was unloaded and not loaded again
+    assert registry.get_sample_value("predictor_gpu_scrape_errors_total") == 1
+    assert registry.get_sample_value("predictor_gpus") == 0
+    assert collector.unavailable_reason == (
+        "NVML library (libnvidia-ml.so.1) not found: no NVIDIA driver on this host")
