@@ -130,8 +130,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                        help=f"publish a port (default 127.0.0.1:{CONTAINER_PORT}:{CONTAINER_PORT})")
     group.add_argument("-v", "--volume", action="append", default=[], metavar="SPEC",
                        help="bind or named volume (default NAME-models:/models, NAME-data:/data)")
-    group.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]")
-    group.add_argument("--env-file", action="append", default=[], metavar="FILE")
+    group.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
+                       help="set an environment variable (KEY alone: this shell's value)")
+    group.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                       help="read KEY=VALUE lines from FILE (before -e)")
     group.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 8g")
     group.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 2.5")
     group.add_argument("--shm-size", default=DEFAULT_SHM, metavar="BYTES",

@@ -1,4 +1,4 @@
-"""``launcher probe [--json]``: the host's NVIDIA driver and GPUs, read with NVML.
+"""launcher probe [--json]: the host's NVIDIA driver and GPUs, read with NVML.
 
 No NVML (no driver, no library) is not an error: exit 0, an empty list, the reason on stderr.
 """

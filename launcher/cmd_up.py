@@ -1,4 +1,4 @@
-"""``launcher up``: plan (probe the GPUs, choose the image), build if needed, run, wait.
+"""launcher up: plan (probe the GPUs, choose the image), build if needed, run, wait.
 
 ``--dry-run`` prints the plan (``--json``: the exact Engine API create body) and touches
 nothing. Explanations and warnings go to stderr, data to stdout.
