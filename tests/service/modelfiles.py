@@ -41,14 +41,3 @@ def picker_export(path: Path) -> Path:
     torch.export.save(program, str(path))
     return path
 
-
-def wide_mlp_torchscript(path: Path, hidden: int = 2048) -> Path:
-    """64 -> hidden -> hidden -> 10, random weights (seed 0): the heavy benchmark model."""
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                          nn.Linear(hidden, 10)).eval()
-    _script_save(model, path)
-    return path

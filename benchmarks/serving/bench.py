@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Serving benchmark: our service vs peers on the same model, same wrk settings, same run.
+
+    .venv/bin/python benchmarks/serving/bench.py [--model digits|wide|PATH] [--duration 10]
+        [--connections 32] [--contenders ours,naive,litserve] [--json out.json]
+
+Each contender is started alone (pinned to CPU 0 with taskset when there are two CPUs; wrk runs on
+CPU 1), warmed up, then driven by wrk with single-row ``POST /predict`` bodies. Prints req/s,
+p50, p99, errors and our throughput ratio to each peer; ``ours-1conn`` is one sequential client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CACHE = ROOT / ".cache" / "bench"
+DIGIT_ROW = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4,
+             12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10,
+             12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]  # load_digits().data[0], a zero
+RESULT = re.compile(r"RESULT (.*)")
+
+
+@dataclass
+class Row:
+    contender: str
+    connections: int
+    requests_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    errors: int = 0
+    note: str = ""
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def model_file(name: str) -> Path:
+    if name == "digits":
+        return ROOT / "service" / "models" / "digits.pt"
+    if name == "wide":
+        path = CACHE / "wide-mlp.pt"
+        if not path.exists():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, str(HERE / "models.py"), "wide", str(path)], check=True)
+        return path
+    return Path(name).resolve()
+
+
+def litserve_python() -> Path:
+    return ROOT / ".cache" / "litserve-venv" / "bin" / "python"
+
+
+def command(contender: str, model: Path, port: int) -> tuple[list[str], dict[str, str]] | str:
+    """argv and env of a contender, or why it cannot run here."""
+    env = {"MODEL_PATH": str(model), "PYTHONUNBUFFERED": "1", "TORCH_THREADS": "1"}
+    py = sys.executable
+    if contender == "ours":
+        return [py, "-m", "service", "--host", "127.0.0.1", "--port", str(port)], env
+    if contender == "naive":
+        return [py, "-m", "uvicorn", "--app-dir", str(HERE), "naive_app:app", "--host",
+                "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"], env
+    if contender == "litserve":
+        lit = litserve_python()
+        if not lit.exists():
+            return f"no LitServe venv at {lit.parent.parent} (run benchmarks/serving/setup-litserve)"
+        return [str(lit), str(HERE / "litserve_app.py"), str(port)], env
+    return f"unknown contender {contender!r}"
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"not ready within {timeout:.0f}s")
+
+
+def run_wrk(url: str, connections: int, seconds: float, body_file: Path,
+            cpu: str | None) -> dict[str, int]:
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+            "-s", str(HERE / "report.lua"), url]
+    if cpu is not None:
+        argv = ["taskset", "-c", cpu, *argv]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True,
+                         env={**os.environ, "WRK_BODY_FILE": str(body_file)},
+                         timeout=seconds + 60).stdout
+    match = RESULT.search(out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no RESULT line:\n{out}")
+    return {k: int(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
+
+
+def measure(contender: str, model: Path, connections: list[int], seconds: float, warmup: float,
+            body_file: Path, pin: bool, logs: Path) -> list[Row]:
+    port = free_port()
+    spec = command(contender, model, port)
+    if isinstance(spec, str):
+        log(f"{contender}: skipped: {spec}")
+        return [Row(contender, c, note=f"skipped: {spec}") for c in connections]
+    argv, env = spec
+    if pin:
+        argv = ["taskset", "-c", "0", *argv]
+    log_path = logs / f"{contender}.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    rows = []
+    try:
+        wait_ready(proc, f"http://127.0.0.1:{port}/readyz")
+        url = f"http://127.0.0.1:{port}/predict"
+        if warmup > 0:
+            run_wrk(url, max(connections), warmup, body_file, "1" if pin else None)
+        for c in connections:
+            log(f"{contender}: {c} connection(s), {seconds:g}s")
+            r = run_wrk(url, c, seconds, body_file, "1" if pin else None)
+            errors = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+            rows.append(Row(contender, c, r["requests"] / (r["duration_us"] / 1e6),
+                            r["p50_us"] / 1000, r["p99_us"] / 1000, errors))
+    except (RuntimeError, subprocess.SubprocessError) as exc:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        log(f"{contender}: failed: {exc}\n{tail}")
+        rows += [Row(contender, c, note=f"failed: {exc}") for c in connections[len(rows):]]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # our own child's session, by its PID
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return rows
+
+
+def table(rows: list[Row], connections: int) -> str:
+    ours = next((r for r in rows if r.contender == "ours" and r.connections == connections), None)
+    lines = [f"{'contender':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+             f"{'errors':>6} {'ours/peer':>9}  note"]
+    for r in rows:
+        ratio = ""
+        if ours and r.contender != "ours" and r.requests_per_s and ours.requests_per_s:
+            ratio = f"{ours.requests_per_s / r.requests_per_s:.2f}x"
+        lines.append(f"{r.contender:<12} {r.connections:>5} {r.requests_per_s:>9.0f} "
+                     f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {ratio:>9}  {r.note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="digits", help="digits, wide, or a TorchScript path")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--contenders", default="ours,naive,litserve")
+    parser.add_argument("--no-single", action="store_true", help="skip the 1-connection run")
+    parser.add_argument("--no-pin", action="store_true", help="do not taskset server/wrk")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("error: wrk is not installed\nhint: apt-get install wrk", file=sys.stderr)
+        return 2
+    pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2 and shutil.which("taskset")
+    model = model_file(args.model)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        body = Path(tmp) / "body.json"
+        body.write_text(json.dumps({"inputs": [DIGIT_ROW]}))
+        for contender in args.contenders.split(","):
+            conns = [args.connections]
+            if contender == "ours" and not args.no_single:
+                conns.append(1)
+            rows += measure(contender, model, conns, args.duration, args.warmup, body,
+                            bool(pin), Path(tmp))
+    print(f"model {model.name}, {args.connections} connections, {args.duration:g}s each, "
+          f"single-row POST /predict, {'server on CPU 0, wrk on CPU 1' if pin else 'unpinned'}")
+    print(table(rows, args.connections))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
