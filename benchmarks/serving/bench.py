@@ -161,8 +161,9 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
 
 def table(rows: list[Row], connections: int) -> str:
     ours = next((r for r in rows if r.contender == "ours" and r.connections == connections), None)
-    lines = [f"{'contender':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'errors':>6} {'ours/peer':>9}  note"]
+    header = (f"{'contender':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'errors':>6} {'ours/peer':>9}  note")
+    lines = [header]
     for r in rows:
         ratio = ""
         if ours and r.contender != "ours" and r.requests_per_s and ours.requests_per_s:
