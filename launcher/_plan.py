@@ -291,19 +291,30 @@ def build_inputs(gpu: CudaChoice | None, build: BuildOptions) -> tuple[str, str,
     return dockerfile, base, args
 
 
+def _match_device(gpus: Sequence[GpuInfo], ident: str) -> list[GpuInfo]:
+    """The GPU(s) a device ID names: an index, a GPU UUID, or a MIG device (``MIG-<uuid>`` or
+    ``GPU:SLICE``), which NVML lists under its parent: any GPU with MIG enabled may hold it."""
+    if ident.startswith("MIG-"):
+        return [g for g in gpus if g.mig_enabled]
+    parent, colon, _ = ident.partition(":")
+    if colon:
+        return [g for g in gpus if str(g.index) == parent and g.mig_enabled]
+    return [g for g in gpus if ident in (str(g.index), g.uuid)]
+
+
 def _selected(gpus: Sequence[GpuInfo], requests: Sequence[DeviceRequest]) -> list[GpuInfo]:
     """The GPUs the device requests give the container (count N: the first N, as the toolkit)."""
     chosen: dict[int, GpuInfo] = {}
     for req in requests:
         if req.device_ids is not None:
             for ident in req.device_ids:
-                match = [g for g in gpus if ident in (str(g.index), g.uuid)]
+                match = _match_device(gpus, ident)
                 if not match:
                     found = ", ".join(f"{g.index} ({g.uuid})" for g in gpus)
                     raise LauncherError(
                         f"--gpus device={ident}: no such GPU on this host (found: {found})",
                         hint="pick an index or UUID that 'launcher probe' lists")
-                chosen[match[0].index] = match[0]
+                chosen |= {g.index: g for g in match}
         elif req.count < 0:
             chosen |= {g.index: g for g in gpus}
         else:
@@ -392,8 +403,12 @@ def _default_tag(root: Path, dockerfile: str, build_args: Mapping[str, str],
 
 
 def make_plan(options: RunOptions, probe: Probe | None, *, root: Path = ROOT,
-              tag: TagFn = _default_tag) -> Plan:
+              tag: TagFn = _default_tag, cpu_fallback: str | None = None) -> Plan:
     """Options + probe (None: ``--no-probe``) → :class:`Plan`.
+
+    ``cpu_fallback`` (the lifecycle's, e.g. "the engine has no NVIDIA runtime") plans for CPU
+    with that reason as the warning; the caller decides when that is allowed (never when the
+    user named devices: :attr:`DeviceRequest.names_devices`).
 
     Raises :class:`LauncherError` (exit 1, with a hint) when the host cannot run what was asked:
     ``--require-gpu`` without a GPU, no CUDA image the driver and GPUs accept, unknown devices.
@@ -402,7 +417,9 @@ def make_plan(options: RunOptions, probe: Probe | None, *, root: Path = ROOT,
     warnings: list[str] = []
     choice: CudaChoice | None = None
     selected: list[GpuInfo] = []
-    if options.gpus and probe is not None and not probe.gpus:
+    if options.gpus and cpu_fallback is not None:
+        warnings.append(f"--gpus {' '.join(options.gpus_raw)}: {cpu_fallback}; running on CPU")
+    elif options.gpus and probe is not None and not probe.gpus:
         why = probe.reason or "NVML sees no GPUs"
         if options.require_gpu:
             raise LauncherError(

@@ -68,7 +68,8 @@ def execute(plan: Plan, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     options = run_options_from_args(args, os.environ, os.getcwd())
-    probe = None if options.build.no_probe else probe_host(load)
+    # A CPU plan needs no probe; --no-probe takes --gpus as given.
+    probe = probe_host(load) if options.gpus and not options.build.no_probe else None
     plan = make_plan(options, probe)
     print(f"launcher: {plan.explanation}", file=sys.stderr)
     for warning in plan.warnings:

@@ -269,3 +269,32 @@ def test_bad_flags_are_usage_errors_that_echo_the_value(argv: list[str], message
     assert info.value.exit_code == 2
     assert info.value.message == message
     assert info.value.hint
+
+
+MIG_HOST = probe_of(H100, A100_MIG, driver="580.65.06", cuda=13000)
+
+
+@pytest.mark.parametrize("value, wheel", [
+    ("device=MIG-4f1c2a", "cu130"),  # a MIG device: its parent is one of the MIG-enabled GPUs
+    ("device=1:0", "cu130"),  # GPU:SLICE
+], ids=["mig-uuid", "gpu-colon-slice"])
+def test_mig_device_ids_select_their_parent(value: str, wheel: str) -> None:
+    result = plan(["--gpus", value], MIG_HOST)
+    assert result.cuda is not None and result.cuda.wheel == wheel
+    assert result.create["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == [value[7:]]
+
+
+def test_mig_slice_of_a_gpu_without_mig_is_refused() -> None:
+    with pytest.raises(LauncherError, match=r"^--gpus device=0:0: no such GPU on this host"):
+        plan(["--gpus", "device=0:0"], MIG_HOST)
+
+
+def test_cpu_fallback_is_the_lifecycles_to_ask_for() -> None:
+    args = build_parser().parse_args(["up", "--gpus", "all"])
+    options = run_options_from_args(args, ENVIRON, "/work")
+    result = make_plan(options, probe_of(H100, driver="580.65.06", cuda=13000), tag=fake_tag,
+                       cpu_fallback="the engine has no NVIDIA runtime")
+    assert not result.gpu and result.dockerfile == "Dockerfile"
+    assert result.create["HostConfig"]["DeviceRequests"] is None
+    assert result.warnings == ("--gpus all: the engine has no NVIDIA runtime; running on CPU",)
+    assert options.gpus[0].names_devices is False
