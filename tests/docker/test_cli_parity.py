@@ -199,3 +199,50 @@ def test_volumes_rejected_by_both(docker_cli: str, value: str, volume_names: lis
     assert inspect is None, f"docker accepted -v {value!r}"
     assert launcher_rejects("--volume", value, capsys).startswith(
         f'launcher: error: invalid argument "{value}" for "--volume" flag: ')
+
+
+def test_env_and_limits_match_docker_create(docker_cli: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_bytes(b"\xef\xbb\xbfA=1\n  B= x \n#c\n\nGLT_UNSET_X\nGLT_SET\r\n")
+    monkeypatch.setenv("GLT_SET", "from-shell")
+    monkeypatch.delenv("GLT_UNSET_X", raising=False)
+    monkeypatch.delenv("GLT_UNSET_Y", raising=False)
+    flags = [f"--env-file={env_file}", "-e", "GLT_UNSET_Y", "-e", "A=2", "-e", "C==d",
+             "--memory=1.5g", "--cpus=1.5", "--shm-size=256m", "--restart=on-failure:3"]
+    inspect, error = docker_create(docker_cli, flags)
+    assert inspect is not None, error
+    assert main(["up", "--dry-run", "--json", *flags]) == 0
+    create = json.loads(capsys.readouterr().out)["create"]
+    ours = [e for e in create["Env"] if not e.startswith("DEVICE=")]
+    theirs = inspect["Config"]["Env"]
+    assert ours == ["A=1", "B= x ", "GLT_SET=from-shell", "GLT_UNSET_Y", "A=2", "C==d"]
+    assert theirs[: len(ours)] == ours  # the image's own env follows
+    for key in ("Memory", "NanoCpus", "ShmSize", "RestartPolicy"):
+        assert create["HostConfig"][key] == inspect["HostConfig"][key], key
+
+
+def test_engine_accepts_the_plan_create_body(docker_client: Any, volume_names: list[str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The exact body `up` will send, created in the real engine (API 1.41), reads back as
+    planned: hardened, limited, labelled, with the named volumes."""
+    name = unique("glt-parity-plan")
+    volume_names += [f"{name}-models", f"{name}-data"]
+    assert main(["up", "--dry-run", "--json", "--name", name, "--memory", "1g"]) == 0
+    body = json.loads(capsys.readouterr().out)["create"]
+    body["Image"] = IMAGE  # the service image is not built here; the body is what is checked
+    body["Labels"] |= TEST_LABEL
+    docker_client.api.create_container_from_config(body, name=name)
+    try:
+        info = docker_client.api.inspect_container(name)
+        host = info["HostConfig"]
+        for key in ("PortBindings", "Binds", "Memory", "NanoCpus", "ShmSize", "Ulimits",
+                    "RestartPolicy", "ReadonlyRootfs", "Tmpfs", "SecurityOpt", "CapDrop"):
+            assert host[key] == body["HostConfig"][key], key
+        assert info["Config"]["User"] == "10001:10001"
+        assert info["Config"]["Labels"]["org.gpu-launcher.plan"] == (
+            body["Labels"]["org.gpu-launcher.plan"])
+        assert {m["Name"] for m in info["Mounts"]} == {f"{name}-models", f"{name}-data"}
+    finally:
+        docker_client.api.remove_container(name, force=True, v=True)
