@@ -43,7 +43,7 @@ _VOLUME_MODES = frozenset(
     {"ro", "rw", "z", "Z", "nocopy", "shared", "rshared", "slave", "rslave", "private",
      "rprivate", "consistent", "cached", "delegated"}
 )
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?([kmgtp])?(i?b)?\Z", re.IGNORECASE)
+_GO_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _GO_INT = re.compile(r"[+-]?[0-9]+\Z")
 
@@ -264,12 +264,24 @@ def parse_env_file(data: bytes, path: str, environ: Mapping[str, str]) -> list[s
 
 
 def parse_bytes(value: str) -> int:
-    """go-units ``RAMInBytes``: ``512m``, ``1.5g``, ``1GiB``, ``1024`` (binary units)."""
-    match = _SIZE.match(value)
-    if not match:
+    """go-units ``RAMInBytes`` (docker 28): ``512m``, ``1.5g``, ``1 GiB``, ``1KB``, ``100``;
+    binary units, a number as Go's ``ParseFloat`` reads it, then an optional suffix."""
+    sep = max(value.rfind(c) for c in "0123456789. ")
+    if sep < 0:
         raise FlagError(f"invalid size: '{value}'")
-    number, unit, _ = match.groups()
-    return int(float(number) * (_SIZE_UNITS[unit.lower()] if unit else 1))
+    number, suffix = (value[:sep], value[sep + 1:]) if value[sep] == " " else (
+        value[: sep + 1], value[sep + 1:])
+    if not _GO_FLOAT.match(number):
+        raise FlagError(f'strconv.ParseFloat: parsing "{number}": invalid syntax')
+    size = float(number)
+    if size < 0:
+        raise FlagError(f"invalid size: '{value}'")
+    unit = suffix.lower()
+    if unit in ("", "b"):
+        return int(size)
+    if len(unit) > 3 or unit[0] not in _SIZE_UNITS or unit[1:] not in ("", "b", "ib"):
+        raise FlagError(f"invalid suffix: '{unit if len(unit) <= 3 else suffix}'")
+    return int(size * _SIZE_UNITS[unit[0]])
 
 
 def parse_cpus(value: str) -> int:

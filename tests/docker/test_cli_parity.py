@@ -246,3 +246,35 @@ def test_engine_accepts_the_plan_create_body(docker_client: Any, volume_names: l
         assert {m["Name"] for m in info["Mounts"]} == {f"{name}-models", f"{name}-data"}
     finally:
         docker_client.api.remove_container(name, force=True, v=True)
+
+
+SIZES = ["1g", "1 g", "1gib", "1KB", "1e3", ".5g", "1.g", "10M", "1Gb", "5b", "1.9999",
+         "1.5.5g", "1ib", " 1g", "1g ", "x", "1gbb"]
+
+
+@pytest.mark.parametrize("value", SIZES)
+def test_sizes_match_docker_create(docker_cli: str, value: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    inspect, docker_error = docker_create(docker_cli, [f"--shm-size={value}"])
+    if inspect is None:
+        ours = launcher_rejects("--shm-size", value, capsys)
+        assert ours == f"launcher: error: {docker_error}"
+        return
+    assert main(["up", "--dry-run", "--json", f"--shm-size={value}"]) == 0, value
+    assert json.loads(capsys.readouterr().out)["create"]["HostConfig"]["ShmSize"] == (
+        inspect["HostConfig"]["ShmSize"])
+
+
+CPUS = ["1.5", "0.001", "3/2", "1e-3", "0.0000000001", "x"]
+
+
+@pytest.mark.parametrize("value", CPUS)
+def test_cpus_match_docker_create(docker_cli: str, value: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    inspect, docker_error = docker_create(docker_cli, [f"--cpus={value}"])
+    if inspect is None:
+        assert launcher_rejects("--cpus", value, capsys) == f"launcher: error: {docker_error}"
+        return
+    assert main(["up", "--dry-run", "--json", f"--cpus={value}"]) == 0, value
+    assert json.loads(capsys.readouterr().out)["create"]["HostConfig"]["NanoCpus"] == (
+        inspect["HostConfig"]["NanoCpus"])

@@ -146,19 +146,40 @@ def test_parse_env_file_rejects(data: bytes, message: str) -> None:
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("1g", 1 << 30), ("512m", 512 << 20), ("1.5g", 3 << 29), ("1GiB", 1 << 30), ("1 gb", 1 << 30),
-    ("64k", 64 << 10), ("100", 100), ("100b", 100),
-], ids=["g", "m", "fraction", "GiB", "space-gb", "k", "bytes", "b"])
+SIZES = [  # each row as docker 28.2 records --shm-size
+    ("1g", 1 << 30), ("512m", 512 << 20), ("1.5g", 3 << 29), ("1GiB", 1 << 30),
+    ("1 g", 1 << 30), ("1gib", 1 << 30), ("1KB", 1024), ("0", 0), ("1e3", 1000),
+    (".5g", 1 << 29), ("1.g", 1 << 30), ("10M", 10 << 20), ("1tb", 1 << 40), ("1Gb", 1 << 30),
+    ("1p", 1 << 50), ("5b", 5), ("1.9999", 1), ("+1k", 1024),
+]
+
+
+@pytest.mark.parametrize("value, expected", SIZES, ids=[v for v, _ in SIZES])
 def test_parse_bytes(value: str, expected: int) -> None:
     assert parse_bytes(value) == expected
 
 
-@pytest.mark.parametrize("value", ["x", "", "-1g", "1x", "1gbb", "g"])
-def test_parse_bytes_rejects(value: str) -> None:
+SIZE_ERRORS = [
+    ("x", "invalid size: 'x'"),
+    ("", "invalid size: ''"),
+    ("g", "invalid size: 'g'"),
+    ("-1g", "invalid size: '-1g'"),
+    ("1x", "invalid suffix: 'x'"),
+    ("1ib", "invalid suffix: 'ib'"),
+    ("1gbb", "invalid suffix: 'gbb'"),
+    ("1GiBs", "invalid suffix: 'GiBs'"),
+    ("1.5.5g", 'strconv.ParseFloat: parsing "1.5.5": invalid syntax'),
+    (" 1g", 'strconv.ParseFloat: parsing " 1": invalid syntax'),
+    ("1g ", 'strconv.ParseFloat: parsing "1g": invalid syntax'),
+    ("1_000", 'strconv.ParseFloat: parsing "1_000": invalid syntax'),
+]
+
+
+@pytest.mark.parametrize("value, message", SIZE_ERRORS, ids=[v or "empty" for v, _ in SIZE_ERRORS])
+def test_parse_bytes_rejects(value: str, message: str) -> None:
     with pytest.raises(FlagError) as info:
         parse_bytes(value)
-    assert str(info.value) == f"invalid size: '{value}'"
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -248,7 +248,7 @@ BAD_FLAGS = [
     (["--memory", "1m"], ('invalid argument "1m" for "--memory" flag: '
                          "Minimum memory limit allowed is 6MB")),
     (["--cpus", "x"], 'invalid argument "x" for "--cpus" flag: failed to parse x as a rational number'),
-    (["--shm-size", "1q"], "invalid argument \"1q\" for \"--shm-size\" flag: invalid size: '1q'"),
+    (["--shm-size", "1q"], "invalid argument \"1q\" for \"--shm-size\" flag: invalid suffix: 'q'"),
     (["--restart", "sometimes"],
      "invalid argument \"sometimes\" for \"--restart\" flag: invalid restart policy 'sometimes'"),
     (["--name", "a b"], ('invalid argument "a b" for "--name" flag: Invalid container name '
