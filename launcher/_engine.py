@@ -351,3 +351,21 @@ class Engine:
         except Exception as exc:  # noqa: BLE001
             raise engine_error(exc, f"removing volume {name}") from None
 
+
+    def volumes(self, labels: Mapping[str, str]) -> list[str]:
+        """Names of the volumes carrying every label in ``labels``."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        try:
+            found = self._api.volumes(filters=filters).get("Volumes") or []
+        except Exception as exc:  # noqa: BLE001
+            raise engine_error(exc, "listing volumes") from None
+        return sorted(str(v["Name"]) for v in found)
+
+    # --- lifecycle (launcher up/down/status/logs) -------------------------------------------
+    def put_archive(self, container: str, path: str, data: bytes) -> None:
+        """Unpack the tar ``data`` into ``path`` of a (created) container: works on a remote
+        engine, where a bind mount of a local path cannot."""
+        try:
+            self._api.put_archive(container, path, data)
+        except Exception as exc:  # noqa: BLE001
+            raise engine_error(exc, f"copying files into {container[:12]}") from None
