@@ -313,6 +313,8 @@ def parse_restart(value: str) -> dict[str, Any]:
                 "invalid restart policy format: maximum retry count must be an integer"
             )
         count = int(count_text)
+    if value == "":  # docker sends no policy; the daemon reads that as "no"
+        return {"Name": "", "MaximumRetryCount": 0}
     if name not in ("no", "always", "unless-stopped", "on-failure"):
         raise FlagError(f"invalid restart policy '{name}'")
     if count and name != "on-failure":

@@ -278,3 +278,21 @@ def test_cpus_match_docker_create(docker_cli: str, value: str,
     assert main(["up", "--dry-run", "--json", f"--cpus={value}"]) == 0, value
     assert json.loads(capsys.readouterr().out)["create"]["HostConfig"]["NanoCpus"] == (
         inspect["HostConfig"]["NanoCpus"])
+
+
+RESTARTS = ["no", "always", "unless-stopped", "on-failure", "on-failure:3", "on-failure:", "",
+            "bogus", "always:3", "on-failure:x", ":3", "on-failure:-1"]
+
+
+@pytest.mark.parametrize("value", RESTARTS, ids=[v or "empty" for v in RESTARTS])
+def test_restart_matches_docker_create(docker_cli: str, value: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    inspect, docker_error = docker_create(docker_cli, [f"--restart={value}"])
+    if inspect is None:
+        ours = launcher_rejects("--restart", value, capsys)
+        reason = docker_error.removeprefix("docker: ").removeprefix("Error response from daemon: ")
+        assert ours == f'launcher: error: invalid argument "{value}" for "--restart" flag: {reason}'
+        return
+    assert main(["up", "--dry-run", "--json", f"--restart={value}"]) == 0, value
+    assert json.loads(capsys.readouterr().out)["create"]["HostConfig"]["RestartPolicy"] == (
+        inspect["HostConfig"]["RestartPolicy"])
