@@ -72,20 +72,20 @@ def litserve_python() -> Path:
     return ROOT / ".cache" / "litserve-venv" / "bin" / "python"
 
 
-def command(contender: str, model: Path, port: int) -> tuple[list[str], dict[str, str]] | str:
-    """argv and env of a contender, or why it cannot run here."""
+def command(contender: str, model: Path, port: int) -> tuple[list[str], dict[str, str], str] | str:
+    """argv, env and readiness path of a contender, or why it cannot run here."""
     env = {"MODEL_PATH": str(model), "PYTHONUNBUFFERED": "1", "TORCH_THREADS": "1"}
     py = sys.executable
     if contender == "ours":
-        return [py, "-m", "service", "--host", "127.0.0.1", "--port", str(port)], env
+        return [py, "-m", "service", "--host", "127.0.0.1", "--port", str(port)], env, "/readyz"
     if contender == "naive":
         return [py, "-m", "uvicorn", "--app-dir", str(HERE), "naive_app:app", "--host",
-                "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"], env
+                "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"], env, "/readyz"
     if contender == "litserve":
         lit = litserve_python()
         if not lit.exists():
             return f"no LitServe venv at {lit.parent.parent} (run benchmarks/serving/setup-litserve)"
-        return [str(lit), str(HERE / "litserve_app.py"), str(port)], env
+        return [str(lit), str(HERE / "litserve_app.py"), str(port)], env, "/health"
     return f"unknown contender {contender!r}"
 
 
@@ -126,7 +126,7 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
     if isinstance(spec, str):
         log(f"{contender}: skipped: {spec}")
         return [Row(contender, c, note=f"skipped: {spec}") for c in connections]
-    argv, env = spec
+    argv, env, ready_path = spec
     if pin:
         argv = ["taskset", "-c", "0", *argv]
     log_path = logs / f"{contender}.log"
@@ -135,7 +135,7 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     rows = []
     try:
-        wait_ready(proc, f"http://127.0.0.1:{port}/readyz")
+        wait_ready(proc, f"http://127.0.0.1:{port}{ready_path}")
         url = f"http://127.0.0.1:{port}/predict"
         if warmup > 0:
             run_wrk(url, max(connections), warmup, body_file, "1" if pin else None)
@@ -183,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-single", action="store_true", help="skip the 1-connection run")
     parser.add_argument("--no-pin", action="store_true", help="do not taskset server/wrk")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--no-setup", action="store_true",
+                        help="do not create LitServe's venv when it is missing (skip it instead)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("error: wrk is not installed\nhint: apt-get install wrk", file=sys.stderr)
         return 2
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2 and shutil.which("taskset")
     model = model_file(args.model)
+    if "litserve" in args.contenders.split(",") and not args.no_setup:
+        subprocess.run([str(HERE / "setup-litserve")], check=False, stdout=subprocess.DEVNULL)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         body = Path(tmp) / "body.json"

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_serving_benchmark_runs_every_contender_and_prints_the_table() -> None:
     proc = subprocess.run(
         [sys.executable, "benchmarks/serving/bench.py", "--duration", "1", "--warmup", "0",
-         "--connections", "4", "--contenders", "ours,naive,litserve"],
+         "--connections", "4", "--contenders", "ours,naive,litserve", "--no-setup"],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
