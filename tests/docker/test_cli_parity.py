@@ -218,7 +218,10 @@ def test_env_and_limits_match_docker_create(docker_cli: str, tmp_path: Path,
     ours = [e for e in create["Env"] if not e.startswith("DEVICE=")]
     theirs = inspect["Config"]["Env"]
     assert ours == ["A=1", "B= x ", "GLT_SET=from-shell", "GLT_UNSET_Y", "A=2", "C==d"]
-    assert theirs[: len(ours)] == ours  # the image's own env follows
+    # The image's own env follows; docker 28 does not keep a bare KEY's place among the others
+    # (it varies run to run), so compare the entries, and the order of the values set twice.
+    assert sorted(theirs[: len(ours)]) == sorted(ours)
+    assert theirs.index("A=1") < theirs.index("A=2")
     for key in ("Memory", "NanoCpus", "ShmSize", "RestartPolicy"):
         assert create["HostConfig"][key] == inspect["HostConfig"][key], key
 
