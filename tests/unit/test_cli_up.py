@@ -82,14 +82,6 @@ def test_up_bad_values_exit_2_echoing_the_value(argv: list[str], first_line: str
     assert lines[1].startswith("hint: ") and len(lines) == 2
 
 
-def test_up_without_dry_run_is_not_available_yet() -> None:
-    result = run_launcher("up", "--no-probe")
-    assert result.returncode == 1
-    assert result.stderr.splitlines()[-2:] == [
-        "launcher: error: launcher up without --dry-run is not available yet",
-        "hint: use 'launcher up --dry-run --json' to see the plan"]
-
-
 def up_in_process(nvml: FakeNvml, *argv: str) -> int:
     args = build_parser().parse_args(["up", "--dry-run", "--json", *argv])
     try:
