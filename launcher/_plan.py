@@ -331,9 +331,10 @@ def _gpu_warnings(options: RunOptions, selected: Sequence[GpuInfo]) -> list[str]
     for raw, req in zip(options.gpus_raw, options.gpus, strict=True):
         if req.device_ids is not None and req.count != 0:
             ids = ",".join(req.device_ids)
+            quoted = raw if raw.count("=") == 1 and raw.startswith("device=") else "device=..."
             warnings.append(
                 f"--gpus {raw} reads as device={ids} plus a count of {req.count}, as Docker reads "
-                f"it; to select a list of devices quote it: --gpus '\"device=...\"'")
+                f"it; to select a list of devices quote it: --gpus '\"{quoted}\"'")
     for g in selected:
         if g.mig_enabled:
             warnings.append(f"GPU {g.index} ({g.name}) has MIG enabled: the container sees its MIG "

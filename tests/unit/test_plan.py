@@ -190,7 +190,10 @@ def test_mig_and_unquoted_device_lists_are_warned() -> None:
     result = plan(["--gpus", "device=0,1"], probe_of(H100, H100, driver="580.65.06", cuda=13000))
     assert result.warnings[0] == (
         "--gpus device=0,1 reads as device=0 plus a count of 1, as Docker reads it; to select "
-        "a list of devices quote it: --gpus '\"device=...\"'")
+        "a list of devices quote it: --gpus '\"device=0,1\"'")
+    result = plan(["--gpus", "device=0,1,driver=nvidia"],
+                  probe_of(H100, H100, driver="580.65.06", cuda=13000))
+    assert result.warnings[0].endswith("quote it: --gpus '\"device=...\"'")
 
 
 def test_docker_style_flags_land_in_the_create_body(tmp_path: Path) -> None:
