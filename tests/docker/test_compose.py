@@ -4,6 +4,7 @@ leaving nothing behind. Select with `-k compose`."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -18,6 +19,8 @@ import pytest
 import requests
 
 from launcher._build import IMAGE_REPO
+from launcher._gpus import parse_gpus
+from launcher._plan import Plan, RunOptions, make_plan
 from tests.conftest import IN_CI, ROOT, TEST_LABEL, free_port, unique
 
 GPU_FILE = ROOT / "compose.gpu.yml"
@@ -52,9 +55,17 @@ def compose(*args: str, files: tuple[Path, ...] = (GPU_FILE,), env: dict[str, st
 
 def config(files: tuple[Path, ...] = (GPU_FILE,), env: dict[str, str] | None = None,
            profiles: tuple[str, ...] = ()) -> dict[str, Any]:
-    profile_args = [a for p in profiles for a in ("--profile", p)]
-    out = compose(*profile_args, "config", "--format", "json", files=files, env=env).stdout
+    """`docker compose config --format json`, a fresh copy (tests may change it)."""
+    out = _config_json(files, tuple(sorted((env or {}).items())), profiles)
     return json.loads(out)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _config_json(files: tuple[Path, ...], env: tuple[tuple[str, str], ...],
+                 profiles: tuple[str, ...]) -> str:
+    profile_args = [a for p in profiles for a in ("--profile", p)]
+    return compose(*profile_args, "config", "--format", "json", files=files,
+                   env=dict(env)).stdout
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -105,10 +116,12 @@ def test_compose_cpu_override_reserves_no_devices() -> None:
 @pytest.mark.parametrize("service", SERVICES)
 def test_compose_service_is_hardened(service: str, files: tuple[Path, ...]) -> None:
     svc = config(files, profiles=("grafana",))["services"][service]
+    host = _plan(gpu=False).create["HostConfig"]
     hardening = {k: svc.get(k) for k in ("read_only", "cap_drop", "security_opt", "tmpfs",
                                          "restart")}
     assert hardening == {"read_only": True, "cap_drop": ["ALL"],
-                         "security_opt": ["no-new-privileges:true"], "tmpfs": ["/tmp"],
+                         "security_opt": host["SecurityOpt"],
+                         "tmpfs": [f"{p}:{o}" for p, o in host["Tmpfs"].items()],
                          "restart": "unless-stopped"}
     uid = svc["user"].split(":")[0]
     assert uid.isdigit() and uid != "0", f"{service} runs as user {svc['user']!r}"
@@ -145,6 +158,72 @@ def test_compose_names_volumes_for_models_data_and_metrics() -> None:
     assert mounts == {("predictor", "models", "/models"), ("predictor", "data", "/data"),
                       ("prometheus", "prometheus-data", "/prometheus"),
                       ("grafana", "grafana-data", "/var/lib/grafana")}
+
+
+# --- no drift from `launcher up` ------------------------------------------------------------
+
+
+def _plan(gpu: bool) -> Plan:
+    """What `launcher up [--gpus all] --no-probe` would create (compose can't probe either)."""
+    options = RunOptions(gpus=(parse_gpus("all"),), gpus_raw=("all",)) if gpu else RunOptions()
+    return make_plan(options, None, tag=lambda *_: "unused")
+
+
+def _create_from_compose(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The predictor service as the Engine API create fields the plan also sets."""
+    svc = cfg["services"]["predictor"]
+    devices = svc.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
+    ulimits = {k: (v, v) if isinstance(v, int) else (v["soft"], v["hard"])
+               for k, v in svc["ulimits"].items()}
+    return {
+        "User": svc["user"],
+        "Env": sorted(f"{k}={v}" for k, v in svc.get("environment", {}).items()),
+        "HostConfig": {
+            "DeviceRequests": None if devices is None else [
+                {"Driver": d.get("driver", ""), "Count": d.get("count", 0),
+                 "DeviceIDs": d.get("device_ids"), "Capabilities": [d["capabilities"]],
+                 "Options": d.get("options", {})} for d in devices],
+            "PortBindings": {f"{p['target']}/{p['protocol']}": [
+                {"HostIp": p["host_ip"], "HostPort": p["published"]}] for p in svc["ports"]},
+            "Binds": [f"{cfg['volumes'][m['source']]['name']}:{m['target']}"
+                      for m in svc["volumes"]],
+            "Memory": int(svc.get("mem_limit", 0)),
+            "NanoCpus": int(float(svc.get("cpus", 0)) * 1e9),
+            "ShmSize": int(svc["shm_size"]),
+            "Ulimits": [{"Name": k, "Soft": s, "Hard": h} for k, (s, h) in ulimits.items()],
+            "RestartPolicy": {"Name": svc["restart"], "MaximumRetryCount": 0},
+            "ReadonlyRootfs": svc["read_only"],
+            "Tmpfs": dict(t.split(":", 1) for t in svc["tmpfs"]),
+            "SecurityOpt": svc["security_opt"],
+            "CapDrop": svc["cap_drop"],
+        },
+    }
+
+
+def _create_from_plan(plan: Plan) -> dict[str, Any]:
+    create = plan.create
+    host = {k: create["HostConfig"][k] for k in _create_from_compose(config())["HostConfig"]}
+    if host["DeviceRequests"]:
+        # `docker run --gpus` leaves the driver empty and the engine picks the one that serves
+        # capability gpu (nvidia); the Compose spec names it.
+        host["DeviceRequests"] = [{**r, "Driver": r["Driver"] or "nvidia"}
+                                  for r in host["DeviceRequests"]]
+    return {"User": create["User"], "Env": sorted(create["Env"]), "HostConfig": host}
+
+
+@pytest.mark.parametrize(("files", "gpu"), [((GPU_FILE,), True), ((GPU_FILE, CPU_FILE), False)],
+                         ids=["gpu", "cpu"])
+def test_compose_predictor_matches_launcher_up(files: tuple[Path, ...], gpu: bool) -> None:
+    cfg, plan = config(files), _plan(gpu)
+    assert cfg["name"] == plan.name  # so both name the volumes alike
+    assert _create_from_compose(cfg) == _create_from_plan(plan)
+
+
+@pytest.mark.parametrize(("files", "gpu"), [((GPU_FILE,), True), ((GPU_FILE, CPU_FILE), False)],
+                         ids=["gpu", "cpu"])
+def test_compose_builds_the_image_launcher_up_builds(files: tuple[Path, ...], gpu: bool) -> None:
+    build, plan = config(files)["services"]["predictor"]["build"], _plan(gpu)
+    assert (build["dockerfile"], build["args"]) == (plan.dockerfile, dict(plan.build_args))
 
 
 def _dashboard_exprs() -> list[str]:
@@ -282,8 +361,9 @@ def test_compose_cpu_stack_serves_and_is_scraped(docker_client: Any, predictor_i
             f"com.docker.compose.project={project}", "com.docker.compose.service=predictor"]})
         host = container.attrs["HostConfig"]
         assert [b["HostIp"] for b in host["PortBindings"]["8000/tcp"]] == ["127.0.0.1"]
-        assert (host["ReadonlyRootfs"], host["CapDrop"], host["SecurityOpt"], host["Tmpfs"]) == (
-            True, ["ALL"], ["no-new-privileges:true"], {"/tmp": ""})
+        hardening = ("ReadonlyRootfs", "CapDrop", "SecurityOpt", "Tmpfs", "ShmSize")
+        planned = _plan(gpu=False).create["HostConfig"]
+        assert {k: host[k] for k in hardening} == {k: planned[k] for k in hardening}
         assert container.attrs["Config"]["User"] == "10001:10001"
         assert host["DeviceRequests"] in (None, [])
 
