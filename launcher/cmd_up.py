@@ -13,15 +13,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from launcher._errors import LauncherError
+from launcher._lifecycle import is_remote_engine
 from launcher._plan import (
     Plan,
+    RunOptions,
     add_build_options,
     add_run_options,
     make_plan,
     run_options_from_args,
 )
-from launcher._probe import probe_host
+from launcher._up import UpOptions, probe_for, up
 from service.nvml import load_nvml
 
 __all__ = ["add_parser", "execute", "format_plan", "run"]
@@ -60,16 +61,18 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def execute(plan: Plan, args: argparse.Namespace) -> int:
-    """Build, preflight, run and wait (the lifecycle)."""
-    raise LauncherError("launcher up without --dry-run is not available yet",
-                        hint="use 'launcher up --dry-run --json' to see the plan")
+def execute(plan: Plan, options: RunOptions, args: argparse.Namespace) -> int:
+    """Build, preflight, run and wait (the lifecycle: :mod:`launcher._up`)."""
+    remote = is_remote_engine(os.environ.get("DOCKER_HOST"))
+    return up(plan, options, UpOptions(build=args.build, no_build=args.no_build,
+                                       timeout=args.timeout, remote=remote))
 
 
 def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     options = run_options_from_args(args, os.environ, os.getcwd())
-    # A CPU plan needs no probe; --no-probe takes --gpus as given.
-    probe = probe_host(load) if options.gpus and not options.build.no_probe else None
+    # A CPU plan needs no probe; --no-probe takes --gpus as given; a remote engine is probed
+    # on that engine.
+    probe = probe_for(options, os.environ, args.dry_run, load)
     plan = make_plan(options, probe)
     print(f"launcher: {plan.explanation}", file=sys.stderr)
     for warning in plan.warnings:
@@ -77,4 +80,4 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     if args.dry_run:
         print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
         return 0
-    return execute(plan, args)
+    return execute(plan, options, args)

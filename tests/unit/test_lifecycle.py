@@ -1,0 +1,236 @@
+"""The lifecycle's pure decisions (launcher/_lifecycle.py): keep or replace, GPU fallback
+policy, readiness, status rows, remote engines. Table tests, exact text."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from launcher._errors import LauncherError
+from launcher._gpus import parse_gpus
+from launcher._lifecycle import (
+    Decision,
+    Verdict,
+    curl_example,
+    decide,
+    format_status,
+    gpu_runtime_missing,
+    gpus_assigned,
+    is_remote_engine,
+    judge_readiness,
+    may_fall_back,
+    named_volumes,
+    parse_probe_json,
+    parse_timestamp,
+    service_url,
+    status_row,
+)
+from launcher._probe import GpuInfo, Probe
+
+MANAGED = {"org.gpu-launcher.managed": "true", "org.gpu-launcher.name": "svc",
+           "org.gpu-launcher.plan": "aaaa"}
+
+
+def container(labels: dict[str, str] | None = None, image: str = "sha256:1",
+              running: bool = True, status: str = "running") -> dict[str, Any]:
+    return {"Id": "c1", "Image": image, "Config": {"Labels": MANAGED if labels is None else labels},
+            "State": {"Running": running, "Status": status}}
+
+
+@pytest.mark.parametrize(("existing", "expected"), [
+    (None, Decision("create", "no container svc")),
+    (container(), Decision("keep", "already running with the same plan")),
+    (container({**MANAGED, "org.gpu-launcher.plan": "bbbb"}),
+     Decision("replace", "the plan changed (bbbb → aaaa)")),
+    (container(image="sha256:0"), Decision("replace", "the image was rebuilt")),
+    (container(running=False, status="exited"), Decision("replace", "it is exited")),
+], ids=["none", "same-plan-running", "plan-changed", "image-rebuilt", "exited"])
+def test_decide(existing: dict[str, Any] | None, expected: Decision) -> None:
+    assert decide("svc", existing, "aaaa", "sha256:1") == expected
+
+
+def test_decide_never_touches_a_container_launcher_did_not_create() -> None:
+    with pytest.raises(LauncherError) as exc:
+        decide("svc", container({}), "aaaa", "sha256:1")
+    assert exc.value.message == "a container named svc exists and launcher did not create it"
+    assert exc.value.hint == "choose another --name, or remove it: docker rm -f svc"
+
+
+@pytest.mark.parametrize(("binds", "expected"), [
+    (["svc-models:/models", "svc-data:/data"], ["svc-models", "svc-data"]),
+    (["/srv/models:/models:ro", "cache:/cache:rw"], ["cache"]),
+    ([], []),
+], ids=["defaults", "bind-and-named", "none"])
+def test_named_volumes(binds: list[str], expected: list[str]) -> None:
+    assert named_volumes(binds) == expected
+
+
+@pytest.mark.parametrize(("runtimes", "cdi", "expected"), [
+    (["io.containerd.runc.v2", "nvidia", "runc"], [], None),
+    (["runc"], ["/etc/cdi", "/var/run/cdi"], None),
+    (["io.containerd.runc.v2", "runc"], [],
+     ("the Docker engine has no NVIDIA runtime (runtimes: io.containerd.runc.v2, runc) "
+     "and no CDI spec directories")),
+    ([], [], ("the Docker engine has no NVIDIA runtime (runtimes: none) and no CDI spec "
+             "directories")),
+], ids=["nvidia-runtime", "cdi", "runc-only", "nothing"])
+def test_gpu_runtime_missing(runtimes: list[str], cdi: list[str], expected: str | None) -> None:
+    assert gpu_runtime_missing(runtimes, cdi) == expected
+
+
+@pytest.mark.parametrize(("gpus", "require", "expected"), [
+    (["all"], False, True),
+    (["2"], False, True),
+    (["count=1,capabilities=utility"], False, True),
+    (["all"], True, False),
+    (['"device=0,1"'], False, False),
+    (["device=GPU-3a2b"], False, False),
+    (["all", "device=1"], False, False),
+    ([], False, False),
+], ids=["all", "count", "count-caps", "require-gpu", "device-list", "device-uuid",
+        "all-plus-device", "no-gpus"])
+def test_may_fall_back_only_for_all_or_counts(gpus: list[str], require: bool,
+                                              expected: bool) -> None:
+    assert may_fall_back([parse_gpus(g) for g in gpus], require) is expected
+
+
+RUNNING = {"Status": "running", "Running": True}
+
+
+@pytest.mark.parametrize(("state", "restarts", "readyz", "healthcheck", "elapsed", "expected"), [
+    (RUNNING, 0, 200, False, 1.0, Verdict("ready")),
+    (RUNNING, 0, 503, False, 1.0, Verdict("wait")),
+    (RUNNING, 0, None, False, 1.0, Verdict("wait")),
+    ({**RUNNING, "Health": {"Status": "healthy"}}, 0, None, True, 1.0, Verdict("ready")),
+    ({**RUNNING, "Health": {"Status": "starting"}}, 0, None, True, 1.0, Verdict("wait")),
+    ({**RUNNING, "Health": {"Status": "unhealthy"}}, 0, 503, False, 1.0,
+     Verdict("failed", "the container's healthcheck reports unhealthy")),
+    ({"Status": "exited", "ExitCode": 2}, 0, None, False, 1.0,
+     Verdict("failed", "the container exited with code 2")),
+    ({"Status": "restarting", "ExitCode": 1}, 2, None, False, 1.0,
+     Verdict("failed", "the container exited (code 1) and was restarted 2 time(s)")),
+    (RUNNING, 0, 503, False, 30.0, Verdict("failed", "not ready after 30s")),
+], ids=["readyz-200", "readyz-503", "no-answer", "healthy", "health-starting", "unhealthy",
+        "exited", "restarted", "timeout"])
+def test_judge_readiness(state: dict[str, Any], restarts: int, readyz: int | None,
+                         healthcheck: bool, elapsed: float, expected: Verdict) -> None:
+    assert judge_readiness(state, restarts, 0, readyz, healthcheck, elapsed, 30.0) == expected
+
+
+@pytest.mark.parametrize(("ports", "expected"), [
+    ({"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}]}, "http://127.0.0.1:8000"),
+    ({"8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "49153"}, {"HostIp": "::",
+                                                                 "HostPort": "49153"}]},
+     "http://127.0.0.1:49153"),
+    ({"8000/tcp": [{"HostIp": "::1", "HostPort": "8080"}]}, "http://[::1]:8080"),
+    ({"8000/tcp": None}, None),
+    ({"9000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}]}, None),
+    (None, None),
+], ids=["loopback", "any-address", "ipv6", "exposed-not-published", "other-port", "no-ports"])
+def test_service_url(ports: dict[str, Any] | None, expected: str | None) -> None:
+    assert service_url(ports) == expected
+
+
+def test_curl_example_is_one_digits_row_to_predict() -> None:
+    line = curl_example("http://127.0.0.1:8000")
+    head, _, body = line.partition(" -d ")
+    assert head == "curl -s http://127.0.0.1:8000/predict"
+    rows = json.loads(body.strip("'"))["inputs"]
+    assert len(rows) == 1 and len(rows[0]) == 64
+
+
+@pytest.mark.parametrize(("docker_host", "expected"), [
+    (None, False), ("", False), ("unix:///var/run/docker.sock", False),
+    ("unix:///tmp/missing.sock", False), ("npipe:////./pipe/docker_engine", False),
+    ("tcp://127.0.0.1:2375", False), ("tcp://localhost:2376", False),
+    ("tcp://10.0.0.5:2376", True), ("ssh://ops@gpu-box", True),
+], ids=["unset", "empty", "unix", "unix-missing", "npipe", "tcp-loopback", "tcp-localhost",
+        "tcp-remote", "ssh"])
+def test_is_remote_engine(docker_host: str | None, expected: bool) -> None:
+    assert is_remote_engine(docker_host) is expected
+
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-11-28T07:38:20.123456789Z", datetime(2026, 11, 28, 7, 38, 20, 123456, UTC)),
+    ("2026-11-28T07:38:20Z", datetime(2026, 11, 28, 7, 38, 20, tzinfo=UTC)),
+    ("2026-11-28T08:38:20.5+01:00", datetime(2026, 11, 28, 7, 38, 20, 500000, UTC)),
+    ("0001-01-01T00:00:00Z", None),
+    ("", None),
+], ids=["nanoseconds", "whole-seconds", "offset", "zero-time", "empty"])
+def test_parse_timestamp(text: str, expected: datetime | None) -> None:
+    assert parse_timestamp(text) == expected
+
+
+@pytest.mark.parametrize(("requests", "expected"), [
+    (None, "none"),
+    ([{"Count": -1, "DeviceIDs": None}], "all"),
+    ([{"Count": 2, "DeviceIDs": None}], "2"),
+    ([{"Count": 0, "DeviceIDs": ["0", "2"]}], "0,2"),
+    ([{"Count": 1}, {"Count": 0, "DeviceIDs": ["GPU-1"]}], "1+GPU-1"),
+], ids=["none", "all", "count", "devices", "two-requests"])
+def test_gpus_assigned(requests: list[dict[str, Any]] | None, expected: str) -> None:
+    assert gpus_assigned(requests) == expected
+
+
+INSPECT = {
+    "Name": "/svc",
+    "RestartCount": 1,
+    "Config": {"Image": "gpu-launcher/service:cpu-abc", "Labels": MANAGED},
+    "State": {"Status": "running", "Running": True, "StartedAt": "2026-11-28T07:00:00.5Z",
+              "Health": {"Status": "healthy"}},
+    "NetworkSettings": {"Ports": {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}]}},
+    "HostConfig": {"DeviceRequests": None},
+}
+NOW = datetime(2026, 11, 28, 8, 5, 7, tzinfo=UTC)
+
+
+def test_status_row() -> None:
+    assert status_row(INSPECT, NOW) == {
+        "name": "svc", "image": "gpu-launcher/service:cpu-abc", "state": "running",
+        "health": "healthy", "ports": ["127.0.0.1:8000->8000/tcp"], "gpus": "none",
+        "uptime_seconds": 3906, "restarts": 1}
+
+
+def test_status_row_of_a_stopped_container_has_no_uptime() -> None:
+    stopped = {**INSPECT, "State": {"Status": "exited", "Running": False,
+                                    "StartedAt": "2026-11-28T07:00:00Z"}}
+    row = status_row(stopped, NOW)
+    assert (row["state"], row["health"], row["uptime_seconds"]) == ("exited", "none", None)
+
+
+@pytest.mark.parametrize(("uptime", "shown"), [
+    (None, "-"), (42, "42s"), (427, "7m07s"), (3906, "1h05m"), (183600, "2d03h"),
+], ids=["stopped", "seconds", "minutes", "hours", "days"])
+def test_format_status(uptime: int | None, shown: str) -> None:
+    row = {**status_row(INSPECT, NOW), "uptime_seconds": uptime}
+    assert format_status([row]).splitlines() == [
+        "NAME  IMAGE                         STATE    HEALTH   GPUS  UPTIME" + " " * (
+            max(len(shown), 6) - 6) + "  PORTS",
+        (f"svc   gpu-launcher/service:cpu-abc  running  healthy  none  {shown.ljust(6)}"
+        "  127.0.0.1:8000->8000/tcp"),
+    ]
+
+
+def test_format_status_without_containers() -> None:
+    assert format_status([]) == "no containers managed by launcher"
+
+
+def test_parse_probe_json_round_trips_launcher_probe() -> None:
+    probe = Probe("580.65.06", (13, 0), (GpuInfo(0, "GPU-1", "NVIDIA H100 80GB HBM3", 85899345920,
+                                                 (9, 0), False),), warnings=("w",))
+    assert parse_probe_json(json.dumps(probe.to_json())) == probe
+    none = Probe(None, None, (), reason="NVML library not found")
+    assert parse_probe_json(json.dumps(none.to_json())) == none
+
+
+def test_parse_probe_json_rejects_other_output() -> None:
+    with pytest.raises(LauncherError) as exc:
+        parse_probe_json("Traceback (most recent call last)")
+    assert exc.value.message.startswith("the remote probe printed no probe JSON (")
+    assert exc.value.hint == "skip the probe with --no-probe and pass --gpus as you need"

@@ -1,0 +1,183 @@
+"""``launcher up``'s sequencing (launcher/_up.py) against a fake engine: the GPU preflight's
+fallback policy, keep/replace, and waiting with a fake clock; plus the unreachable engine as a
+real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from launcher import _up
+from launcher._engine import EngineInfo, GpuRuntimeMissing, NotFound
+from launcher._errors import LauncherError
+from launcher._gpus import parse_gpus
+from launcher._lifecycle import TOOLKIT_HINT
+from launcher._plan import Plan, RunOptions, make_plan
+from launcher._probe import GpuInfo, Probe
+from tests.conftest import ROOT
+
+H100 = GpuInfo(0, "GPU-h100", "NVIDIA H100 80GB HBM3", 80 << 30, (9, 0), False)
+PROBE = Probe("580.65.06", (13, 0), (H100,))
+
+
+def options(*gpus: str, require_gpu: bool = False) -> RunOptions:
+    return RunOptions(name="svc", gpus=tuple(parse_gpus(g) for g in gpus), gpus_raw=gpus,
+                      require_gpu=require_gpu)
+
+
+def plan_for(opts: RunOptions) -> Plan:
+    return make_plan(opts, PROBE if opts.gpus else None, tag=lambda *_: "img:1")
+
+
+@dataclass
+class FakeEngine:
+    runtimes: tuple[str, ...] = ("io.containerd.runc.v2", "runc")
+    inspects: list[dict[str, Any]] = field(default_factory=list)
+    existing: dict[str, Any] | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def info(self) -> EngineInfo:
+        return EngineInfo("20.10.24", "1.41", self.runtimes, "runc", ())
+
+    def inspect_container(self, ref: str) -> dict[str, Any]:
+        if ref == "svc" and self.existing is None:
+            raise NotFound("no such container")
+        if ref == "svc" and self.existing is not None:
+            return self.existing
+        return self.inspects.pop(0) if len(self.inspects) > 1 else self.inspects[0]
+
+    def logs(self, container: str, tail: int | None = None) -> str:
+        return "line 1\nTraceback: boom\n"
+
+    def stop(self, container: str, timeout: int = 10) -> None:
+        self.calls.append(f"stop {container} {timeout}")
+
+    def remove_container(self, container: str, force: bool = False) -> None:
+        self.calls.append(f"remove {container}")
+
+    def create_container(self, body: dict[str, Any], name: str | None = None) -> str:
+        self.calls.append(f"create {name}")
+        return "new0123456789"
+
+    def start(self, container: str) -> None:
+        self.calls.append(f"start {container}")
+
+
+def test_preflight_falls_back_to_cpu_for_gpus_all_without_a_gpu_runtime(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    opts = options("all")
+    plan = _up.preflight(FakeEngine(), plan_for(opts), opts)  # type: ignore[arg-type]
+    assert (plan.gpu, plan.dockerfile, plan.create["HostConfig"]["DeviceRequests"]) == (
+        False, "Dockerfile", None)
+    assert capsys.readouterr().err == (
+        "launcher: warning: --gpus all: the Docker engine has no NVIDIA runtime (runtimes: "
+        "io.containerd.runc.v2, runc) and no CDI spec directories; running on CPU\n")
+
+
+@pytest.mark.parametrize(("gpus", "require", "message"), [
+    (("device=0",), False, ("--gpus device=0: the Docker engine has no NVIDIA runtime "
+                           "(runtimes: io.containerd.runc.v2, runc) and no CDI spec directories")),
+    (("all",), True, ("--gpus all: the Docker engine has no NVIDIA runtime "
+                     "(runtimes: io.containerd.runc.v2, runc) and no CDI spec directories")),
+], ids=["named-device", "require-gpu"])
+def test_preflight_refuses_named_devices_and_require_gpu(gpus: tuple[str, ...], require: bool,
+                                                         message: str) -> None:
+    opts = options(*gpus, require_gpu=require)
+    with pytest.raises(GpuRuntimeMissing) as exc:
+        _up.preflight(FakeEngine(), plan_for(opts), opts)  # type: ignore[arg-type]
+    assert (exc.value.message, exc.value.hint) == (message, TOOLKIT_HINT)
+
+
+def test_preflight_passes_a_gpu_plan_when_the_engine_has_the_nvidia_runtime() -> None:
+    opts = options("all")
+    plan = plan_for(opts)
+    engine = FakeEngine(runtimes=("nvidia", "runc"))
+    assert _up.preflight(engine, plan, opts) is plan  # type: ignore[arg-type]
+
+
+def test_preflight_leaves_a_no_probe_gpu_plan_to_the_engine() -> None:
+    opts = replace(options("all"), build=replace(options().build, no_probe=True))
+    plan = make_plan(opts, None, tag=lambda *_: "img:1")
+    assert _up.preflight(FakeEngine(), plan, opts) is plan  # type: ignore[arg-type]
+
+
+def managed(plan: Plan, running: bool = True) -> dict[str, Any]:
+    return {"Id": "old0123456789", "Image": "sha256:1", "Config": {"Labels": plan.create["Labels"]},
+            "State": {"Running": running, "Status": "running" if running else "exited"}}
+
+
+def test_up_again_with_the_same_plan_leaves_the_container_alone() -> None:
+    plan = plan_for(options())
+    engine = FakeEngine(existing=managed(plan))
+    assert _up.ensure_container(engine, plan, "sha256:1") == "old0123456789"  # type: ignore[arg-type]
+    assert engine.calls == []
+
+
+def test_up_with_a_changed_plan_replaces_the_container() -> None:
+    old = plan_for(options())
+    new = plan_for(replace(options(), env=("LOG_LEVEL=debug",)))
+    engine = FakeEngine(existing=managed(old))
+    assert _up.ensure_container(engine, new, "sha256:1") == "new0123456789"  # type: ignore[arg-type]
+    assert engine.calls == ["stop old0123456789 10", "remove old0123456789", "create svc",
+                            "start new0123456789"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def state(status: str = "running", restarts: int = 0) -> dict[str, Any]:
+    return {"State": {"Status": status, "Running": status == "running", "ExitCode": 1},
+            "RestartCount": restarts, "NetworkSettings": {"Ports": {}}}
+
+
+def test_wait_ready_gives_up_after_the_timeout_with_the_last_log_lines(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    engine = FakeEngine(inspects=[{**state(), "State": {"Status": "running", "Running": True,
+                                                        "Health": {"Status": "starting"}}}])
+    clock = Clock()
+    with pytest.raises(LauncherError) as exc:
+        _up.wait_ready(engine, "c", "svc", _up.UpOptions(timeout=5),  # type: ignore[arg-type]
+                       clock=clock, sleep=clock.sleep)
+    assert exc.value.message == "svc did not become ready: not ready after 5s"
+    assert exc.value.hint == ("see its log (launcher logs --name svc); "
+                              "remove it with launcher down --name svc")
+    assert capsys.readouterr().err == ("launcher: last 20 log lines of svc:\n"
+                                       "  | line 1\n  | Traceback: boom\n")
+    assert clock.now == pytest.approx(5.0)
+
+
+def test_wait_ready_fails_at_once_when_the_container_restarts() -> None:
+    engine = FakeEngine(inspects=[state(), state("restarting", restarts=1)])
+    clock = Clock()
+    with pytest.raises(LauncherError) as exc:
+        _up.wait_ready(engine, "c", "svc", _up.UpOptions(timeout=60),  # type: ignore[arg-type]
+                       clock=clock, sleep=clock.sleep)
+    assert exc.value.message == ("svc did not become ready: the container exited (code 1) and "
+                                 "was restarted 1 time(s)")
+    assert clock.now < 1
+
+
+def test_up_with_docker_host_at_a_missing_socket_exits_1_with_one_line_and_a_hint() -> None:
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    result = subprocess.run([sys.executable, "-m", "launcher", "up", "--no-probe"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (1, "")
+    lines = result.stderr.splitlines()
+    assert lines[0] == "launcher: CPU image from python:3.11-slim"
+    assert lines[1].startswith("launcher: error: cannot reach the Docker engine: ")
+    assert lines[2] == ("hint: no engine answers at DOCKER_HOST=unix:///nonexistent/docker.sock: "
+                        "start it there, or unset DOCKER_HOST for the local one")
+    assert len(lines) == 3
