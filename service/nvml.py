@@ -9,6 +9,7 @@ through that object, so no other module imports pynvml.
 from __future__ import annotations
 
 from types import ModuleType
+from typing import cast
 
 __all__ = ["load_nvml", "NvmlUnavailable"]
 
@@ -31,4 +32,4 @@ def load_nvml() -> ModuleType:
         ) from None
     except pynvml.NVMLError as exc:
         raise NvmlUnavailable(f"NVML failed to initialise: {exc}") from None
-    return pynvml
+    return cast(ModuleType, pynvml)
