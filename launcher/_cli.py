@@ -18,7 +18,8 @@ from launcher._errors import EXIT_FAILURE, LauncherError, UsageError
 __all__ = ["main", "build_parser"]
 
 # Command modules, in the order `launcher --help` lists them.
-_COMMAND_MODULES: tuple[str, ...] = ("cmd_probe", "cmd_build", "cmd_up")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "cmd_probe", "cmd_build", "cmd_up", "cmd_status", "cmd_logs", "cmd_down")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -369,3 +369,14 @@ class Engine:
             self._api.put_archive(container, path, data)
         except Exception as exc:  # noqa: BLE001
             raise engine_error(exc, f"copying files into {container[:12]}") from None
+
+    def stream_logs(self, container: str, tail: int | None = None,
+                    follow: bool = False) -> Iterator[str]:
+        """The log as chunks of text: the last ``tail`` lines (None: all), then, with
+        ``follow``, what the container writes until it stops."""
+        try:
+            for chunk in self._api.logs(container, stream=True, follow=follow,
+                                        tail="all" if tail is None else tail):
+                yield bytes(chunk).decode(errors="replace")
+        except Exception as exc:  # noqa: BLE001
+            raise engine_error(exc, f"reading logs of {container[:12]}") from None
