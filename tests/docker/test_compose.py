@@ -28,21 +28,20 @@ CPU_FILE = ROOT / "compose.cpu.yml"
 DASHBOARD = ROOT / "deploy/grafana/dashboards/predictor.json"
 DATASOURCES = ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml"
 SERVICES = ("predictor", "prometheus", "grafana")
-# The port variables the file reads; pinned to unused ports so nothing here meets 8000/9090.
-PORT_VARS = ("PREDICTOR_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")
+# Every variable the files interpolate (e.g. TORCH_INDEX_URL, which scripts/setup reads too) and
+# Compose's own: the caller's shell must not leak into what the tests see.
+FILE_VARS = {m for f in (GPU_FILE, CPU_FILE) for m in re.findall(r"\$\{(\w+)", f.read_text())}
 
 
 def _compose_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    # Only what the file reads may vary; the caller's shell must not leak into the tests.
     env = {k: v for k, v in os.environ.items()
-           if k not in {"PUBLISH_ADDR", "PREDICTOR_IMAGE", "MEMLOCK_LIMIT", "COMPOSE_PROJECT_NAME",
-                        "COMPOSE_FILE", "COMPOSE_PROFILES", *PORT_VARS}}
+           if k not in FILE_VARS and not k.startswith("COMPOSE_")}
     return {**env, **(extra or {})}
 
 
 def compose(*args: str, files: tuple[Path, ...] = (GPU_FILE,), env: dict[str, str] | None = None,
             timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = ["docker", "compose", "--project-directory", str(ROOT)]
+    cmd = ["docker", "compose", "--project-directory", str(ROOT), "--env-file", os.devnull]
     for f in files:
         cmd += ["-f", str(f)]
     proc = subprocess.run([*cmd, *args], cwd=ROOT, env=_compose_env(env), capture_output=True,
