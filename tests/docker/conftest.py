@@ -1,0 +1,115 @@
+"""Session fixtures for the real engine: the stand-in base image, a filled wheelhouse under
+.cache/, and the CPU service image built once per session through `launcher build --wheelhouse`.
+
+Every image built here carries TEST_LABEL and a per-session label (so its content-hash tag is
+this session's own, never another run's or a user's) and is removed at the end of the session.
+Layers stay in the engine's build cache, so the next session rebuilds in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launcher._engine import Engine
+from launcher._wheelhouse import PROBE_COMMAND, fill_wheelhouse, parse_probe
+from tests.conftest import IN_CI, ROOT, TEST_LABEL, unique
+
+# The debootstrap bookworm stand-in that scripts/standin-images imports (python3 3.11 + venv).
+STANDIN = "gpu-launcher/standin-bookworm:latest"
+WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
+SESSION_LABEL = "org.gpu-launcher.test.session"
+BUILD_TIMEOUT = 1800  # a cold build installs torch from the wheelhouse
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image `launcher build` made: its tag and id, the steps and the stderr it printed."""
+
+    tag: str
+    id: str
+    built: bool
+    steps: tuple[dict[str, Any], ...]
+    stderr: str
+
+    def __str__(self) -> str:
+        return self.tag
+
+
+def launcher_build(*args: str, labels: dict[str, str], context: Path = ROOT) -> BuiltImage:
+    """`python -m launcher build ... --json` as a user runs it; fails the test on a non-zero exit."""
+    label_args = [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "launcher", "build", "--context", str(context), "--json",
+         *label_args, *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
+    )
+    assert proc.returncode == 0, f"launcher build {' '.join(args)} exited {proc.returncode}:\n" \
+                                 f"{proc.stderr[-6000:]}"
+    result = json.loads(proc.stdout)
+    return BuiltImage(result["tag"], result["id"], result["built"], tuple(result["steps"]),
+                      proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def standin_image(docker_client: Any) -> str:
+    """The stand-in base image; missing: fail in CI (scripts/test makes it), skip elsewhere."""
+    import docker.errors
+
+    try:
+        docker_client.images.get(STANDIN)
+    except docker.errors.ImageNotFound:
+        msg = f"no stand-in base image {STANDIN}; run scripts/setup --standins"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return STANDIN
+
+
+@pytest.fixture(scope="session")
+def image_labels() -> dict[str, str]:
+    """TEST_LABEL plus this session's own label, for every image the docker tests build."""
+    return {**TEST_LABEL, SESSION_LABEL: unique("session")}
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(standin_image: str) -> Path:
+    """.cache/wheelhouse holding requirements.lock's wheels for the stand-in's Python (pip
+    downloads only what is missing; torch comes from pip's own find-links when it has it)."""
+    engine = Engine.connect()
+    try:
+        target = parse_probe(engine.run_once(standin_image, PROBE_COMMAND), standin_image)
+    finally:
+        engine.close()
+    fill_wheelhouse(WHEELHOUSE, ROOT / "requirements.lock", target,
+                    "https://download.pytorch.org/whl/cpu")
+    return WHEELHOUSE
+
+
+def remove_image(docker_client: Any, tag: str) -> None:
+    import docker.errors
+
+    try:
+        image = docker_client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return
+    if image.labels.get(SESSION_LABEL) is None:
+        raise AssertionError(f"refusing to remove {tag}: it was not built by the tests")
+    docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_client: Any, standin_image: str, wheelhouse: Path,
+              image_labels: dict[str, str]) -> Iterator[BuiltImage]:
+    """The CPU service image, built once per session from the stand-in, offline."""
+    image = launcher_build("--base-image", standin_image, "--wheelhouse", str(wheelhouse),
+                           labels=image_labels)
+    yield image
+    remove_image(docker_client, image.tag)
