@@ -30,11 +30,13 @@ __all__ = [
     "is_remote_engine",
     "judge_readiness",
     "may_fall_back",
+    "memlock_refused",
     "named_volumes",
     "parse_probe_json",
     "parse_timestamp",
     "service_url",
     "status_row",
+    "with_memlock",
 ]
 
 TOOLKIT_HINT = ("install the NVIDIA Container Toolkit, run 'nvidia-ctk runtime configure "
@@ -99,6 +101,21 @@ def may_fall_back(requests: Sequence[DeviceRequest], require_gpu: bool) -> bool:
     """CPU instead of GPUs only for ``all`` or a count: never for named devices, which the user
     chose on purpose, and never with ``--require-gpu``."""
     return bool(requests) and not require_gpu and not any(r.names_devices for r in requests)
+
+
+def memlock_refused(message: str) -> bool:
+    """The runtime could not raise RLIMIT_MEMLOCK (8) to the plan's unlimited: the engine itself
+    runs under a lower hard limit without CAP_SYS_RESOURCE (rootless, or inside a container)."""
+    return "rlimit type 8" in message and "operation not permitted" in message
+
+
+def with_memlock(body: Mapping[str, Any], limit: int) -> dict[str, Any]:
+    """``body`` with the memlock ulimit capped at ``limit`` bytes (the plan label unchanged, so
+    ``up`` again still sees the same plan)."""
+    host = dict(body["HostConfig"])
+    host["Ulimits"] = [{**u, "Soft": limit, "Hard": limit} if u["Name"] == "memlock" else u
+                       for u in host.get("Ulimits") or ()]
+    return {**body, "HostConfig": host}
 
 
 # --- waiting for the service ----------------------------------------------------------------

@@ -140,6 +140,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                        help=f"size of /dev/shm ({DEFAULT_SHM})")
     group.add_argument("--restart", default="unless-stopped", metavar="POLICY",
                        help="restart policy (unless-stopped)")
+    group.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
+                       help="add a label to the container (and the volumes and image up makes)")
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ class RunOptions:
     restart: Mapping[str, Any] = field(
         default_factory=lambda: {"Name": "unless-stopped", "MaximumRetryCount": 0})
     build: BuildOptions = BuildOptions()
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def _flag(flag: str, value: str, parse: Callable[[str], Any]) -> Any:
@@ -236,6 +239,7 @@ def run_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
         shm_size=_flag("--shm-size", args.shm_size, parse_bytes),
         restart=_flag("--restart", args.restart, parse_restart),
         build=build_options_from_args(args),
+        labels=dict(label.partition("=")[::2] for label in args.label),
     )
 
 
@@ -368,7 +372,7 @@ def _create_body(options: RunOptions, image: str, device_requests: list[dict[str
         "Image": image,
         "User": APP_USER,
         "Env": _env(options, device_requests is not None),
-        "Labels": {LABEL_MANAGED: "true", LABEL_NAME: options.name},
+        "Labels": {**options.labels, LABEL_MANAGED: "true", LABEL_NAME: options.name},
         "ExposedPorts": exposed,
         "HostConfig": {
             "DeviceRequests": device_requests,

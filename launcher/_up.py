@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import resource
 import sys
 import tarfile
 import time
@@ -27,9 +28,11 @@ from launcher._lifecycle import (
     is_remote_engine,
     judge_readiness,
     may_fall_back,
+    memlock_refused,
     named_volumes,
     parse_probe_json,
     service_url,
+    with_memlock,
 )
 from launcher._plan import LABEL_MANAGED, LABEL_NAME, LABEL_PLAN, Plan, RunOptions, make_plan
 from launcher._probe import Probe, probe_host
@@ -192,8 +195,8 @@ def find_container(engine: Engine, name: str) -> dict[str, Any] | None:
         return None
 
 
-def _start(engine: Engine, plan: Plan) -> str:
-    container = engine.create_container(plan.create, name=plan.name)
+def _create_and_start(engine: Engine, plan: Plan, body: Mapping[str, Any]) -> str:
+    container = engine.create_container(body, name=plan.name)
     try:
         engine.start(container)
     except GpuRuntimeMissing as exc:
@@ -211,7 +214,27 @@ def _start(engine: Engine, plan: Plan) -> str:
     return container
 
 
-def ensure_container(engine: Engine, plan: Plan, image_id: str) -> str:
+def _start(engine: Engine, plan: Plan, remote: bool) -> str:
+    """Create and start the plan's container. An engine that cannot raise memlock to unlimited
+    (its own hard limit is lower, e.g. dockerd inside a container): locally, cap it at this
+    shell's hard limit (the engine's, when it was started from here) with a warning."""
+    try:
+        return _create_and_start(engine, plan, plan.create)
+    except LauncherError as exc:
+        limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+        if not memlock_refused(exc.message):
+            raise
+        if remote or limit == resource.RLIM_INFINITY:
+            raise LauncherError(f"starting {plan.name}: the engine cannot raise the memlock "
+                                "limit to unlimited (its own hard limit is lower)",
+                                hint="run dockerd with LimitMEMLOCK=infinity (systemd) or "
+                                     "ulimit -l unlimited") from None
+    _log(f"warning: the engine cannot raise memlock to unlimited; capped at {limit} bytes "
+         "(its limit); pinned-memory copies may be slower")
+    return _create_and_start(engine, plan, with_memlock(plan.create, limit))
+
+
+def ensure_container(engine: Engine, plan: Plan, image_id: str, remote: bool = False) -> str:
     existing = find_container(engine, plan.name)
     decision = decide(plan.name, existing, plan.plan_hash, image_id)
     if decision.action == "keep":
@@ -221,7 +244,7 @@ def ensure_container(engine: Engine, plan: Plan, image_id: str) -> str:
         _log(f"{plan.name}: replacing it: {decision.reason}")
         engine.stop(existing["Id"], timeout=STOP_GRACE)
         engine.remove_container(existing["Id"], force=True)
-    container = _start(engine, plan)
+    container = _start(engine, plan, remote)
     _log(f"{plan.name}: started {container[:12]} from {plan.image}")
     return container
 
@@ -284,7 +307,7 @@ def up(plan: Plan, options: RunOptions, opts: UpOptions) -> int:
         plan = preflight(engine, plan, options)
         image_id = ensure_image(engine, plan, opts)
         ensure_volumes(engine, plan)
-        container = ensure_container(engine, plan, image_id)
+        container = ensure_container(engine, plan, image_id, opts.remote)
         url = wait_ready(engine, container, plan.name, opts)
     finally:
         engine.close()

@@ -22,11 +22,13 @@ from launcher._lifecycle import (
     is_remote_engine,
     judge_readiness,
     may_fall_back,
+    memlock_refused,
     named_volumes,
     parse_probe_json,
     parse_timestamp,
     service_url,
     status_row,
+    with_memlock,
 )
 from launcher._probe import GpuInfo, Probe
 
@@ -234,3 +236,25 @@ def test_parse_probe_json_rejects_other_output() -> None:
         parse_probe_json("Traceback (most recent call last)")
     assert exc.value.message.startswith("the remote probe printed no probe JSON (")
     assert exc.value.hint == "skip the probe with --no-probe and pass --gpus as you need"
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    (("starting container 49fc: failed to create shim task: OCI runtime create failed: runc "
+     "create failed: unable to start container process: error during container init: error "
+     "setting rlimits for ready process: error setting rlimit type 8: operation not permitted: "
+     "unknown"), True),
+    ("error setting rlimit type 7: operation not permitted", False),
+    ("port is already allocated", False),
+], ids=["memlock", "nofile", "other"])
+def test_memlock_refused(message: str, expected: bool) -> None:
+    assert memlock_refused(message) is expected
+
+
+def test_with_memlock_caps_only_memlock_and_keeps_the_plan_label() -> None:
+    body = {"Labels": MANAGED, "HostConfig": {"Ulimits": [
+        {"Name": "memlock", "Soft": -1, "Hard": -1},
+        {"Name": "stack", "Soft": 67108864, "Hard": 67108864}], "ShmSize": 1}}
+    assert with_memlock(body, 8388608) == {"Labels": MANAGED, "HostConfig": {"Ulimits": [
+        {"Name": "memlock", "Soft": 8388608, "Hard": 8388608},
+        {"Name": "stack", "Soft": 67108864, "Hard": 67108864}], "ShmSize": 1}}
+    assert body["HostConfig"]["Ulimits"][0]["Soft"] == -1  # type: ignore[index]
