@@ -22,6 +22,7 @@ from launcher._build import IMAGE_REPO
 from launcher._gpus import parse_gpus
 from launcher._plan import Plan, RunOptions, make_plan
 from tests.conftest import IN_CI, ROOT, TEST_LABEL, free_port, unique
+from tests.docker.conftest import BuiltImage
 
 GPU_FILE = ROOT / "compose.gpu.yml"
 CPU_FILE = ROOT / "compose.cpu.yml"
@@ -299,14 +300,10 @@ def _leftovers(docker_client: Any, project: str) -> list[str]:
 
 
 @pytest.fixture
-def predictor_image(docker_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+def predictor_image(docker_client: Any, cpu_image: BuiltImage) -> Iterator[str]:
     """The CPU service image (tests/docker/conftest.py builds it once), under a tag of our own."""
-    try:
-        image = request.getfixturevalue("cpu_image")
-    except pytest.FixtureLookupError:  # until the image tests' conftest provides it
-        pytest.skip("no cpu_image fixture in tests/docker/conftest.py")
     tag = f"{IMAGE_REPO}:{unique('compose')}"
-    docker_client.images.get(getattr(image, "id", image)).tag(tag)
+    docker_client.images.get(cpu_image.id).tag(tag)
     yield tag
     docker_client.images.remove(tag, noprune=True)
 
