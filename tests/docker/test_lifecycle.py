@@ -1,0 +1,249 @@
+"""``launcher up / status / logs / down`` against the real engine, as a user runs them: one
+``up`` (built offline from the stand-in base) serves the module's checks, in order; then down,
+a crash, and the GPU failures on this GPU-less host.
+
+Every container, volume and image here has a unique name and TEST_LABEL (``up --label``), and
+the module's teardown removes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from launcher._lifecycle import TOOLKIT_HINT
+from tests.conftest import ROOT, TEST_LABEL, free_port, unique
+from tests.docker.conftest import BUILD_TIMEOUT
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+LABEL_ARGS = [a for k, v in TEST_LABEL.items() for a in ("--label", f"{k}={v}")]
+DIGIT_ZERO = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0,
+              0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0,
+              0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]
+
+
+def _has_nvml() -> bool:
+    from service.nvml import NvmlUnavailable, load_nvml
+
+    try:
+        load_nvml()
+    except NvmlUnavailable:
+        return False
+    return True
+
+
+no_gpu_here = pytest.mark.skipif(_has_nvml(), reason="this host has NVML: no CPU fallback")
+
+
+def launcher(*argv: str, timeout: float = 300,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    tag: str
+    url: str
+    args: tuple[str, ...]  # up's arguments, to run it again
+    first_up: subprocess.CompletedProcess[str]
+
+
+def cleanup(client: Any, name: str, tag: str | None = None) -> None:
+    """Remove what a test's ``up`` made: its container, volumes and image (test-labelled only)."""
+    import docker.errors
+
+    for container in client.containers.list(all=True, filters={"name": f"^{name}$"}):
+        if container.labels.get("org.gpu-launcher.test") == "1":
+            container.remove(force=True)
+    for volume in client.volumes.list(filters={"label": "org.gpu-launcher.test=1"}):
+        if volume.name in (f"{name}-models", f"{name}-data"):
+            volume.remove(force=True)
+    if tag is not None:
+        try:
+            image = client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return
+        if image.labels.get("org.gpu-launcher.test") == "1":
+            client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="module")
+def service(docker_client: Any, standin_image: str, wheelhouse: Path) -> Iterator[Service]:
+    name, tag, port = unique("glt-up"), f"{unique('glt-up')}:test", free_port()
+    args = ("--name", name, "--tag", tag, "--base-image", standin_image, "--wheelhouse",
+            str(wheelhouse), "-p", f"127.0.0.1:{port}:8000", *LABEL_ARGS)
+    try:
+        first = launcher("up", *args, timeout=BUILD_TIMEOUT)
+        assert first.returncode == 0, first.stderr[-4000:]
+        yield Service(name, tag, f"http://127.0.0.1:{port}", args, first)
+    finally:
+        launcher("down", "--name", name, "--volumes", "-t", "2")
+        cleanup(docker_client, name, tag)
+
+
+def inspect(client: Any, name: str) -> dict[str, Any]:
+    return dict(client.api.inspect_container(name))
+
+
+def predict(url: str) -> dict[str, Any]:
+    response = requests.post(url + "/predict", json={"inputs": [DIGIT_ZERO]}, timeout=10)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def test_up_builds_offline_and_serves_predict_on_the_published_loopback_port(
+        service: Service) -> None:
+    first = service.first_up
+    assert f"launcher: building {service.tag} from Dockerfile" in first.stderr
+    assert "offline from" in first.stderr
+    assert first.stdout == service.url + "\n"  # stdout: only the URL
+    assert f"curl -s {service.url}/predict -d '" in first.stderr
+    assert "Traceback" not in first.stderr
+    assert predict(service.url)["predictions"] == [0]
+
+
+def test_status_json_reports_it_healthy(service: Service) -> None:
+    def healthy() -> dict[str, Any] | None:
+        result = launcher("status", "--json", "--name", service.name, timeout=60)
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)
+        return rows[0] if rows and rows[0]["health"] == "healthy" else None
+
+    row = wait_for(healthy, 60, "healthcheck healthy")  # HEALTHCHECK --interval=10s
+    assert (row["name"], row["image"], row["state"], row["gpus"]) == (
+        service.name, service.tag, "running", "none")
+    assert row["ports"] == [f"{service.url.removeprefix('http://')}->8000/tcp"]
+    assert row["uptime_seconds"] >= 0
+
+
+def test_the_container_is_hardened_with_a_restart_policy_and_named_volumes(
+        docker_client: Any, service: Service) -> None:
+    data = inspect(docker_client, service.name)
+    host = data["HostConfig"]
+    assert data["Config"]["User"] == "10001:10001"
+    assert host["ReadonlyRootfs"] is True
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["CapDrop"] == ["ALL"]
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    mounts = {m["Destination"]: m for m in data["Mounts"]}
+    assert (mounts["/data"]["Type"], mounts["/data"]["Name"]) == ("volume", f"{service.name}-data")
+    assert (mounts["/models"]["Type"], mounts["/models"]["Name"]) == (
+        "volume", f"{service.name}-models")
+    assert data["Config"]["Labels"]["org.gpu-launcher.test"] == "1"
+    top = docker_client.api.top(service.name, ps_args="-o pid,uid,args")
+    assert {row[1] for row in top["Processes"]} == {"10001"}  # nothing runs as root
+
+
+def test_up_again_with_the_same_plan_leaves_it_running(docker_client: Any,
+                                                       service: Service) -> None:
+    before = inspect(docker_client, service.name)["Id"]
+    again = launcher("up", *service.args)
+    assert again.returncode == 0, again.stderr
+    assert f"{service.name}: already running with the same plan; left alone" in again.stderr
+    assert inspect(docker_client, service.name)["Id"] == before
+
+
+@no_gpu_here
+def test_up_gpus_all_here_falls_back_to_cpu_with_a_warning(service: Service) -> None:
+    result = launcher("up", *service.args, "--gpus", "all")
+    assert result.returncode == 0, result.stderr
+    assert "launcher: warning: --gpus all: no GPU found (" in result.stderr
+    assert "running on CPU" in result.stderr
+    assert result.stdout == service.url + "\n"
+
+
+@no_gpu_here
+def test_up_require_gpu_here_exits_1_with_the_toolkit_hint(service: Service) -> None:
+    result = launcher("up", *service.args, "--gpus", "all", "--require-gpu")
+    assert (result.returncode, result.stdout) == (1, "")
+    lines = result.stderr.splitlines()
+    assert lines[-2].startswith("launcher: error: --gpus all --require-gpu: no GPU found (")
+    assert lines[-1] == ("hint: install the NVIDIA driver and the NVIDIA Container Toolkit "
+                         "(nvidia-ctk runtime configure --runtime=docker), or drop --require-gpu")
+
+
+def test_a_gpu_plan_forced_with_no_probe_gets_the_toolkit_hint(docker_client: Any,
+                                                              service: Service) -> None:
+    name = unique("glt-up")
+    try:
+        result = launcher("up", "--name", name, "--no-probe", "--gpus", "all", "--tag",
+                          service.tag, "--no-build", "-p", f"127.0.0.1:{free_port()}:8000",
+                          *LABEL_ARGS)
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr.splitlines()[-2:] == [
+            f"launcher: error: starting {name}: the engine cannot give containers GPUs: "
+            'could not select device driver "" with capabilities: [[gpu]]',
+            f"hint: {TOOLKIT_HINT}"]
+        assert docker_client.containers.list(all=True, filters={"name": f"^{name}$"}) == []
+    finally:
+        cleanup(docker_client, name)
+
+
+def test_logs_show_the_service_starting(service: Service) -> None:
+    result = launcher("logs", "--name", service.name, "--tail", "50")
+    assert result.returncode == 0, result.stderr
+    assert "Uvicorn running on http://0.0.0.0:8000" in result.stdout
+
+
+def test_a_crash_of_the_main_process_is_restarted_healthy(docker_client: Any,
+                                                          service: Service) -> None:
+    before = inspect(docker_client, service.name)
+    os.kill(before["State"]["Pid"], signal.SIGKILL)  # from outside, as a crash
+    wait_for(lambda: inspect(docker_client, service.name)["RestartCount"] > before["RestartCount"],
+             30, "restarted by the restart policy")
+
+    def ready() -> bool:
+        try:
+            return requests.get(service.url + "/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(ready, 60, "ready again after the restart")
+    assert predict(service.url)["predictions"] == [0]
+
+
+def test_down_keeps_the_data_volume_and_up_again_sees_its_files(docker_client: Any,
+                                                                service: Service) -> None:
+    # As root: the image's /data belongs to root, so a fresh volume does too.
+    docker_client.api.exec_start(docker_client.api.exec_create(
+        service.name, ["sh", "-c", "echo kept > /data/marker"], user="0"))
+    down = launcher("down", "--name", service.name, "-t", "5")
+    assert down.returncode == 0, down.stderr
+    assert down.stderr.splitlines() == [
+        f"launcher: stopped and removed {service.name}",
+        f"launcher: kept volumes {service.name}-data, {service.name}-models "
+        "(remove them with --volumes)"]
+    assert docker_client.containers.list(all=True, filters={"name": f"^{service.name}$"}) == []
+    assert docker_client.volumes.get(f"{service.name}-data").name == f"{service.name}-data"
+
+    again = launcher("up", *service.args)
+    assert again.returncode == 0, again.stderr
+    assert "building" not in again.stderr  # the image is there
+    out = docker_client.api.exec_start(docker_client.api.exec_create(
+        service.name, ["cat", "/data/marker"]))
+    assert out == b"kept\n"
