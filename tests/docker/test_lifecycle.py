@@ -196,8 +196,8 @@ def test_a_gpu_plan_forced_with_no_probe_gets_the_toolkit_hint(docker_client: An
                           *LABEL_ARGS)
         assert (result.returncode, result.stdout) == (1, "")
         assert result.stderr.splitlines()[-2:] == [
-            f"launcher: error: starting {name}: the engine cannot give containers GPUs: "
-            'could not select device driver "" with capabilities: [[gpu]]',
+            (f"launcher: error: starting {name}: the engine cannot give containers GPUs: "
+            'could not select device driver "" with capabilities: [[gpu]]'),
             f"hint: {TOOLKIT_HINT}"]
         assert docker_client.containers.list(all=True, filters={"name": f"^{name}$"}) == []
     finally:
@@ -236,8 +236,8 @@ def test_down_keeps_the_data_volume_and_up_again_sees_its_files(docker_client: A
     assert down.returncode == 0, down.stderr
     assert down.stderr.splitlines() == [
         f"launcher: stopped and removed {service.name}",
-        f"launcher: kept volumes {service.name}-data, {service.name}-models "
-        "(remove them with --volumes)"]
+        (f"launcher: kept volumes {service.name}-data, {service.name}-models "
+        "(remove them with --volumes)")]
     assert docker_client.containers.list(all=True, filters={"name": f"^{service.name}$"}) == []
     assert docker_client.volumes.get(f"{service.name}-data").name == f"{service.name}-data"
 
