@@ -41,7 +41,7 @@ __all__ = ["UpOptions", "connect", "find_container", "probe_for", "remote_probe"
 
 LOG_TAIL = 20  # log lines shown when the service does not come up
 STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL when replacing a container
-_POLL = 0.25
+_POLL = 0.1
 # The probe run inside the service image on a remote engine: launcher's probe modules are
 # copied in (put_archive), service.nvml is already there; NVML comes from the toolkit's mounts.
 _PROBE_DIR = "/tmp/launcher-probe"

@@ -1,0 +1,123 @@
+"""``launcher up`` → ready, against a plain ``docker run`` of the same image + polling /readyz.
+
+    .venv/bin/python benchmarks/up/bench_up.py --image gpu-launcher/service:cpu-…   # present
+    .venv/bin/python benchmarks/up/bench_up.py --base-image gpu-launcher/standin-bookworm \\
+        --wheelhouse .cache/wheelhouse      # builds the image first (not timed)
+
+The image is present in both paths (nothing is built while timing). Each round, alternating
+which goes first: ``launcher up --no-build --tag IMAGE`` until it exits 0 (it returns once
+/readyz answers 200), then ``launcher down --volumes``; and ``docker run -d -p …`` of the same
+image + ``GET /readyz`` every 0.1 s (the launcher's own poll interval) until 200, then
+``docker rm -f``. Both use a fresh loopback port and a unique name. Prints one JSON object
+(seconds) with the ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+LABEL = "org.gpu-launcher.bench=up"
+POLL = 0.1
+TIMEOUT = 180.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launcher(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def time_launcher_up(image: str) -> float:
+    name, port = f"bench-up-{uuid.uuid4().hex[:8]}", free_port()
+    start = time.perf_counter()
+    result = launcher("up", "--name", name, "--tag", image, "--no-build", "--label", LABEL,
+                      "-p", f"127.0.0.1:{port}:8000", "--timeout", str(TIMEOUT))
+    elapsed = time.perf_counter() - start
+    launcher("down", "--name", name, "--volumes", "-t", "2")
+    if result.returncode != 0:
+        raise SystemExit(f"launcher up failed:\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def time_docker_run(image: str) -> float:
+    name, port = f"bench-run-{uuid.uuid4().hex[:8]}", free_port()
+    url = f"http://127.0.0.1:{port}"
+    start = time.perf_counter()
+    try:
+        subprocess.run(["docker", "run", "-d", "--name", name, "--label", LABEL, "-p",
+                        f"127.0.0.1:{port}:8000", image], check=True, capture_output=True,
+                       timeout=120)
+        deadline = start + TIMEOUT
+        while not ready(url):
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"docker run {image}: not ready within {TIMEOUT:g}s")
+            time.sleep(POLL)
+        return time.perf_counter() - start
+    finally:
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=60,
+                       check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", help="a service image already on the engine")
+    parser.add_argument("--base-image", help="without --image: build from this base (untimed)")
+    parser.add_argument("--wheelhouse", help="without --image: build offline from this folder")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    image = args.image
+    if image is None:
+        build = ["build"] + (["--base-image", args.base_image] if args.base_image else []) + (
+            ["--wheelhouse", args.wheelhouse] if args.wheelhouse else [])
+        result = launcher(*build, timeout=3600)
+        if result.returncode != 0:
+            raise SystemExit(f"launcher build failed:\n{result.stderr[-3000:]}")
+        image = result.stdout.strip()
+    up: list[float] = []
+    run: list[float] = []
+    for i in range(args.rounds):
+        order = [(up, time_launcher_up), (run, time_docker_run)]
+        for samples, fn in order if i % 2 == 0 else order[::-1]:
+            samples.append(fn(image))
+            print(f"round {i + 1}: {fn.__name__} {samples[-1]:.2f}s", file=sys.stderr)
+    report: dict[str, Any] = {
+        "image": image,
+        "rounds": args.rounds,
+        "launcher_up_s": {"median": round(statistics.median(up), 3),
+                          "min": round(min(up), 3), "max": round(max(up), 3)},
+        "docker_run_s": {"median": round(statistics.median(run), 3),
+                         "min": round(min(run), 3), "max": round(max(run), 3)},
+        "ratio_up_over_docker_run": round(statistics.median(up) / statistics.median(run), 3),
+        "host_cpus": os.cpu_count(),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
