@@ -156,7 +156,7 @@ def test_wait_ready_gives_up_after_the_timeout_with_the_last_log_lines(
                               "remove it with launcher down --name svc")
     assert capsys.readouterr().err == ("launcher: last 20 log lines of svc:\n"
                                        "  | line 1\n  | Traceback: boom\n")
-    assert clock.now == pytest.approx(5.0)
+    assert 5.0 <= clock.now < 5.0 + 2 * _up._POLL  # gave up at the first look past 5 s
 
 
 def test_wait_ready_fails_at_once_when_the_container_restarts() -> None:
