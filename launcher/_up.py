@@ -109,21 +109,25 @@ def _probe_archive() -> bytes:
     return buf.getvalue()
 
 
-def remote_probe(engine: Engine, image: str, timeout: float = 60) -> Probe:
-    """``launcher probe --json`` in a throwaway container of ``image`` that requests every GPU.
-    An engine that cannot give GPUs makes that the probe's reason (no GPUs), like no NVML."""
+def remote_probe(engine: Engine, image: str, timeout: float = 60,
+                 request: Mapping[str, Any] | None = _PROBE_REQUEST,
+                 labels: Mapping[str, str] | None = None) -> Probe:
+    """``launcher probe --json`` in a throwaway container of ``image`` that requests every GPU
+    (``request``; None: none, for tests). An engine that cannot give GPUs makes that the probe's
+    reason (no GPUs), like no NVML."""
     body = {"Image": image, "Cmd": ["python", "-c", _PROBE_SCRIPT],
             "Env": [f"PYTHONPATH={_PROBE_DIR}:/app", "NVIDIA_DRIVER_CAPABILITIES=utility"],
-            "Labels": {LABEL_MANAGED: "probe"},
-            "HostConfig": {"DeviceRequests": [_PROBE_REQUEST], "NetworkMode": "none"}}
+            "Labels": {**(labels or {}), LABEL_MANAGED: "probe"},
+            "HostConfig": {"DeviceRequests": [dict(request)] if request else None,
+                           "NetworkMode": "none"}}
     container = engine.create_container(body)
     try:
         engine.put_archive(container, "/tmp", _probe_archive())  # /tmp: in every image
         try:
             engine.start(container)
         except GpuRuntimeMissing as exc:
-            return Probe(None, None, (), reason=f"the engine cannot give containers GPUs "
-                                                f"({exc.message})")
+            why = exc.message.partition(": ")[2] or exc.message
+            return Probe(None, None, (), reason=f"the engine cannot give containers GPUs ({why})")
         status = engine.wait(container, timeout)
         out = engine.logs(container)
     finally:

@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 import requests
 
+from launcher._engine import Engine
 from launcher._lifecycle import TOOLKIT_HINT
+from launcher._up import remote_probe
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
 from tests.docker.conftest import BUILD_TIMEOUT
 
@@ -247,3 +249,25 @@ def test_down_keeps_the_data_volume_and_up_again_sees_its_files(docker_client: A
     out = docker_client.api.exec_start(docker_client.api.exec_create(
         service.name, ["cat", "/data/marker"]))
     assert out == b"kept\n"
+
+
+def test_the_remote_probe_runs_launcher_probe_inside_the_service_image(
+        docker_client: Any, service: Service) -> None:
+    engine = Engine.connect()
+    try:
+        # No GPU requested: the copied-in probe runs and finds no NVML, as on a CPU host.
+        plain = remote_probe(engine, service.tag, request=None, labels=TEST_LABEL)
+        probe = remote_probe(engine, service.tag, labels=TEST_LABEL)  # every GPU, as for real
+    finally:
+        engine.close()
+    assert (plain.gpus, plain.driver_version) == ((), None)
+    assert plain.reason is not None and plain.reason.startswith("NVML library")
+    if _has_nvml():
+        assert probe.gpus and probe.reason is None
+    else:
+        assert probe.gpus == ()
+        assert probe.reason == ("the engine cannot give containers GPUs (could not select device "
+                                'driver "" with capabilities: [[gpu utility]])')
+    leftovers = docker_client.containers.list(
+        all=True, filters={"label": "org.gpu-launcher.managed=probe"})
+    assert [c for c in leftovers if c.labels.get("org.gpu-launcher.test") == "1"] == []

@@ -181,3 +181,15 @@ def test_up_with_docker_host_at_a_missing_socket_exits_1_with_one_line_and_a_hin
     assert lines[2] == ("hint: no engine answers at DOCKER_HOST=unix:///nonexistent/docker.sock: "
                         "start it there, or unset DOCKER_HOST for the local one")
     assert len(lines) == 3
+
+
+def test_the_remote_probe_archive_holds_only_the_probe_modules() -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(_up._probe_archive())) as tar:
+        assert [(m.name, m.isdir()) for m in tar.getmembers()] == [
+            ("launcher-probe", True), ("launcher-probe/launcher", True),
+            ("launcher-probe/launcher/__init__.py", False),
+            ("launcher-probe/launcher/_probe.py", False),
+            ("launcher-probe/launcher/cmd_probe.py", False)]
