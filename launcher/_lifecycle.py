@@ -24,6 +24,7 @@ __all__ = [
     "Verdict",
     "curl_example",
     "decide",
+    "driver_too_old",
     "format_status",
     "gpu_runtime_missing",
     "gpus_assigned",
@@ -101,6 +102,12 @@ def may_fall_back(requests: Sequence[DeviceRequest], require_gpu: bool) -> bool:
     """CPU instead of GPUs only for ``all`` or a count: never for named devices, which the user
     chose on purpose, and never with ``--require-gpu``."""
     return bool(requests) and not require_gpu and not any(r.names_devices for r in requests)
+
+
+def driver_too_old(message: str) -> bool:
+    """The NVIDIA Container Toolkit refused an image whose ``NVIDIA_REQUIRE_CUDA`` the driver
+    does not meet (``unsatisfied condition: cuda>=13.0``)."""
+    return "unsatisfied condition: cuda" in message
 
 
 def memlock_refused(message: str) -> bool:

@@ -24,6 +24,7 @@ from launcher._lifecycle import (
     TOOLKIT_HINT,
     curl_example,
     decide,
+    driver_too_old,
     gpu_runtime_missing,
     is_remote_engine,
     judge_readiness,
@@ -212,8 +213,13 @@ def _create_and_start(engine: Engine, plan: Plan, body: Mapping[str, Any]) -> st
         engine.remove_container(container, force=True)
         raise PortInUse(exc.message, hint="publish another host port (-p 127.0.0.1:PORT:8000), "
                                           "or stop what holds it") from None
-    except LauncherError:
+    except LauncherError as exc:
         engine.remove_container(container, force=True)
+        if driver_too_old(exc.message):
+            raise LauncherError(f"starting {plan.name}: the NVIDIA driver is too old for "
+                                f"{plan.image}: {exc.message.rpartition('condition: ')[2]}",
+                                hint="upgrade the driver, or pin an older CUDA with --cuda X.Y "
+                                     "(launcher probe shows what the driver runs)") from None
         raise
     return container
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -202,6 +203,44 @@ def test_a_gpu_plan_forced_with_no_probe_gets_the_toolkit_hint(docker_client: An
             'could not select device driver "" with capabilities: [[gpu]]'),
             f"hint: {TOOLKIT_HINT}"]
         assert docker_client.containers.list(all=True, filters={"name": f"^{name}$"}) == []
+    finally:
+        cleanup(docker_client, name)
+
+
+def test_a_port_in_use_exits_1_with_a_hint(docker_client: Any, service: Service) -> None:
+    name = unique("glt-up")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        try:
+            result = launcher("up", "--name", name, "--tag", service.tag, "--no-build", "-p",
+                              f"127.0.0.1:{port}:8000", *LABEL_ARGS)
+            assert (result.returncode, result.stdout) == (1, "")
+            lines = result.stderr.splitlines()
+            assert lines[-2].startswith("launcher: error: starting container ")
+            assert "address already in use" in lines[-2]
+            assert lines[-1] == ("hint: publish another host port (-p 127.0.0.1:PORT:8000), "
+                                 "or stop what holds it")
+        finally:
+            cleanup(docker_client, name)
+
+
+def test_a_service_that_cannot_start_shows_its_last_log_lines(docker_client: Any,
+                                                               service: Service) -> None:
+    name = unique("glt-up")
+    try:
+        result = launcher("up", "--name", name, "--tag", service.tag, "--no-build", "-p",
+                          f"127.0.0.1:{free_port()}:8000", "-e", "MAX_BATCH_ROWS=zero",
+                          "--timeout", "60", *LABEL_ARGS)
+        assert (result.returncode, result.stdout) == (1, "")
+        assert f"launcher: last 20 log lines of {name}:" in result.stderr
+        assert "MAX_BATCH_ROWS" in result.stderr  # the service's own error, from its log
+        lines = result.stderr.splitlines()
+        assert lines[-2].startswith(f"launcher: error: {name} did not become ready: the "
+                                    "container exited")
+        assert lines[-1] == (f"hint: see its log (launcher logs --name {name}); "
+                             f"remove it with launcher down --name {name}")
     finally:
         cleanup(docker_client, name)
 

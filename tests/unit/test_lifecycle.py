@@ -16,6 +16,7 @@ from launcher._lifecycle import (
     Verdict,
     curl_example,
     decide,
+    driver_too_old,
     format_status,
     gpu_runtime_missing,
     gpus_assigned,
@@ -258,3 +259,12 @@ def test_with_memlock_caps_only_memlock_and_keeps_the_plan_label() -> None:
         {"Name": "memlock", "Soft": 8388608, "Hard": 8388608},
         {"Name": "stack", "Soft": 67108864, "Hard": 67108864}], "ShmSize": 1}}
     assert body["HostConfig"]["Ulimits"][0]["Soft"] == -1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    (("OCI runtime create failed: nvidia-container-cli: requirement error: unsatisfied "
+     "condition: cuda>=13.0, please update your driver to a newer version"), True),
+    ('could not select device driver "" with capabilities: [[gpu]]', False),
+], ids=["require-cuda", "no-runtime"])
+def test_driver_too_old(message: str, expected: bool) -> None:
+    assert driver_too_old(message) is expected
