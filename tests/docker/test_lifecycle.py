@@ -251,6 +251,17 @@ def test_logs_show_the_service_starting(service: Service) -> None:
     assert "Uvicorn running on http://0.0.0.0:8000" in result.stdout
 
 
+def test_up_with_a_changed_plan_replaces_the_container(docker_client: Any,
+                                                       service: Service) -> None:
+    before = inspect(docker_client, service.name)["Id"]
+    changed = launcher("up", *service.args, "-e", "LOG_LEVEL=debug")
+    assert changed.returncode == 0, changed.stderr
+    assert f"launcher: {service.name}: replacing it: the plan changed (" in changed.stderr
+    after = inspect(docker_client, service.name)
+    assert after["Id"] != before and "LOG_LEVEL=debug" in after["Config"]["Env"]
+    assert predict(service.url)["predictions"] == [0]
+
+
 def test_a_crash_of_the_main_process_is_restarted_healthy(docker_client: Any,
                                                           service: Service) -> None:
     before = inspect(docker_client, service.name)
