@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ class BuildSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     python_version: str | None = None  # the base image's, when it cannot be probed
     skip_if_exists: bool = False  # True for content-hash tags: same inputs, same image
+    wheelhouse_ready: bool = False  # filled already (the tag hashes the filled wheelhouse)
     verbose: bool = False
 
 
@@ -115,10 +116,27 @@ def _check_context(spec: BuildSpec) -> None:
                              "run from the project root, or pass --context DIR")
 
 
+def _probe_base(engine: Engine, image: str, cache_dir: Path) -> str:
+    """The base image's :data:`PROBE_COMMAND` output, kept in ``cache_dir`` per image id (a
+    container start costs seconds on every build)."""
+    image_id = engine.image_id(image)
+    if image_id is None:
+        raise LauncherError(
+            f"base image {image} is not here, and --wheelhouse needs to ask its Python",
+            f"docker pull {image}, or where no registry answers: scripts/standin-images {image}")
+    cache = cache_dir / f".probe-{image_id.rpartition(':')[2][:16]}"
+    if cache.is_file():
+        return cache.read_text()
+    output = engine.run_once(image, PROBE_COMMAND)
+    cache.write_text(output)
+    return output
+
+
 def prepare_wheelhouse(engine: Engine, spec: BuildSpec, log: Callable[[str], None]) -> None:
     """Fill ``spec.wheelhouse`` for the base image's Python (probed by running it briefly)."""
     assert spec.wheelhouse is not None
-    probe = engine.run_once(spec.base_image, PROBE_COMMAND)
+    spec.wheelhouse.mkdir(parents=True, exist_ok=True)
+    probe = _probe_base(engine, spec.base_image, spec.wheelhouse)
     target = parse_probe(probe, spec.base_image, spec.python_version)
     index = spec.build_args.get("TORCH_INDEX_URL", CPU_TORCH_INDEX)
     fill_wheelhouse(spec.wheelhouse, spec.context / "requirements.lock", target, index, log=log)
@@ -127,12 +145,16 @@ def prepare_wheelhouse(engine: Engine, spec: BuildSpec, log: Callable[[str], Non
             "the GPU image will run torch on the CPU")
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def build_image(engine: Engine, spec: BuildSpec,
-                log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+                log: Callable[[str], None] = _stderr,
                 clock: Callable[[], float] = time.monotonic) -> BuildResult:
     """Build the image ``spec`` describes (filling its wheelhouse first), or find it up to date."""
     _check_context(spec)
-    if spec.wheelhouse is not None:
+    if spec.wheelhouse is not None and not spec.wheelhouse_ready:
         prepare_wheelhouse(engine, spec, log)
     if spec.skip_if_exists and not spec.no_cache:
         existing = engine.image_id(spec.tag)
@@ -210,16 +232,19 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     if choice is not None:
         print(f"launcher: {choice.explanation}", file=sys.stderr)
     labels = dict(args.label)
-    tag = build.tag or image_tag(args.context, dockerfile, build_args,
-                                 wheelhouse=build.wheelhouse, labels=labels)
-    spec = BuildSpec(dockerfile=dockerfile, base_image=base, build_args=build_args, tag=tag,
-                     context=args.context, wheelhouse=build.wheelhouse, no_cache=build.no_cache,
-                     labels=labels, python_version=args.python_version,
+    spec = BuildSpec(dockerfile=dockerfile, base_image=base, build_args=build_args,
+                     tag=build.tag or "", context=args.context, wheelhouse=build.wheelhouse,
+                     no_cache=build.no_cache, labels=labels, python_version=args.python_version,
                      skip_if_exists=build.tag is None, verbose=args.verbose)
     _check_context(spec)  # before the engine: a usage error needs no daemon
     engine = Engine.connect()
     try:
-        result = build_image(engine, spec)
+        if spec.wheelhouse is not None:
+            # Fill first: the content-hash tag covers the wheels the build will get.
+            prepare_wheelhouse(engine, spec, _stderr)
+        tag = build.tag or image_tag(args.context, dockerfile, build_args,
+                                     wheelhouse=build.wheelhouse, labels=labels)
+        result = build_image(engine, replace(spec, tag=tag, wheelhouse_ready=True))
     finally:
         engine.close()
     print(json.dumps(result.to_json(), indent=2) if args.json else result.tag)

@@ -151,3 +151,39 @@ def test_dockerfiles_are_hadolint_clean(dockerfile: str) -> None:
     result = subprocess.run([hadolint(), "--no-color", str(ROOT / dockerfile)],
                             capture_output=True, text=True, timeout=60, check=False)
     assert (result.returncode, result.stdout) == (0, "")
+
+
+class FakeEngine:
+    """The two Engine calls the wheelhouse probe makes."""
+
+    def __init__(self, image_id: str | None) -> None:
+        self.id, self.runs = image_id, 0
+
+    def image_id(self, ref: str) -> str | None:
+        return self.id
+
+    def run_once(self, image: str, command: object) -> str:
+        self.runs += 1
+        return "python=3.11\nmachine=x86_64\nglibc=2.36\n"
+
+
+def test_the_base_image_probe_runs_once_per_image_id(tmp_path: Path) -> None:
+    from launcher.cmd_build import _probe_base
+
+    engine = FakeEngine("sha256:" + "ab" * 32)
+    outputs = [_probe_base(engine, "base:1", tmp_path) for _ in range(2)]  # type: ignore[arg-type]
+    assert outputs == ["python=3.11\nmachine=x86_64\nglibc=2.36\n"] * 2
+    assert engine.runs == 1
+    assert [p.name for p in tmp_path.iterdir()] == [".probe-" + "ab" * 8]
+
+
+def test_a_missing_base_image_is_named_with_the_way_to_get_it(tmp_path: Path) -> None:
+    from launcher.cmd_build import _probe_base
+
+    with pytest.raises(LauncherError) as info:
+        _probe_base(FakeEngine(None), "nvidia/cuda:1", tmp_path)  # type: ignore[arg-type]
+    assert info.value.message == (
+        "base image nvidia/cuda:1 is not here, and --wheelhouse needs to ask its Python")
+    assert info.value.hint == (
+        "docker pull nvidia/cuda:1, or where no registry answers: "
+        "scripts/standin-images nvidia/cuda:1")
