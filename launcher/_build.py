@@ -30,6 +30,7 @@ __all__ = [
     "is_ignored",
     "parse_build_output",
     "parse_dockerignore",
+    "parse_image_ref",
     "write_context_tar",
 ]
 
@@ -132,6 +133,33 @@ def _may_reinclude(rel_dir: str, patterns: Iterable[IgnorePattern]) -> bool:
             if literal.startswith(rel_dir + "/") or (rel_dir + "/").startswith(literal):
                 return True
     return False
+
+
+# The distribution reference grammar (docker/distribution reference/regexp.go), tag included.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?")
+_DOMAIN = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+                     r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])"
+                     r"(?::[0-9]+)?")
+
+
+def parse_image_ref(value: str) -> str:
+    """An image name with an optional tag, as ``docker build -t`` takes it; ValueError with
+    Docker's words otherwise. The first part is a registry only when it looks like a host (has
+    a ``.`` or ``:``, or is ``localhost``), as Docker decides."""
+    first, slash, rest = value.partition("/")
+    is_domain = bool(slash) and ("." in first or ":" in first or first == "localhost")
+    path = rest if is_domain else value
+    if len(path.partition(":")[0]) > 255:
+        raise ValueError("invalid reference format: repository name must not be more than 255 "
+                         "characters")
+    if is_domain and not _DOMAIN.fullmatch(first):
+        raise ValueError("invalid reference format")
+    if not _PATH.fullmatch(path):
+        if _PATH.fullmatch(path.lower()):
+            raise ValueError("invalid reference format: repository name must be lowercase")
+        raise ValueError("invalid reference format")
+    return value
 
 
 @dataclass(frozen=True)

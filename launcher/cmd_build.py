@@ -22,6 +22,7 @@ from launcher._build import (
     BuildStep,
     context_files,
     image_tag,
+    parse_image_ref,
     write_context_tar,
 )
 from launcher._cuda import CudaChoice, GpuNeed, NoCudaFits, choose_cuda, cuda_table
@@ -145,6 +146,15 @@ def prepare_wheelhouse(engine: Engine, spec: BuildSpec, log: Callable[[str], Non
             "the GPU image will run torch on the CPU")
 
 
+def _flag(flag: str, value: str, parse: Callable[[str], str]) -> str:
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise UsageError(f'invalid argument "{value}" for "{flag}" flag: {exc}',
+                         "e.g. gpu-launcher/service:dev or registry.example:5000/team/svc:1.2"
+                         ) from None
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
@@ -223,9 +233,16 @@ def _cuda_choice(build: BuildOptions, load: Callable[[], Any]) -> CudaChoice:
 
 
 def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
+    if args.tag is not None:
+        _flag("--tag", args.tag, parse_image_ref)
     if args.wheelhouse is not None:
         # --wheelhouse DIR fills DIR: it need not exist yet.
-        args.wheelhouse.mkdir(parents=True, exist_ok=True)
+        try:
+            args.wheelhouse.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f'invalid argument "{args.wheelhouse}" for "--wheelhouse" flag: '
+                             f"{exc.strerror}", "pass a directory (it is made when missing)"
+                             ) from None
     build = build_options_from_args(args)
     choice = _cuda_choice(build, load) if args.gpu else None
     dockerfile, base, build_args = build_inputs(choice, build)

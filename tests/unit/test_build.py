@@ -16,6 +16,7 @@ from launcher._build import (
     is_ignored,
     parse_build_output,
     parse_dockerignore,
+    parse_image_ref,
     write_context_tar,
 )
 
@@ -229,3 +230,33 @@ def test_parse_build_output_marks_cached_steps() -> None:
 def test_parse_build_output_joins_split_chunks() -> None:
     chunks = ["Step 1/1 : RUN pi", "p install\n ---> Using ", "cache\n"]
     assert parse_build_output(chunks) == [BuildStep(1, 1, "RUN pip install", True)]
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("gpu-launcher/service:dev", None),
+        ("registry.example:5000/team/svc:1.2", None),
+        ("localhost/a__b:v1", None),
+        ("[::1]:5000/x:y", None),
+        ("My.Registry.io/x:1", None),  # a registry host may have capitals
+        ("svc", None),
+        ("Bad:1", "invalid reference format: repository name must be lowercase"),
+        ("UPPER/x", "invalid reference format: repository name must be lowercase"),
+        ("a b", "invalid reference format"),
+        ("x:", "invalid reference format"),
+        ("x:-tag", "invalid reference format"),
+        ("x//y", "invalid reference format"),
+        ("a" * 256, ("invalid reference format: repository name must not be more than 255 "
+                    "characters")),
+    ],
+    ids=["repo-tag", "registry-port", "localhost", "ipv6", "host-caps", "bare", "caps",
+         "caps-first-part", "space", "empty-tag", "dash-tag", "empty-component", "too-long"],
+)
+def test_parse_image_ref(value: str, error: str | None) -> None:
+    if error is None:
+        assert parse_image_ref(value) == value
+        return
+    with pytest.raises(ValueError) as info:
+        parse_image_ref(value)
+    assert str(info.value) == error

@@ -40,8 +40,14 @@ from tests.conftest import ROOT
          "no Dockerfile in the build context /nonexistent-ctx",
          "run from the project root, or pass --context DIR"),
         (["build", "--bogus"], "unrecognized arguments: --bogus", "see 'launcher --help'"),
+        (["build", "--tag", "Svc:1"], ('invalid argument "Svc:1" for "--tag" flag: invalid '
+         "reference format: repository name must be lowercase"),
+         "e.g. gpu-launcher/service:dev or registry.example:5000/team/svc:1.2"),
+        (["build", "--wheelhouse", "/dev/null/wh"],
+         'invalid argument "/dev/null/wh" for "--wheelhouse" flag: Not a directory',
+         "pass a directory (it is made when missing)"),
     ],
-    ids=["label", "python-version", "cuda", "context", "unknown-flag"],
+    ids=["label", "python-version", "cuda", "context", "unknown-flag", "tag", "wheelhouse"],
 )
 def test_bad_input_exits_2_with_the_value_and_a_hint(
     argv: list[str], message: str, hint: str | None, capsys: pytest.CaptureFixture[str]
