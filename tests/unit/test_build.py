@@ -260,3 +260,14 @@ def test_parse_image_ref(value: str, error: str | None) -> None:
     with pytest.raises(ValueError) as info:
         parse_image_ref(value)
     assert str(info.value) == error
+
+
+def test_the_real_context_is_only_what_the_images_need() -> None:
+    from tests.conftest import ROOT
+
+    names = [f.arcname for f in context_files(ROOT, "Dockerfile")]
+    tops = {n.split("/")[0] for n in names}
+    assert tops <= {".dockerignore", "Dockerfile", "Dockerfile.gpu", "requirements.lock",
+                    "service", "wheelhouse"}
+    assert {"service/__main__.py", "service/models/digits.pt", "requirements.lock"} <= set(names)
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
