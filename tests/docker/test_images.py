@@ -19,7 +19,8 @@ from launcher._build import context_files
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
 from tests.docker.conftest import BuiltImage, launcher_build, remove_image
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# A cold CI run builds the image (torch from the wheelhouse) inside the first test's time.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 HEALTHY_WITHIN = 240.0  # seconds; the HEALTHCHECK's start period is 120s
 OCI = "org.opencontainers.image."
 
