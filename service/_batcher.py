@@ -1,9 +1,12 @@
 """Dynamic batching: concurrent requests share one forward pass, run in one worker thread.
 
-A batch is dispatched when the worker is free and either ``max_rows`` rows are waiting or the
-oldest request has waited ``max_wait`` seconds (0: as soon as the event loop has read what
-arrived). While the worker runs, new requests queue up and form the next batch, so batches grow
-with load by themselves and a lone client waits for nobody.
+A batch is dispatched when the worker is free and as many rows are waiting as were in the
+system when the last batch finished (its rows plus those then waiting; capped by ``max_rows``),
+or when the oldest request has waited ``max_wait`` seconds. Under steady load the callers of the
+last batch come back within that wait, so batches stay whole instead of settling into two
+alternating half-batches (a heavy model does 30% more rows per second at batch 32 than at 16,
+and one core does not have to interleave the two). A lone client's system holds one row: it
+waits for nobody.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Batcher:
         self._pending: list[_Item] = []
         self._pending_rows = 0
         self._busy = False
+        self._target = 1  # rows in the system at the last finish: dispatch when as many wait
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -63,12 +67,12 @@ class Batcher:
         return self._loop
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        full = self._pending_rows >= self._max_rows
+        ready = self._pending_rows >= min(self._target, self._max_rows)
         if self._handle is not None:
-            if not (full and isinstance(self._handle, asyncio.TimerHandle)):
+            if not (ready and isinstance(self._handle, asyncio.TimerHandle)):
                 return  # already due
             self._handle.cancel()
-        if full or self._max_wait == 0:
+        if ready or self._max_wait == 0:
             self._handle = loop.call_soon(self._dispatch)
         else:
             delay = self._pending[0].enqueued + self._max_wait - time.monotonic()
@@ -120,6 +124,7 @@ class Batcher:
     def _finished(self, items: list[_Item], rows: int, started: float,
                   job: Future[tuple[list[Outputs], float]]) -> None:
         self._busy = False
+        self._target = rows + self._pending_rows
         error = job.exception()
         if error is not None:
             for item in items:
@@ -133,7 +138,7 @@ class Batcher:
             self._observe(rows, [started - item.enqueued for item in items], seconds)
         if self._pending:
             self._handle = None
-            if (self._pending_rows >= self._max_rows
+            if (self._pending_rows >= min(self._target, self._max_rows)
                     or time.monotonic() - self._pending[0].enqueued >= self._max_wait):
                 self._dispatch()
             elif self._loop is not None:

@@ -6,6 +6,7 @@ The model maps float32 ``[N, F]`` to ``[N, K]``; predictions are the argmax, sco
 from __future__ import annotations
 
 import logging
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,6 +44,32 @@ def _is_export_archive(path: Path) -> bool:
         return False
 
 
+class _Head(torch.nn.Module):
+    """Model, softmax and argmax in one call: the inference thread takes the GIL back once per
+    batch instead of once per op (each wait can last a whole switch interval under load)."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, flat: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(flat.view(rows, -1))
+        if out.dim() != 2 or out.size(0) != rows:
+            return out, torch.empty(0, dtype=torch.long)  # a bad shape: reported by the caller
+        scores = torch.softmax(out.float(), dim=1)
+        return scores, scores.argmax(dim=1)
+
+
+def _compile_head(model: Any) -> Any:
+    """The scripted head for a TorchScript model; the eager head otherwise (torch.export)."""
+    head = _Head(model)  # no .eval(): an exported module refuses train(); the model has its mode
+    if not isinstance(model, torch.jit.ScriptModule):
+        return head
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13, still supported
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(head)
+
+
 class TorchModelPredictor:
     """Serves a TorchScript file or a ``torch.export`` archive (``.pt2``)."""
 
@@ -66,27 +93,27 @@ class TorchModelPredictor:
         if _is_export_archive(self.path):
             program = torch.export.load(str(self.path))
             self.input_width = _export_width(program)
-            self._model = program.module().to(self.device)
+            self._model = _compile_head(program.module().to(self.device))
             kind = "torch.export"
         else:
             model = torch.jit.load(str(self.path), map_location=self.device)  # type: ignore[no-untyped-call]
             model.eval()
             self.input_width = _script_width(model)
-            self._model = model
+            self._model = _compile_head(model)
             kind = "torchscript"
         self.info = {"model": self.path.name, "format": kind, "device": self.device,
                      "torch_version": torch_version()}
 
     def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]:
-        x = torch.frombuffer(batch.values, dtype=torch.float32).view(batch.rows, batch.width)
+        x = torch.frombuffer(batch.values, dtype=torch.float32)
+        if self.device != "cpu":
+            x = x.to(self.device)
         with torch.inference_mode():
-            out = self._model(x.to(self.device))
-            if out.dim() != 2 or out.shape[0] != batch.rows:
-                raise ValueError(f"model output has shape {list(out.shape)}, "
-                                 f"expected [{batch.rows}, K]")
-            scores = torch.softmax(out.float(), dim=1)
-            predictions = scores.argmax(dim=1)
-            return {"predictions": predictions.tolist(), "scores": scores.tolist()}
+            scores, predictions = self._model(x, batch.rows)
+        if predictions.dim() != 1 or predictions.size(0) != batch.rows:
+            raise ValueError(f"model output has shape {list(scores.shape)}, "
+                             f"expected [{batch.rows}, K]")
+        return {"predictions": predictions.tolist(), "scores": scores.tolist()}
 
 
 def _script_width(model: Any) -> int | None:

@@ -43,6 +43,7 @@ class Row:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     errors: int = 0
+    cpu_us_per_req: float = 0.0  # server CPU time (all its processes) per answered request
     note: str = ""
 
 
@@ -104,6 +105,19 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 120.0) 
     raise RuntimeError(f"not ready within {timeout:.0f}s")
 
 
+def session_cpu_seconds(sid: int) -> float:
+    """utime + stime of every process in session ``sid`` (the contender and its workers)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # fields after "(comm)": state ppid pgrp session ...
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(url: str, connections: int, seconds: float, body_file: Path,
             cpu: str | None) -> dict[str, int]:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
@@ -141,10 +155,13 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
             run_wrk(url, max(connections), warmup, body_file, "1" if pin else None)
         for c in connections:
             log(f"{contender}: {c} connection(s), {seconds:g}s")
+            cpu = session_cpu_seconds(proc.pid)
             r = run_wrk(url, c, seconds, body_file, "1" if pin else None)
+            cpu = session_cpu_seconds(proc.pid) - cpu
             errors = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
             rows.append(Row(contender, c, r["requests"] / (r["duration_us"] / 1e6),
-                            r["p50_us"] / 1000, r["p99_us"] / 1000, errors))
+                            r["p50_us"] / 1000, r["p99_us"] / 1000, errors,
+                            cpu * 1e6 / max(1, r["requests"])))
     except (RuntimeError, subprocess.SubprocessError) as exc:
         tail = log_path.read_text(errors="replace")[-2000:]
         log(f"{contender}: failed: {exc}\n{tail}")
@@ -162,14 +179,15 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
 def table(rows: list[Row], connections: int) -> str:
     ours = next((r for r in rows if r.contender == "ours" and r.connections == connections), None)
     header = (f"{'contender':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'errors':>6} {'ours/peer':>9}  note")
+              f"{'errors':>6} {'ours/peer':>9} {'cpu us/req':>10}  note")
     lines = [header]
     for r in rows:
         ratio = ""
         if ours and r.contender != "ours" and r.requests_per_s and ours.requests_per_s:
             ratio = f"{ours.requests_per_s / r.requests_per_s:.2f}x"
         lines.append(f"{r.contender:<12} {r.connections:>5} {r.requests_per_s:>9.0f} "
-                     f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {ratio:>9}  {r.note}")
+                     f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {ratio:>9} "
+                     f"{r.cpu_us_per_req:>10.0f}  {r.note}")
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ def test_serving_benchmark_runs_every_contender_and_prints_the_table() -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[1].split() == ["contender", "conns", "req/s", "p50", "ms", "p99", "ms", "errors",
-                                "ours/peer", "note"]
+                                "ours/peer", "cpu", "us/req", "note"]
     rows = {(line.split()[0], line.split()[1]): line.split() for line in lines[2:]}
     assert set(rows) == {("ours", "4"), ("ours", "1"), ("naive", "4"), ("litserve", "4")}
     for key in [("ours", "4"), ("ours", "1"), ("naive", "4")]:

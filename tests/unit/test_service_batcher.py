@@ -70,3 +70,25 @@ def test_a_failing_forward_pass_fails_every_caller_in_the_batch() -> None:
     results = run(Recorder(fail=True), [[[1, 1]], [[2, 2]]], 8)
     assert [str(r) for r in results] == ["model exploded", "model exploded"]
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+def test_max_wait_holds_a_batch_for_the_last_load_but_never_a_lone_client() -> None:
+    recorder = Recorder()
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1, thread_name_prefix="inference") as executor:
+            batcher = Batcher(recorder.predict, 2, 64, 0.3, recorder.observe, executor)
+
+            async def timed(n: int) -> float:
+                start = loop.time()
+                await asyncio.gather(*(batcher.submit(array("f", [1, 1]), 1) for _ in range(n)))
+                return loop.time() - start
+
+            # lone (target 1), four at once (target 4 next), one (waits max_wait), one (target 1)
+            return [await timed(1), await timed(4), await timed(1), await timed(1)]
+
+    lone, four, after_load, lone_again = asyncio.run(main())
+    assert recorder.batches == [1, 4, 1, 1]
+    assert lone < 0.2 and four < 0.2 and lone_again < 0.2
+    assert after_load >= 0.29  # held for the others of the last batch, up to MAX_WAIT_MS
