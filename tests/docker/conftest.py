@@ -102,7 +102,9 @@ def remove_image(docker_client: Any, tag: str) -> None:
         return
     if image.labels.get(SESSION_LABEL) is None:
         raise AssertionError(f"refusing to remove {tag}: it was not built by the tests")
-    docker_client.images.remove(tag, force=True)
+    # noprune: the untagged parents are the build cache other sessions may be building on
+    # right now; pruning them under a running build fails it ("failed to get digest").
+    docker_client.images.remove(tag, force=True, noprune=True)
 
 
 @pytest.fixture(scope="session")
