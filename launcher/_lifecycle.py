@@ -273,9 +273,11 @@ def format_status(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def parse_probe_json(text: str) -> Probe:
-    """``launcher probe --json`` output (from a container on a remote engine) → :class:`Probe`."""
+    """``launcher probe --json`` output (from a container on a remote engine) → :class:`Probe`.
+    The container's log mixes in its stderr lines: the JSON is the object from the line "{"."""
     try:
-        raw = json.loads(text)
+        start = 0 if text.startswith("{") else text.index("\n{\n") + 1
+        raw, _ = json.JSONDecoder().raw_decode(text, start)
         cuda = raw.get("cuda_driver_version")
         gpus = tuple(
             GpuInfo(index=int(g["index"]), uuid=str(g["uuid"]), name=str(g["name"]),

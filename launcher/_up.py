@@ -137,7 +137,7 @@ def remote_probe(engine: Engine, image: str, timeout: float = 60,
         raise LauncherError(f"probing the remote engine's GPUs in {image} exited {status}: "
                             f"{out.strip().splitlines()[-1] if out.strip() else 'no output'}",
                             hint="skip the probe with --no-probe and pass --gpus as you need")
-    return parse_probe_json(out[out.find("{"):])
+    return parse_probe_json(out)
 
 
 # --- the steps of up ------------------------------------------------------------------------

@@ -245,10 +245,22 @@ def test_a_service_that_cannot_start_shows_its_last_log_lines(docker_client: Any
         cleanup(docker_client, name)
 
 
-def test_logs_show_the_service_starting(service: Service) -> None:
+def test_logs_show_the_service_starting_and_follow_new_lines(service: Service) -> None:
     result = launcher("logs", "--name", service.name, "--tail", "50")
     assert result.returncode == 0, result.stderr
     assert "Uvicorn running on http://0.0.0.0:8000" in result.stdout
+    with subprocess.Popen([sys.executable, "-m", "launcher", "logs", "-f", "--tail", "1",
+                           "--name", service.name], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as follow:
+        try:
+            assert follow.stdout is not None
+            line = follow.stdout.readline()  # the last line, at once
+            time.sleep(1)
+            still_following = follow.poll() is None
+        finally:
+            follow.terminate()
+            follow.wait(10)
+    assert line.strip() and still_following
 
 
 def test_up_with_a_changed_plan_replaces_the_container(docker_client: Any,
@@ -321,3 +333,15 @@ def test_the_remote_probe_runs_launcher_probe_inside_the_service_image(
     leftovers = docker_client.containers.list(
         all=True, filters={"label": "org.gpu-launcher.managed=probe"})
     assert [c for c in leftovers if c.labels.get("org.gpu-launcher.test") == "1"] == []
+
+
+def test_down_volumes_removes_the_container_and_its_volumes(docker_client: Any,
+                                                          service: Service) -> None:
+    down = launcher("down", "--name", service.name, "--volumes", "-t", "5")
+    assert down.returncode == 0, down.stderr
+    assert down.stderr.splitlines() == [
+        f"launcher: stopped and removed {service.name}",
+        f"launcher: removed volume {service.name}-data",
+        f"launcher: removed volume {service.name}-models"]
+    names = {v.name for v in docker_client.volumes.list()}
+    assert {f"{service.name}-data", f"{service.name}-models"} & names == set()

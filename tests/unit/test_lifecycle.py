@@ -230,6 +230,10 @@ def test_parse_probe_json_round_trips_launcher_probe() -> None:
     assert parse_probe_json(json.dumps(probe.to_json())) == probe
     none = Probe(None, None, (), reason="NVML library not found")
     assert parse_probe_json(json.dumps(none.to_json())) == none
+    # A container's log: stderr lines before and after the indented JSON.
+    log = ("launcher: no GPUs: NVML library not found\n" + json.dumps(none.to_json(), indent=2)
+           + "\nlauncher: warning: {odd}\n")
+    assert parse_probe_json(log) == none
 
 
 def test_parse_probe_json_rejects_other_output() -> None:
