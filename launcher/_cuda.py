@@ -79,6 +79,7 @@ class CudaTable:
     torch_variants: tuple[Variant, ...]
     cpu_index_url: str
     default_ubuntu: str
+    unprobed_default: Version  # the CUDA for an unknown driver (--no-probe)
 
     def release(self, cuda: Version) -> Release | None:
         return next((r for r in self.releases if r.cuda == cuda), None)
@@ -112,6 +113,7 @@ def _load(data: dict[str, Any], torch_version: str) -> CudaTable:
         ),
         cpu_index_url=torch["cpu_index_url"],
         default_ubuntu=data["default_ubuntu"],
+        unprobed_default=parse_cuda_version(torch["unprobed_default"]),
     )
 
 
@@ -182,10 +184,17 @@ def choose_cuda(
 ) -> CudaChoice:
     """The newest torch CUDA variant that the driver runs and every GPU supports.
 
-    ``driver``/``driver_cuda`` None means "not probed" (``--no-probe``): no driver ceiling.
+    ``driver``/``driver_cuda`` None means "not probed" (``--no-probe``): the driver is unknown,
+    so unless ``pinned`` says otherwise the table's conservative default is taken rather than the
+    newest (which would demand the newest driver of a host nobody looked at).
     Raises :class:`NoCudaFits` with the explanation and a hint.
     """
     parts: list[str] = []
+    user_pinned = pinned is not None
+    if driver is None and driver_cuda is None and pinned is None and not gpus:
+        pinned = table.unprobed_default
+        parts.append(f"driver unknown: CUDA {format_version(pinned)} by default "
+                     "(drivers ≥ 570; pin another with --cuda)")
     ceiling = driver_cuda or (table.driver_cuda(driver) if driver else None)
     if driver is not None:
         runs = format_version(ceiling) if ceiling else "no CUDA in the table"
@@ -207,7 +216,8 @@ def choose_cuda(
                 "pick one of --cuda " + ", ".join(format_version(v.cuda) for v in variants),
             )
         variants = [v for v in variants if v.cuda == pinned]
-        parts.append(f"--cuda {format_version(pinned)}")
+        if user_pinned:
+            parts.append(f"--cuda {format_version(pinned)}")
     for_gpus = [v for v in variants if v.cuda >= low and (high is None or v.cuda < high)]
     fits = [v for v in for_gpus if ceiling is None or v.cuda <= ceiling]
     explanation = "; ".join(parts)

@@ -62,8 +62,10 @@ def test_up_no_probe_takes_gpus_as_given() -> None:
     assert plan["create"]["HostConfig"]["DeviceRequests"] == [
         {"Driver": "", "Count": 0, "DeviceIDs": ["0", "1"], "Capabilities": [["gpu"]],
          "Options": {}}]
-    assert plan["build_args"]["CUDA_IMAGE"] == "nvidia/cuda:13.0.2-runtime-ubuntu24.04"
-    assert result.stderr.startswith("launcher: not probed (--no-probe); torch 2.13.0 wheels")
+    assert plan["build_args"]["CUDA_IMAGE"] == "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+    assert result.stderr.startswith("launcher: not probed (--no-probe); driver unknown: CUDA 12.8 "
+                                    "by default (drivers ≥ 570; pin another with --cuda); torch "
+                                    "2.13.0 wheels")
 
 
 @pytest.mark.parametrize("argv, first_line", [

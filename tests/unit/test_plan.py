@@ -108,8 +108,8 @@ GPU_PLANS = [
     ("pinned", ["--gpus", "all", "--cuda", "12.6"],
      probe_of(H100, driver="580.65.06", cuda=13000),
      "nvidia/cuda:12.6.3-runtime-ubuntu24.04", "cu126", None),
-    ("no-probe-newest", ["--gpus", "all", "--no-probe"], None,
-     "nvidia/cuda:13.0.2-runtime-ubuntu24.04", "cu130", None),
+    ("no-probe-conservative-default", ["--gpus", "all", "--no-probe"], None,
+     "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128", None),
     ("no-probe-pinned", ["--gpus", "all", "--no-probe", "--cuda", "12.8"], None,
      "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128", None),
 ]
