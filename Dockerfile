@@ -48,6 +48,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8000
 WORKDIR /app
+# Owned by the service user: a fresh named volume takes this ownership, so /data is writable.
+RUN mkdir -p /models /data && chown 10001:10001 /models /data
 VOLUME ["/models", "/data"]
 USER 10001:10001
 EXPOSE 8000
