@@ -47,11 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from prometheus_client import CollectorRegistry
 
     from service._app import create_app
+    from service._http import CoalescingHttpToolsProtocol
 
     app = create_app(predictor, settings, CollectorRegistry())
+    # No proxy-headers middleware: nothing here reads the client address (access log is off).
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
-                            http="httptools", lifespan="on", access_log=settings.access_log,
-                            log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SECONDS)
+                            http=CoalescingHttpToolsProtocol, lifespan="on",
+                            access_log=settings.access_log, log_level=settings.log_level,
+                            proxy_headers=False, server_header=False,
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS)
     server = uvicorn.Server(config)
     # uvicorn re-raises the captured SIGTERM after its graceful shutdown; with a Python handler
     # in place that is a no-op and the process exits 0 instead of dying by the signal.
