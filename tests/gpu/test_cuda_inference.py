@@ -1,0 +1,69 @@
+"""The service on a real CUDA device (needs an NVIDIA GPU; skipped with the reason elsewhere)."""
+
+from __future__ import annotations
+
+import random
+import time
+from array import array
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from service._predictor import Batch
+from service._settings import DEFAULT_MODEL_PATH
+from tests.conftest import ServerProcess
+
+ServerFactory = Callable[..., ServerProcess]
+pytestmark = pytest.mark.gpu
+
+
+def rows(n: int, seed: int = 0) -> list[list[float]]:
+    rng = random.Random(seed)
+    return [[float(rng.randint(0, 16)) for _ in range(64)] for _ in range(n)]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_torch_predictor_runs_on_cuda_and_agrees_with_the_cpu() -> None:
+    from service._torch import TorchModelPredictor
+
+    x = rows(64)
+    batch = Batch(array("f", [v for row in x for v in row]), 64, 64)
+    outputs: dict[str, Any] = {}
+    for device in ("cuda", "cpu"):
+        predictor = TorchModelPredictor(DEFAULT_MODEL_PATH)
+        predictor.setup(device)
+        outputs[device] = predictor.predict(batch)
+        assert predictor.info["device"] == ("cuda:0" if device == "cuda" else "cpu")
+    for gpu_row, cpu_row in zip(outputs["cuda"]["scores"], outputs["cpu"]["scores"]):
+        assert gpu_row == pytest.approx(cpu_row, abs=1e-4)
+
+
+def test_auto_picks_the_gpu_and_serves_concurrent_requests(server_factory: ServerFactory) -> None:
+    server = server_factory(env={"DEVICE": "auto"})
+    metrics = requests.get(server.url + "/metrics", timeout=10).text
+    assert 'device="cuda:0"' in metrics
+    x = rows(100, seed=1)
+    whole = requests.post(server.url + "/predict", json={"inputs": x}, timeout=30).json()
+    with ThreadPoolExecutor(50) as pool:
+        singles = list(pool.map(lambda row: requests.post(
+            server.url + "/predict", json={"inputs": [row]}, timeout=30).json(), x))
+    assert [s["predictions"][0] for s in singles] == whole["predictions"]
+
+
+def test_a_cuda_index_past_the_last_gpu_fails_readiness_with_the_reason(
+        server_factory: ServerFactory) -> None:
+    server = server_factory(env={"DEVICE": "cuda:99"}, wait=False)
+    deadline, reply = time.monotonic() + 90, None
+    while time.monotonic() < deadline:
+        try:
+            reply = requests.get(server.url + "/readyz", timeout=2)
+            if reply.json()["status"] != "starting":
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    assert reply is not None and reply.status_code == 503
+    assert reply.json()["reason"].startswith("DEVICE=cuda:99 but only ")
