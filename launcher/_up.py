@@ -38,7 +38,19 @@ from launcher._lifecycle import (
 from launcher._plan import LABEL_MANAGED, LABEL_NAME, LABEL_PLAN, Plan, RunOptions, make_plan
 from launcher._probe import Probe, probe_host
 
-__all__ = ["UpOptions", "connect", "find_container", "probe_for", "remote_probe", "up"]
+__all__ = [
+    "UpOptions",
+    "connect",
+    "ensure_container",
+    "ensure_image",
+    "fill_wheelhouse_first",
+    "find_container",
+    "preflight",
+    "probe_for",
+    "remote_probe",
+    "up",
+    "wait_ready",
+]
 
 LOG_TAIL = 20  # log lines shown when the service does not come up
 STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL when replacing a container
@@ -148,7 +160,22 @@ def _user_labels(plan: Plan) -> dict[str, str]:
     return {k: v for k, v in plan.create["Labels"].items() if k not in ours}
 
 
-def ensure_image(engine: Engine, plan: Plan, opts: UpOptions) -> str:
+def fill_wheelhouse_first(engine: Engine, plan: Plan, options: RunOptions, opts: UpOptions,
+                          probe: Probe | None) -> Plan:
+    """With ``--wheelhouse`` and a content-hash tag, a build fills the wheelhouse first and
+    plans again: the tag covers the wheels the build gets, so the next ``up`` finds the same
+    tag instead of building (and replacing the container) once more."""
+    if (plan.wheelhouse is None or options.build.tag is not None or opts.no_build
+            or not (opts.build or engine.image_id(plan.image) is None)):
+        return plan
+    from launcher.cmd_build import prepare_wheelhouse, spec_from_plan
+
+    prepare_wheelhouse(engine, spec_from_plan(plan), _log)
+    return preflight(engine, make_plan(options, probe), options)
+
+
+def ensure_image(engine: Engine, plan: Plan, opts: UpOptions, wheelhouse_ready: bool = False
+                 ) -> str:
     """The plan's image id: present → reused (unless --build); missing → built (unless
     --no-build)."""
     existing = engine.image_id(plan.image)
@@ -160,7 +187,8 @@ def ensure_image(engine: Engine, plan: Plan, opts: UpOptions) -> str:
                        hint="drop --no-build to build it, or build it first: launcher build")
     from launcher.cmd_build import build_image, spec_from_plan
 
-    spec = replace(spec_from_plan(plan), labels=_user_labels(plan))
+    spec = replace(spec_from_plan(plan), labels=_user_labels(plan),
+                   wheelhouse_ready=wheelhouse_ready)
     result = build_image(engine, spec, log=_log)
     return result.image_id or engine.image_id(plan.image) or ""
 
@@ -310,12 +338,14 @@ def wait_ready(engine: Engine, container: str, name: str, opts: UpOptions,
         inspect = engine.inspect_container(container)
 
 
-def up(plan: Plan, options: RunOptions, opts: UpOptions) -> int:
-    """Run the whole lifecycle for ``plan``; the URL on stdout, progress on stderr."""
+def up(plan: Plan, options: RunOptions, opts: UpOptions, probe: Probe | None = None) -> int:
+    """Run the whole lifecycle for ``plan`` (made from ``probe``); the URL on stdout, progress
+    on stderr."""
     engine = connect(os.environ)
     try:
-        plan = preflight(engine, plan, options)
-        image_id = ensure_image(engine, plan, opts)
+        checked = preflight(engine, plan, options)
+        plan = fill_wheelhouse_first(engine, checked, options, opts, probe)
+        image_id = ensure_image(engine, plan, opts, wheelhouse_ready=plan is not checked)
         ensure_volumes(engine, plan)
         container = ensure_container(engine, plan, image_id, opts.remote)
         url = wait_ready(engine, container, plan.name, opts)

@@ -22,6 +22,7 @@ from launcher._plan import (
     make_plan,
     run_options_from_args,
 )
+from launcher._probe import Probe
 from launcher._up import UpOptions, probe_for, up
 from service.nvml import load_nvml
 
@@ -61,11 +62,12 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def execute(plan: Plan, options: RunOptions, args: argparse.Namespace) -> int:
+def execute(plan: Plan, options: RunOptions, args: argparse.Namespace,
+            probe: Probe | None = None) -> int:
     """Build, preflight, run and wait (the lifecycle: :mod:`launcher._up`)."""
     remote = is_remote_engine(os.environ.get("DOCKER_HOST"))
     return up(plan, options, UpOptions(build=args.build, no_build=args.no_build,
-                                       timeout=args.timeout, remote=remote))
+                                       timeout=args.timeout, remote=remote), probe)
 
 
 def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
@@ -80,4 +82,4 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     if args.dry_run:
         print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
         return 0
-    return execute(plan, options, args)
+    return execute(plan, options, args, probe)

@@ -82,7 +82,7 @@ def cleanup(client: Any, name: str, tag: str | None = None) -> None:
         except docker.errors.ImageNotFound:
             return
         if image.labels.get("org.gpu-launcher.test") == "1":
-            client.images.remove(tag, force=True)
+            client.images.remove(tag, force=True, noprune=True)  # keep the shared cache
 
 
 @pytest.fixture(scope="module")
@@ -296,9 +296,10 @@ def test_a_crash_of_the_main_process_is_restarted_healthy(docker_client: Any,
 
 def test_down_keeps_the_data_volume_and_up_again_sees_its_files(docker_client: Any,
                                                                 service: Service) -> None:
-    # As root: the image's /data belongs to root, so a fresh volume does too.
-    docker_client.api.exec_start(docker_client.api.exec_create(
-        service.name, ["sh", "-c", "echo kept > /data/marker"], user="0"))
+    # As the service's own user (10001), who owns the fresh volume's /data.
+    wrote = docker_client.api.exec_start(docker_client.api.exec_create(
+        service.name, ["sh", "-c", "echo kept > /data/marker"]))
+    assert wrote == b""
     down = launcher("down", "--name", service.name, "-t", "5")
     assert down.returncode == 0, down.stderr
     assert down.stderr.splitlines() == [
