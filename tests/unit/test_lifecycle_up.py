@@ -41,6 +41,9 @@ class FakeEngine:
     existing: dict[str, Any] | None = None
     calls: list[str] = field(default_factory=list)
 
+    def image_id(self, ref: str) -> str | None:
+        return "sha256:1" if ref == "img:1" else None
+
     def info(self) -> EngineInfo:
         return EngineInfo("20.10.24", "1.41", self.runtimes, "runc", ())
 
@@ -193,3 +196,16 @@ def test_the_remote_probe_archive_holds_only_the_probe_modules() -> None:
             ("launcher-probe/launcher/__init__.py", False),
             ("launcher-probe/launcher/_probe.py", False),
             ("launcher-probe/launcher/cmd_probe.py", False)]
+
+
+@pytest.mark.parametrize(("tag", "up_opts"), [
+    (None, _up.UpOptions()),  # the image is there
+    ("mine:1", _up.UpOptions(build=True)),  # an explicit tag does not hash the wheels
+    (None, _up.UpOptions(no_build=True)),
+], ids=["image-present", "explicit-tag", "no-build"])
+def test_the_wheelhouse_is_filled_first_only_before_a_content_hash_build(
+        tmp_path: Any, tag: str | None, up_opts: _up.UpOptions) -> None:
+    build = replace(options().build, wheelhouse=tmp_path, tag=tag)
+    opts = replace(options(), build=build)
+    plan = make_plan(opts, None, tag=lambda *_: "img:1")
+    assert _up.fill_wheelhouse_first(FakeEngine(), plan, opts, up_opts, None) is plan  # type: ignore[arg-type]
