@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from launcher._errors import EXIT_FAILURE, LauncherError, UsageError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 # Command modules, in the order `launcher --help` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (

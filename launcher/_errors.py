@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LauncherError", "UsageError", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "LauncherError", "UsageError"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

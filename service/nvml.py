@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import cast
 
-__all__ = ["load_nvml", "NvmlUnavailable"]
+__all__ = ["NvmlUnavailable", "load_nvml"]
 
 
 class NvmlUnavailable(Exception):

@@ -33,7 +33,7 @@ class FakeGpu:
     temperature_c: Any = 41
     mig_mode: Any = (0, 0)  # (current, pending), or NOT_SUPPORTED
     processes: list[tuple[int, int | None]] = field(default_factory=list)  # (pid, used bytes)
-    mig_slices: list["FakeGpu"] = field(default_factory=list)
+    mig_slices: list[FakeGpu] = field(default_factory=list)
     lost: bool = False  # every getter raises NVMLError_GpuIsLost (GPU fell off the bus)
 
 

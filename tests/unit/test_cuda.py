@@ -53,8 +53,8 @@ CHOICES = [
     ("pinned", "580.65.06", (13, 0), [H100], (12, 6), "nvidia/cuda:12.6.3-runtime-ubuntu24.04",
      "cu126", None),
     ("no-probe", None, None, [], None, "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128",
-     "driver unknown: CUDA 12.8 by default (drivers ≥ 570; pin another with --cuda); torch 2.13.0 "
-     "wheels: cu126, cu128, cu130 → nvidia/cuda:12.8.1-runtime-ubuntu24.04 with cu128"),
+     ("driver unknown: CUDA 12.8 by default (drivers ≥ 570; pin another with --cuda); torch "
+      "2.13.0 wheels: cu126, cu128, cu130 → nvidia/cuda:12.8.1-runtime-ubuntu24.04 with cu128")),
     ("no-probe-pinned", None, None, [], (12, 8), "nvidia/cuda:12.8.1-runtime-ubuntu24.04",
      "cu128", None),
     ("driver-cuda-from-table", "575.57.08", None, [A100], None,
