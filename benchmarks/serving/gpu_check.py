@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""The GPU check (``scripts/gpu-check OUTDIR``): GPU tests, then serving vs raw ``model(x)``.
+
+1. ``pytest -m gpu tests/gpu``: the probe on the real GPU, CUDA inference, GPU metrics under load.
+2. For the wide MLP and a transformer encoder (TorchScript, ``models.py``) and each batch size B:
+   raw ``model(x)`` rows/s on the device with x already there, and the service's rows/s with
+   ``MAX_BATCH_ROWS=B`` under 2·B concurrent single-row clients (``loadgen.py``); the serving
+   overhead is ``1 - serving / raw``.
+Without a GPU it runs the same on the CPU with smaller sizes and says what it skipped. Writes
+``results.json``, ``summary.md`` and logs to OUTDIR; keeps within BUDGET_S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from loadgen import load
+
+BUDGET_S = 440.0  # the whole check must end within 8 minutes, setup included
+ROW = json.dumps({"inputs": [[float(i % 17) for i in range(64)]]}).encode()
+
+
+class Clock:
+    def __init__(self, budget: float) -> None:
+        self.end = time.monotonic() + budget
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+def env_info() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                            "torch_cuda": torch.version.cuda,
+                            "cuda_available": torch.cuda.is_available(), "cpus": os.cpu_count()}
+    if info["cuda_available"]:
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if shutil.which("nvidia-smi"):
+        smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False,
+                             timeout=30)
+        info["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
+    return info
+
+
+def run_tests(out: Path, clock: Clock) -> dict[str, Any]:
+    timeout = max(30.0, min(240.0, clock.left() - 150))
+    log = out / "gpu-tests.log"
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "-rA", "-p", "no:cacheprovider",
+           f"--junitxml={out / 'gpu-tests.xml'}"]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+        text, code = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        text, code = f"{exc.stdout or ''}\ntimed out after {timeout:.0f}s", -1
+    log.write_text(text if isinstance(text, str) else text.decode())
+    summary = next((line.strip("= ") for line in reversed(text.splitlines())
+                    if re.search(r"\d+ (passed|failed|skipped|error)", line)), "no summary")
+    skipped = sorted(set(re.findall(r"SKIPPED \[\d+\] [^:]+:?\d*:? (.*)", text)))
+    return {"returncode": code, "summary": summary, "skip_reasons": skipped}
+
+
+def raw_rows_per_s(model_path: Path, device: str, batch: int, seconds: float) -> float:
+    import torch
+
+    model = torch.jit.load(str(model_path), map_location=device).eval()
+    x = torch.rand(batch, 64, device=device) * 16
+
+    def sync() -> None:
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        warm_until = time.perf_counter() + 0.5  # TorchScript optimises after its first runs
+        for i in range(1000):
+            model(x)
+            if i >= 5 and time.perf_counter() > warm_until:
+                break
+        sync()
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            model(x)
+            n += 1
+            if device != "cpu" and n % 20:
+                continue
+            sync()
+        sync()
+        elapsed = time.perf_counter() - start
+    del model, x
+    if device != "cpu":
+        torch.cuda.empty_cache()
+    return batch * n / elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def batch_stats(url: str) -> tuple[float, float]:
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    values = dict(re.findall(r"^(predictor_batch_size_(?:sum|count)) (\S+)$", text, re.MULTILINE))
+    return float(values.get("predictor_batch_size_sum", 0)), float(
+        values.get("predictor_batch_size_count", 0))
+
+
+def serve_rows_per_s(model_path: Path, device: str, batch: int, seconds: float,
+                     log_path: Path) -> dict[str, float]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DEVICE": device, "MODEL_PATH": str(model_path),
+           "MAX_BATCH_ROWS": str(batch), "LOG_LEVEL": "warning"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "service", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"service did not get ready (see {log_path.name})")
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=1) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        connections = max(1, 2 * batch) if batch > 1 else 1
+        procs = 1 if connections <= 32 else max(1, min(4, (os.cpu_count() or 2) // 4))
+        load(url + "/predict", ROW, connections, min(1.0, seconds), procs)  # warm-up
+        before = batch_stats(url)
+        result = load(url + "/predict", ROW, connections, seconds, procs)
+        after = batch_stats(url)
+        rows = after[0] - before[0]
+        result["mean_batch"] = rows / max(1.0, after[1] - before[1])
+        result["connections"] = connections
+        return result
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # our own child's session, by its PID
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def model_file(kind: str, out: Path) -> Path:
+    path = out / f"{kind}.pt"
+    if not path.exists():
+        subprocess.run([sys.executable, str(HERE / "models.py"), kind, str(path)], check=True,
+                       timeout=120)
+    return path
+
+
+def summary_md(report: dict[str, Any]) -> str:
+    env = report["env"]
+    lines = [f"# GPU check ({report['device']})", "",
+             (f"python {env['python']}, torch {env['torch']} (CUDA {env['torch_cuda']}), "
+             f"{env.get('gpus') or 'no GPU'}, {env['cpus']} CPUs, {report['seconds']:.0f} s"), ""]
+    tests = report.get("tests")
+    if tests:
+        lines += [f"GPU tests: {tests['summary']} (exit {tests['returncode']})"]
+        lines += [f"- skipped: {reason}" for reason in tests["skip_reasons"]]
+        lines.append("")
+    lines += [("| model | batch | raw model(x) rows/s | serving rows/s | overhead | mean batch "
+              "| p50 ms | p99 ms | errors |"), "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["bench"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['batch']} | | | | | | | {r['error']} |")
+            continue
+        lines.append(f"| {r['model']} | {r['batch']} | {r['raw_rows_per_s']:,.0f} | "
+                     f"{r['requests_per_s']:,.0f} | {r['overhead_pct']:.0f}% | "
+                     f"{r['mean_batch']:.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                     f"{r['errors']:.0f} |")
+    if report["skipped"]:
+        lines += ["", "Skipped:"] + [f"- {s}" for s in report["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder for results.json, summary.md, logs")
+    parser.add_argument("--budget", type=float, default=BUDGET_S, help="seconds for everything")
+    args = parser.parse_args()
+    clock = Clock(args.budget)
+    started = time.monotonic()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    env = env_info()
+    gpu = bool(env["cuda_available"])
+    device = "cuda" if gpu else "cpu"
+    report: dict[str, Any] = {"env": env, "device": device, "skipped": [], "bench": []}
+    if not gpu:
+        report["skipped"].append("GPU benchmark on CUDA: no GPU (torch.cuda.is_available() is "
+                                 "False); the same benchmark ran on the CPU with smaller sizes")
+    print(f"gpu-check: {device}; GPU tests ...", file=sys.stderr, flush=True)
+    report["tests"] = run_tests(out, clock)
+    if not gpu:
+        report["skipped"].append(f"GPU tests: {report['tests']['summary']} (no GPU here)")
+    sizes = [1, 8, 32, 128] if gpu else [1, 8, 32]
+    seconds = 4.0 if gpu else 2.0
+    plan = [("wide", b) for b in sizes] + [("transformer", b) for b in sizes[:3 if gpu else 2]]
+    for kind, batch in plan:
+        if clock.left() < 30:
+            report["skipped"].append(f"{kind} at batch {batch}: out of the time budget")
+            continue
+        print(f"gpu-check: {kind} batch {batch} ...", file=sys.stderr, flush=True)
+        row: dict[str, Any] = {"model": kind, "batch": batch}
+        try:
+            path = model_file(kind, out)
+            row["raw_rows_per_s"] = raw_rows_per_s(path, device, batch, min(2.0, seconds))
+            row.update(serve_rows_per_s(path, device, batch, seconds,
+                                        out / f"service-{kind}-{batch}.log"))
+            row["overhead_pct"] = 100 * (1 - row["requests_per_s"] / row["raw_rows_per_s"])
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            row["error"] = str(exc)
+        report["bench"].append(row)
+    report["seconds"] = time.monotonic() - started
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    text = summary_md(report)
+    (out / "summary.md").write_text(text)
+    print(text)
+    tests_ok = report["tests"]["returncode"] in (0, 5) or (not gpu)
+    return 0 if tests_ok and not any("error" in r for r in report["bench"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
