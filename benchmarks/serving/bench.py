@@ -6,7 +6,8 @@
 
 Each contender is started alone (pinned to CPU 0 with taskset when there are two CPUs; wrk runs on
 CPU 1), warmed up, then driven by wrk with single-row ``POST /predict`` bodies. Prints req/s,
-p50, p99, errors and our throughput ratio to each peer; ``ours-1conn`` is one sequential client.
+p50, p99, errors, our throughput ratio to each peer and the server's CPU time per request; the
+1-connection rows are one sequential client.
 """
 
 from __future__ import annotations
@@ -176,15 +177,16 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
     return rows
 
 
-def table(rows: list[Row], connections: int) -> str:
-    ours = next((r for r in rows if r.contender == "ours" and r.connections == connections), None)
+def table(rows: list[Row]) -> str:
+    ours = {r.connections: r for r in rows if r.contender == "ours"}
     header = (f"{'contender':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'errors':>6} {'ours/peer':>9} {'cpu us/req':>10}  note")
     lines = [header]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: -r.connections):
         ratio = ""
-        if ours and r.contender != "ours" and r.requests_per_s and ours.requests_per_s:
-            ratio = f"{ours.requests_per_s / r.requests_per_s:.2f}x"
+        mine = ours.get(r.connections)
+        if mine and r.contender != "ours" and r.requests_per_s and mine.requests_per_s:
+            ratio = f"{mine.requests_per_s / r.requests_per_s:.2f}x"
         lines.append(f"{r.contender:<12} {r.connections:>5} {r.requests_per_s:>9.0f} "
                      f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {ratio:>9} "
                      f"{r.cpu_us_per_req:>10.0f}  {r.note}")
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--contenders", default="ours,naive,litserve")
-    parser.add_argument("--no-single", action="store_true", help="skip the 1-connection run")
+    parser.add_argument("--no-single", action="store_true", help="skip the 1-connection runs")
     parser.add_argument("--no-pin", action="store_true", help="do not taskset server/wrk")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--no-setup", action="store_true",
@@ -216,14 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         body = Path(tmp) / "body.json"
         body.write_text(json.dumps({"inputs": [DIGIT_ROW]}))
         for contender in args.contenders.split(","):
-            conns = [args.connections]
-            if contender == "ours" and not args.no_single:
-                conns.append(1)
+            conns = [args.connections] if args.no_single else [args.connections, 1]
             rows += measure(contender, model, conns, args.duration, args.warmup, body,
                             bool(pin), Path(tmp))
     print(f"model {model.name}, {args.connections} connections, {args.duration:g}s each, "
           f"single-row POST /predict, {'server on CPU 0, wrk on CPU 1' if pin else 'unpinned'}")
-    print(table(rows, args.connections))
+    print(table(rows))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return 0
