@@ -83,6 +83,10 @@ def command(contender: str, model: Path, port: int) -> tuple[list[str], dict[str
     if contender == "naive":
         return [py, "-m", "uvicorn", "--app-dir", str(HERE), "naive_app:app", "--host",
                 "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"], env, "/readyz"
+    if contender == "noop":
+        return [py, "-m", "uvicorn", "--app-dir", str(HERE), "noop_app:app", "--host",
+                "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
+                "--http", "httptools", "--loop", "uvloop", "--lifespan", "off"], env, "/readyz"
     if contender == "litserve":
         lit = litserve_python()
         if not lit.exists():
@@ -199,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--contenders", default="ours,naive,litserve")
+    parser.add_argument("--contenders", default="ours,naive,litserve,noop",
+                        help="noop: a model-less ASGI app on the same uvicorn stack (the ceiling)")
     parser.add_argument("--no-single", action="store_true", help="skip the 1-connection runs")
     parser.add_argument("--no-pin", action="store_true", help="do not taskset server/wrk")
     parser.add_argument("--json", type=Path, help="also write the rows here")
