@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
@@ -13,7 +12,6 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 def test_serving_benchmark_runs_every_contender_and_prints_the_table() -> None:
     proc = subprocess.run(
         [sys.executable, "benchmarks/serving/bench.py", "--duration", "1", "--warmup", "0",
