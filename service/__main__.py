@@ -51,8 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = create_app(predictor, settings, CollectorRegistry())
     # No proxy-headers middleware: nothing here reads the client address (access log is off).
+    # No websockets: no endpoint speaks them, and an upgrade would hand over the wrapped transport.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
-                            http=CoalescingHttpToolsProtocol, lifespan="on",
+                            http=CoalescingHttpToolsProtocol, ws="none", lifespan="on",
                             access_log=settings.access_log, log_level=settings.log_level,
                             proxy_headers=False, server_header=False,
                             timeout_graceful_shutdown=GRACEFUL_SECONDS)
