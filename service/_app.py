@@ -108,7 +108,8 @@ class _Service:
         try:
             payload = decode_json(body)
             inputs = self._decode(payload) if self._decode else inputs_of(payload)
-            values = check_rows(inputs, batcher.width, self.settings.max_request_rows)
+            values = check_rows(inputs, batcher.width, self.settings.max_request_rows,
+                                b"true" in body or b"false" in body or self._decode is not None)
         except BadRequest as exc:
             return exc.status, orjson.dumps({"detail": exc.message})
         except ValueError as exc:  # from a decode hook: the payload did not fit the model

@@ -67,7 +67,17 @@ def test_bad_bodies_are_rejected_with_a_message(body: bytes, status: int, messag
     assert (info.value.status, info.value.message) == (status, message)
 
 
-def test_huge_integer_is_rejected_as_out_of_range() -> None:
+@pytest.mark.parametrize("maybe_bools", [True, False], ids=["type-scan", "no-type-scan"])
+@pytest.mark.parametrize("inputs, message", [
+    ([[10**400, 1, 2]], "'inputs' has a value outside float32's finite range (about ±3.4e38)"),
+    ([[1, 2, 3], [1, "2", 3]],
+     "row 1 of 'inputs' must contain only numbers, found a string at position 1"),
+    ([[1, None, 3]], "row 0 of 'inputs' must contain only numbers, found null at position 1"),
+    ([[1, 2, {"a": 1}]], "row 0 of 'inputs' must contain only numbers, found an object at position 2"),
+    ([[[1], 2, 3]], "row 0 of 'inputs' must contain only numbers, found a list at position 0"),
+], ids=["huge-integer", "string", "null", "object", "list"])
+def test_non_numbers_are_named_with_or_without_the_type_scan(
+        inputs: list[list[object]], message: str, maybe_bools: bool) -> None:
     with pytest.raises(BadRequest) as info:
-        check_rows([[10**400, 1, 2]], 3, 4)
-    assert info.value.message == "'inputs' has a value outside float32's finite range (about ±3.4e38)"
+        check_rows(inputs, 3, 4, maybe_bools)
+    assert (info.value.status, info.value.message) == (422, message)
