@@ -107,19 +107,28 @@ class _Service:
             return 503, orjson.dumps({"detail": f"model is not ready ({self.health.state})"})
         try:
             payload = decode_json(body)
-            inputs = self._decode(payload) if self._decode else inputs_of(payload)
+            inputs = self._decoded(payload) if self._decode else inputs_of(payload)
             values = check_rows(inputs, batcher.width, self.settings.max_request_rows,
                                 b"true" in body or b"false" in body or self._decode is not None)
         except BadRequest as exc:
             return exc.status, orjson.dumps({"detail": exc.message})
-        except ValueError as exc:  # from a decode hook: the payload did not fit the model
-            return 422, orjson.dumps({"detail": str(exc)})
         try:
             outputs = await batcher.submit(values, len(values) // batcher.width)
-        except Exception as exc:
+            return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs)
+        except Exception as exc:  # the model's (or encode hook's) failure
             log.exception("inference failed")
             return 500, orjson.dumps({"detail": f"inference failed: {type(exc).__name__}: {exc}"})
-        return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs)
+
+    def _decoded(self, payload: Any) -> Any:
+        """A decode hook's rows; its ValueError/TypeError/KeyError is the client's mistake."""
+        assert self._decode is not None
+        try:
+            return self._decode(payload)
+        except ValueError as exc:
+            raise BadRequest(422, str(exc)) from None
+        except (TypeError, KeyError) as exc:
+            raise BadRequest(422, f"the body does not fit this model: {type(exc).__name__}: "
+                                  f"{exc}") from None
 
 
 class _PredictPath:

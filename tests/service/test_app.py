@@ -45,12 +45,17 @@ class SumPredictor:
 
 class HookPredictor(SumPredictor):
     def decode(self, payload: Any) -> Any:
+        if "words" in payload:
+            return [[float(len(w)), 0.0, 0.0] for w in payload["words"]]  # may raise TypeError
         if "text" not in payload:
             raise ValueError("send {'text': '...'}")
         return [[float(len(w)), 0.0, 0.0] for w in payload["text"].split()]
 
     def encode(self, outputs: dict[str, list[Any]]) -> Any:
+        if outputs["predictions"] == [7]:
+            raise RuntimeError("cannot encode 7")
         return {"lengths": outputs["predictions"]}
+
 
 
 def serve(predictor: Any, scenario: Callable[[ASGIApp], Awaitable[None]], **settings: Any) -> None:
@@ -166,7 +171,13 @@ def test_decode_and_encode_hooks_shape_requests_and_responses() -> None:
         ok = await request(app, "POST", "/predict", b'{"text": "hello big world"}')
         bad = await request(app, "POST", "/predict", b'{"inputs": [[1, 2, 3]]}')
         assert (ok.status, ok.json()) == (200, {"lengths": [5, 3, 5]})
+        typed = await request(app, "POST", "/predict", b'{"words": [1, 2]}')
+        unencodable = await request(app, "POST", "/predict", b'{"text": "seven.."}')
         assert (bad.status, bad.json()) == (422, {"detail": "send {'text': '...'}"})
+        assert (typed.status, typed.json()) == (422, {"detail": (
+            "the body does not fit this model: TypeError: object of type 'int' has no len()")})
+        assert (unencodable.status, unencodable.json()) == (
+            500, {"detail": "inference failed: RuntimeError: cannot encode 7"})
 
     serve(HookPredictor(), scenario)
 
