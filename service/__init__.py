@@ -1,5 +1,28 @@
 """The inference service: FastAPI + PyTorch predictor with dynamic batching.
 
-Kept import-light on purpose: the launcher imports :mod:`service.nvml` on hosts without torch,
-so nothing is imported here; use ``service._app.create_app`` and friends directly.
+Import-light on purpose: the launcher imports :mod:`service.nvml` on hosts without torch or
+FastAPI, so the public names below load their modules on first use (PEP 562).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["Batch", "Predictor", "PredictorError", "Settings", "SettingsError", "create_app"]
+
+_HOMES = {"Batch": "service._predictor", "Predictor": "service._predictor",
+          "PredictorError": "service._predictor", "Settings": "service._settings",
+          "SettingsError": "service._settings", "create_app": "service._app"}
+
+if TYPE_CHECKING:
+    from service._app import create_app
+    from service._predictor import Batch, Predictor, PredictorError
+    from service._settings import Settings, SettingsError
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'service' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
