@@ -184,9 +184,10 @@ def _flag(flag: str, value: str, parse: Callable[[str], Any]) -> Any:
 
 def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
     wheelhouse = args.wheelhouse
-    if wheelhouse is not None and not wheelhouse.is_dir():
+    if wheelhouse is not None and wheelhouse.exists() and not wheelhouse.is_dir():
         raise UsageError(f"--wheelhouse {wheelhouse}: not a directory",
-                         hint="pass the folder that holds the *.whl files (scripts/setup fills ./wheelhouse)")
+                         hint="pass a folder: a missing one is created and filled with the "
+                              "locked wheels")
     cuda = _flag("--cuda", args.cuda, parse_cuda_version) if args.cuda is not None else None
     known = [v.cuda for v in cuda_table().torch_variants]
     if cuda is not None and cuda not in known:

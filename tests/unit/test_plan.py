@@ -261,7 +261,7 @@ BAD_FLAGS = [
     (["--gpus", "all", "--cuda", "12.4"], ('invalid argument "12.4" for "--cuda" flag: '
                                           "torch 2.13.0 has no wheels for CUDA 12.4")),
     (["--require-gpu"], "--require-gpu needs --gpus"),
-    (["--wheelhouse", "/nonexistent"], "--wheelhouse /nonexistent: not a directory"),
+    (["--wheelhouse", "/etc/passwd"], "--wheelhouse /etc/passwd: not a directory"),
 ]
 
 
