@@ -11,7 +11,7 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from service._metrics import NvmlCollector
+from service._gpu_metrics import NvmlCollector
 from service.nvml import load_nvml
 from tests.conftest import ServerProcess
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service._metrics import NvmlCollector
+from service._gpu_metrics import NvmlCollector
 from tests.fakenvml import NOT_SUPPORTED, FakeGpu, FakeNvml, loader
 
 GIB = 1024**3
