@@ -1,6 +1,6 @@
 """Docker-style ``run`` flags parsed like the Docker CLI (docker/cli ``opts/``, go-connections
 ``nat``, go-units): ``-p``, ``-v``, ``-e``, ``--env-file``, ``--memory``/``--shm-size``,
-``--cpus``, ``--restart``, ``--name``.
+``--cpus``, ``--ulimit``, ``--restart``, ``--name``.
 
 Each parser is a pure function that returns Engine API values or raises :class:`FlagError`
 with Docker's own text. Where the Docker CLI passes a value through and the *daemon* rejects it
@@ -23,13 +23,16 @@ __all__ = [
     "MIN_MEMORY",
     "FlagError",
     "PortMapping",
+    "Ulimit",
     "Volume",
+    "merge_ulimits",
     "parse_bytes",
     "parse_cpus",
     "parse_env",
     "parse_env_file",
     "parse_publish",
     "parse_restart",
+    "parse_ulimit",
     "parse_volume",
     "port_maps",
     "validate_name",
@@ -46,6 +49,11 @@ _VOLUME_MODES = frozenset(
 _GO_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _GO_INT = re.compile(r"[+-]?[0-9]+\Z")
+# go-units ulimitNameMapping: the rlimits docker accepts by name
+_ULIMIT_NAMES = frozenset(
+    {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+     "rss", "rtprio", "rttime", "sigpending", "stack"}
+)
 
 
 class FlagError(ValueError):
@@ -296,6 +304,62 @@ def parse_cpus(value: str) -> int:
     if nano < 0:  # the daemon's check, done here
         raise FlagError(f"invalid value {value}: the number of CPUs cannot be negative")
     return int(nano)
+
+
+# --- --ulimit -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ulimit:
+    """One ``HostConfig.Ulimits`` entry; -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+    def to_api(self) -> dict[str, Any]:
+        return {"Name": self.name, "Soft": self.soft, "Hard": self.hard}
+
+
+def _parse_int64(text: str) -> int:
+    """Go's ``strconv.ParseInt(text, 10, 64)``: a sign and ASCII digits, nothing else."""
+    if not _GO_INT.match(text):
+        raise FlagError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+    number = int(text)
+    if not -(1 << 63) <= number < 1 << 63:
+        raise FlagError(f'strconv.ParseInt: parsing "{text}": value out of range')
+    return number
+
+
+def parse_ulimit(value: str) -> Ulimit:
+    """go-units ``ParseUlimit`` (docker 28): ``NAME=SOFT[:HARD]``, HARD defaults to SOFT, -1 is
+    unlimited, and SOFT may not exceed HARD (an unlimited HARD allows any SOFT)."""
+    name, has_equals, limits = value.partition("=")
+    if not has_equals:
+        raise FlagError(f"invalid ulimit argument: {value}")
+    if name not in _ULIMIT_NAMES:
+        raise FlagError(f"invalid ulimit type: {name}")
+    parts = limits.split(":")
+    if len(parts) > 2:
+        raise FlagError(f"too many limit value arguments - {limits}, can only have up to two, "
+                        "`soft[:hard]`")
+    hard = _parse_int64(parts[1]) if len(parts) == 2 else None  # Go parses HARD first
+    soft = _parse_int64(parts[0])
+    hard = soft if hard is None else hard
+    if hard != -1 and soft == -1:
+        raise FlagError("ulimit soft limit must be less than or equal to hard limit: "
+                        f"soft: -1 (unlimited), hard: {hard}")
+    if hard != -1 and soft > hard:
+        raise FlagError("ulimit soft limit must be less than or equal to hard limit: "
+                        f"{soft} > {hard}")
+    return Ulimit(name, soft, hard)
+
+
+def merge_ulimits(defaults: Sequence[Ulimit], given: Sequence[Ulimit]) -> list[Ulimit]:
+    """docker/cli ``UlimitOpt``: one entry per name, the last given wins, sorted by name (as
+    docker 28 sends them); a given name replaces that default."""
+    by_name = {u.name: u for u in (*defaults, *given)}
+    return [by_name[n] for n in sorted(by_name)]
 
 
 # --- --restart / --name ---------------------------------------------------------------------

@@ -30,13 +30,16 @@ from launcher._flags import (
     MIN_MEMORY,
     FlagError,
     PortMapping,
+    Ulimit,
     Volume,
+    merge_ulimits,
     parse_bytes,
     parse_cpus,
     parse_env,
     parse_env_file,
     parse_publish,
     parse_restart,
+    parse_ulimit,
     parse_volume,
     port_maps,
     validate_name,
@@ -77,6 +80,8 @@ APP_USER = "10001:10001"  # the images' non-root user
 DEFAULT_SHM = "1g"  # PyTorch DataLoader workers share tensors through /dev/shm (docker: 64m)
 TMP_SIZE = "1g"
 STACK_BYTES = 64 * 1024 * 1024
+# Pinned host memory for fast GPU copies needs memlock; a deep stack for recursive models.
+DEFAULT_ULIMITS = (Ulimit("memlock", -1, -1), Ulimit("stack", STACK_BYTES, STACK_BYTES))
 
 _HINT_GPUS = ("--gpus takes all, N, or key=value pairs (count=, device=, capabilities=, driver=, "
               "options=); quote a device list: --gpus '\"device=0,2\"'")
@@ -89,6 +94,8 @@ _FLAG_HINTS = {
     "--memory": "a size with an optional unit b, k, m, g, t, e.g. 4g",
     "--shm-size": "a size with an optional unit b, k, m, g, t, e.g. 1g",
     "--cpus": "a number of CPUs, e.g. 1.5",
+    "--ulimit": "use NAME=SOFT[:HARD] in bytes or counts, -1 for unlimited, e.g. "
+                "--ulimit memlock=8388608 or --ulimit nofile=1024:2048",
     "--restart": "one of no, always, unless-stopped, on-failure[:MAX_RETRIES]",
     "--name": "letters, digits, '_', '.', '-'; at least two characters",
     "--cuda": "MAJOR.MINOR of a CUDA the torch wheels exist for, e.g. 12.8",
@@ -138,6 +145,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 2.5")
     group.add_argument("--shm-size", default=DEFAULT_SHM, metavar="BYTES",
                        help=f"size of /dev/shm ({DEFAULT_SHM})")
+    group.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+                       help="set a ulimit, -1 for unlimited; replaces the default for that name "
+                            f"(memlock=-1, stack={STACK_BYTES})")
     group.add_argument("--restart", default="unless-stopped", metavar="POLICY",
                        help="restart policy (unless-stopped)")
     group.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
@@ -168,6 +178,7 @@ class RunOptions:
     memory: int = 0
     nano_cpus: int = 0
     shm_size: int = 1 << 30
+    ulimits: tuple[Ulimit, ...] = ()
     restart: Mapping[str, Any] = field(
         default_factory=lambda: {"Name": "unless-stopped", "MaximumRetryCount": 0})
     build: BuildOptions = BuildOptions()
@@ -238,6 +249,7 @@ def run_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
         memory=memory,
         nano_cpus=_flag("--cpus", args.cpus, parse_cpus) if args.cpus else 0,
         shm_size=_flag("--shm-size", args.shm_size, parse_bytes),
+        ulimits=tuple(_flag("--ulimit", u, parse_ulimit) for u in args.ulimit),
         restart=_flag("--restart", args.restart, parse_restart),
         build=build_options_from_args(args),
         labels=dict(label.partition("=")[::2] for label in args.label),
@@ -382,8 +394,7 @@ def _create_body(options: RunOptions, image: str, device_requests: list[dict[str
             "Memory": options.memory,
             "NanoCpus": options.nano_cpus,
             "ShmSize": options.shm_size,
-            "Ulimits": [{"Name": "memlock", "Soft": -1, "Hard": -1},
-                        {"Name": "stack", "Soft": STACK_BYTES, "Hard": STACK_BYTES}],
+            "Ulimits": [u.to_api() for u in merge_ulimits(DEFAULT_ULIMITS, options.ulimits)],
             "RestartPolicy": dict(options.restart),
             "ReadonlyRootfs": True,
             "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={TMP_SIZE}"},

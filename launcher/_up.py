@@ -252,23 +252,40 @@ def _create_and_start(engine: Engine, plan: Plan, body: Mapping[str, Any]) -> st
     return container
 
 
+def _memlock_hard(body: Mapping[str, Any]) -> int:
+    """The create body's memlock hard limit (-1: unlimited, the default)."""
+    ulimits = body["HostConfig"].get("Ulimits") or ()
+    return next((int(u["Hard"]) for u in ulimits if u["Name"] == "memlock"), -1)
+
+
 def _start(engine: Engine, plan: Plan, remote: bool) -> str:
     """Create and start the plan's container. An engine that cannot raise memlock to unlimited
     (its own hard limit is lower, e.g. dockerd inside a container): locally, cap it at this
-    shell's hard limit (the engine's, when it was started from here) with a warning."""
+    shell's hard limit (the engine's, when it was started from here) with a warning. A limit
+    the user named (``--ulimit memlock=N``) is never changed behind their back: that fails."""
     try:
         return _create_and_start(engine, plan, plan.create)
     except LauncherError as exc:
         limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
         if not memlock_refused(exc.message):
             raise
+        wanted = _memlock_hard(plan.create)
+        raise_it = "run dockerd with LimitMEMLOCK=infinity (systemd) or ulimit -l unlimited"
+        if wanted != -1:  # the user's own --ulimit memlock
+            here = "" if remote or limit == resource.RLIM_INFINITY else (
+                f" (this shell's hard limit: {limit})")
+            raise LauncherError(f"starting {plan.name}: the engine cannot raise memlock to "
+                                f"{wanted} bytes (--ulimit memlock; its own hard limit is lower)",
+                                hint=f"pass a lower --ulimit memlock=N{here}, or {raise_it}"
+                                ) from None
         if remote or limit == resource.RLIM_INFINITY:
             raise LauncherError(f"starting {plan.name}: the engine cannot raise the memlock "
                                 "limit to unlimited (its own hard limit is lower)",
-                                hint="run dockerd with LimitMEMLOCK=infinity (systemd) or "
-                                     "ulimit -l unlimited") from None
+                                hint="pass a limit it allows, --ulimit memlock=N (bytes), or "
+                                     f"{raise_it}") from None
     _log(f"warning: the engine cannot raise memlock to unlimited; capped at {limit} bytes "
-         "(its limit); pinned-memory copies may be slower")
+         "(its limit); pinned-memory copies may be slower; --ulimit memlock=N sets it "
+         "explicitly")
     return _create_and_start(engine, plan, with_memlock(plan.create, limit))
 
 

@@ -1,6 +1,7 @@
-"""The launcher reads ``--gpus``, ``-p`` and ``-v`` exactly as the real Docker CLI does: for each
-row, ``docker create`` records HostConfig in the real engine and we compare it with the plan;
-values the CLI (or the daemon) rejects, the launcher rejects too, with exit 2 and the value echoed.
+"""The launcher reads ``--gpus``, ``-p``, ``-v``, ``--ulimit`` and the other run flags exactly as
+the real Docker CLI does: for each row, ``docker create`` records HostConfig in the real engine
+and we compare it with the plan; values the CLI (or the daemon) rejects, the launcher rejects
+too, with exit 2 and the value echoed.
 """
 
 from __future__ import annotations
@@ -299,3 +300,45 @@ def test_restart_matches_docker_create(docker_cli: str, value: str,
     assert main(["up", "--dry-run", "--json", f"--restart={value}"]) == 0, value
     assert json.loads(capsys.readouterr().out)["create"]["HostConfig"]["RestartPolicy"] == (
         inspect["HostConfig"]["RestartPolicy"])
+
+
+ULIMITS: list[tuple[str, list[str]]] = [
+    ("soft-only", ["nofile=1024"]),
+    ("soft-hard", ["nofile=1024:2048"]),
+    ("unlimited", ["memlock=-1"]),
+    ("soft-under-unlimited", ["memlock=1024:-1"]),
+    ("replaces-default", ["stack=8388608"]),
+    ("plus-sign", ["nofile=+5"]),
+    ("negative-under-unlimited", ["nofile=-2:-1"]),
+    ("int64-max", ["memlock=9223372036854775807"]),
+    ("repeated-last-wins-sorted", ["stack=1", "nofile=1", "nofile=2:3", "core=0"]),
+]
+
+
+@pytest.mark.parametrize("values", [v for _, v in ULIMITS], ids=[i for i, _ in ULIMITS])
+def test_ulimits_match_docker_create(docker_cli: str, values: list[str],
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    flags = [f"--ulimit={v}" for v in values]
+    inspect, error = docker_create(docker_cli, flags)
+    assert inspect is not None, error
+    assert main(["up", "--dry-run", "--json", *flags]) == 0
+    ours = json.loads(capsys.readouterr().out)["create"]["HostConfig"]["Ulimits"]
+    given = {v.partition("=")[0] for v in values}
+    # the plan adds its defaults (memlock, stack) for the names not given; the rest is docker's
+    assert [u for u in ours if u["Name"] in given] == inspect["HostConfig"]["Ulimits"]
+    assert {u["Name"] for u in ours} == given | {"memlock", "stack"}
+
+
+ULIMIT_INVALID = ["", "nofile", "bogus=1", "NOFILE=1", "=1", "nofile=x", "nofile=", "nofile=5:",
+                  "nofile=x:y", "nofile= 1", "nofile=1_000", "nofile=0x10",
+                  "nofile=99999999999999999999", "nofile=1:2:3", "nofile=2048:1024",
+                  "memlock=-1:1024"]
+
+
+@pytest.mark.parametrize("value", ULIMIT_INVALID, ids=[v or "empty" for v in ULIMIT_INVALID])
+def test_ulimits_rejected_by_both(docker_cli: str, value: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    inspect, docker_error = docker_create(docker_cli, [f"--ulimit={value}"])
+    assert inspect is None, f"docker accepted --ulimit {value!r}"
+    ours = launcher_rejects("--ulimit", value, capsys)
+    assert ours == f"launcher: error: {docker_error.removeprefix('docker: ')}"

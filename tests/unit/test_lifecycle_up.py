@@ -15,6 +15,7 @@ import pytest
 from launcher import _up
 from launcher._engine import EngineInfo, GpuRuntimeMissing, NotFound
 from launcher._errors import LauncherError
+from launcher._flags import parse_ulimit
 from launcher._gpus import parse_gpus
 from launcher._lifecycle import TOOLKIT_HINT
 from launcher._plan import Plan, RunOptions, make_plan
@@ -40,6 +41,8 @@ class FakeEngine:
     inspects: list[dict[str, Any]] = field(default_factory=list)
     existing: dict[str, Any] | None = None
     calls: list[str] = field(default_factory=list)
+    memlock_max: int | None = None  # the engine's own hard memlock limit (None: unlimited)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
 
     def image_id(self, ref: str) -> str | None:
         return "sha256:1" if ref == "img:1" else None
@@ -65,10 +68,16 @@ class FakeEngine:
 
     def create_container(self, body: dict[str, Any], name: str | None = None) -> str:
         self.calls.append(f"create {name}")
+        self.bodies.append(body)
         return "new0123456789"
 
     def start(self, container: str) -> None:
         self.calls.append(f"start {container}")
+        memlock = next(u["Hard"] for u in self.bodies[-1]["HostConfig"]["Ulimits"]
+                       if u["Name"] == "memlock")
+        if self.memlock_max is not None and not 0 <= memlock <= self.memlock_max:
+            raise LauncherError("starting container new0: error setting rlimit type 8: "
+                                "operation not permitted: unknown")
 
 
 def test_preflight_falls_back_to_cpu_for_gpus_all_without_a_gpu_runtime(
@@ -128,6 +137,61 @@ def test_up_with_a_changed_plan_replaces_the_container() -> None:
     assert _up.ensure_container(engine, new, "sha256:1") == "new0123456789"  # type: ignore[arg-type]
     assert engine.calls == ["stop old0123456789 10", "remove old0123456789", "create svc",
                             "start new0123456789"]
+
+
+HARD = 8 << 20  # this shell's hard memlock limit in these tests
+
+
+def memlocks(engine: FakeEngine) -> list[Any]:
+    return [next(u for u in b["HostConfig"]["Ulimits"] if u["Name"] == "memlock")
+            for b in engine.bodies]
+
+
+@pytest.fixture
+def shell_memlock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("launcher._up.resource.getrlimit", lambda _: (HARD, HARD))
+
+
+@pytest.mark.usefixtures("shell_memlock")
+def test_memlock_unlimited_refused_is_capped_at_the_shells_limit_with_a_warning(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    engine = FakeEngine(memlock_max=HARD)
+    assert _up.ensure_container(engine, plan_for(options()), "sha256:1") == "new0123456789"  # type: ignore[arg-type]
+    assert memlocks(engine) == [{"Name": "memlock", "Soft": -1, "Hard": -1},
+                                {"Name": "memlock", "Soft": HARD, "Hard": HARD}]
+    assert ("launcher: warning: the engine cannot raise memlock to unlimited; capped at 8388608 "
+            "bytes (its limit); pinned-memory copies may be slower; --ulimit memlock=N sets it "
+            "explicitly\n") in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("shell_memlock")
+def test_memlock_unlimited_refused_by_a_remote_engine_names_the_ulimit_flag() -> None:
+    engine = FakeEngine(memlock_max=HARD)
+    with pytest.raises(LauncherError) as exc:
+        _up.ensure_container(engine, plan_for(options()), "sha256:1", remote=True)  # type: ignore[arg-type]
+    assert exc.value.message == ("starting svc: the engine cannot raise the memlock limit to "
+                                 "unlimited (its own hard limit is lower)")
+    assert exc.value.hint == ("pass a limit it allows, --ulimit memlock=N (bytes), or run "
+                              "dockerd with LimitMEMLOCK=infinity (systemd) or ulimit -l "
+                              "unlimited")
+
+
+@pytest.mark.usefixtures("shell_memlock")
+def test_a_memlock_the_user_named_is_never_capped_behind_their_back() -> None:
+    opts = replace(options(), ulimits=(parse_ulimit("memlock=1073741824"),))
+    engine = FakeEngine(memlock_max=HARD)
+    with pytest.raises(LauncherError) as exc:
+        _up.ensure_container(engine, plan_for(opts), "sha256:1")  # type: ignore[arg-type]
+    assert exc.value.message == ("starting svc: the engine cannot raise memlock to 1073741824 "
+                                 "bytes (--ulimit memlock; its own hard limit is lower)")
+    assert exc.value.hint == ("pass a lower --ulimit memlock=N (this shell's hard limit: "
+                              "8388608), or run dockerd with LimitMEMLOCK=infinity (systemd) or "
+                              "ulimit -l unlimited")
+    assert len(engine.bodies) == 1
+    allowed = replace(options(), ulimits=(parse_ulimit(f"memlock={HARD}"),))
+    engine = FakeEngine(memlock_max=HARD)
+    assert _up.ensure_container(engine, plan_for(allowed), "sha256:1") == "new0123456789"  # type: ignore[arg-type]
+    assert memlocks(engine) == [{"Name": "memlock", "Soft": HARD, "Hard": HARD}]
 
 
 class Clock:

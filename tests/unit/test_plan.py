@@ -217,6 +217,18 @@ def test_docker_style_flags_land_in_the_create_body(tmp_path: Path) -> None:
     assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
 
 
+@pytest.mark.parametrize("argv, ulimits", [
+    (["--ulimit", "memlock=8388608"], [{"Name": "memlock", "Soft": 8388608, "Hard": 8388608},
+                                       {"Name": "stack", "Soft": 67108864, "Hard": 67108864}]),
+    (["--ulimit", "nofile=1024:2048", "--ulimit", "stack=-1", "--ulimit", "nofile=4096"],
+     [{"Name": "memlock", "Soft": -1, "Hard": -1}, {"Name": "nofile", "Soft": 4096, "Hard": 4096},
+      {"Name": "stack", "Soft": -1, "Hard": -1}]),
+], ids=["replaces-a-default", "adds-sorted-last-wins"])
+def test_ulimit_replaces_the_default_of_its_name(argv: list[str],
+                                                 ulimits: list[dict[str, Any]]) -> None:
+    assert plan(argv).create["HostConfig"]["Ulimits"] == ulimits
+
+
 def test_build_options_shape_the_image() -> None:
     wheelhouse = str(ROOT)  # any existing folder
     result = plan(["--base-image", "debian-py:1", "--wheelhouse", wheelhouse, "--no-cache"])
@@ -233,7 +245,8 @@ def test_plan_label_changes_exactly_when_the_container_would() -> None:
     label = "org.gpu-launcher.plan"
     same = plan([]).create["Labels"][label], plan([]).create["Labels"][label]
     assert same[0] == same[1]
-    for argv in (["-p", "8081:8000"], ["-e", "X=1"], ["--memory", "1g"], ["--name", "other"]):
+    for argv in (["-p", "8081:8000"], ["-e", "X=1"], ["--memory", "1g"], ["--name", "other"],
+                 ["--ulimit", "memlock=8388608"]):
         assert plan(argv).create["Labels"][label] != same[0], argv
 
 
@@ -252,6 +265,10 @@ BAD_FLAGS = [
                          "Minimum memory limit allowed is 6MB")),
     (["--cpus", "x"], 'invalid argument "x" for "--cpus" flag: failed to parse x as a rational number'),
     (["--shm-size", "1q"], "invalid argument \"1q\" for \"--shm-size\" flag: invalid suffix: 'q'"),
+    (["--ulimit", "memlock=2:1"], ('invalid argument "memlock=2:1" for "--ulimit" flag: '
+                                  "ulimit soft limit must be less than or equal to hard limit: "
+                                  "2 > 1")),
+    (["--ulimit", "mem=1"], 'invalid argument "mem=1" for "--ulimit" flag: invalid ulimit type: mem'),
     (["--restart", "sometimes"],
      "invalid argument \"sometimes\" for \"--restart\" flag: invalid restart policy 'sometimes'"),
     (["--name", "a b"], ('invalid argument "a b" for "--name" flag: Invalid container name '
