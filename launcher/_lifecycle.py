@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from launcher._errors import LauncherError
 from launcher._gpus import DeviceRequest
-from launcher._plan import CONTAINER_PORT, LABEL_MANAGED, LABEL_NAME, LABEL_PLAN
+from launcher._options import CONTAINER_PORT
+from launcher._plan import LABEL_MANAGED, LABEL_NAME, LABEL_PLAN
 from launcher._probe import GpuInfo, Probe
 
 __all__ = [

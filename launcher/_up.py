@@ -35,7 +35,8 @@ from launcher._lifecycle import (
     service_url,
     with_memlock,
 )
-from launcher._plan import LABEL_MANAGED, LABEL_NAME, LABEL_PLAN, Plan, RunOptions, make_plan
+from launcher._options import RunOptions
+from launcher._plan import LABEL_MANAGED, LABEL_NAME, LABEL_PLAN, Plan, make_plan
 from launcher._probe import Probe, probe_host
 
 __all__ = [

@@ -28,14 +28,8 @@ from launcher._build import (
 from launcher._cuda import CudaChoice, GpuNeed, NoCudaFits, choose_cuda, cuda_table
 from launcher._engine import BuildFailed, Engine
 from launcher._errors import EXIT_OK, LauncherError, UsageError
-from launcher._plan import (
-    ROOT,
-    BuildOptions,
-    Plan,
-    add_build_options,
-    build_inputs,
-    build_options_from_args,
-)
+from launcher._options import BuildOptions, add_build_options, build_options_from_args
+from launcher._plan import ROOT, Plan, build_inputs
 from launcher._probe import probe_host
 from launcher._wheelhouse import (
     PROBE_COMMAND,

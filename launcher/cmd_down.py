@@ -9,7 +9,8 @@ import sys
 from typing import Any
 
 from launcher._errors import LauncherError
-from launcher._plan import DEFAULT_NAME, LABEL_MANAGED, LABEL_NAME
+from launcher._options import DEFAULT_NAME
+from launcher._plan import LABEL_MANAGED, LABEL_NAME
 from launcher._up import STOP_GRACE, connect, find_container
 
 __all__ = ["add_parser", "run"]

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from launcher._engine import NotFound
-from launcher._plan import DEFAULT_NAME
+from launcher._options import DEFAULT_NAME
 from launcher._up import connect, find_container
 
 __all__ = ["add_parser", "run"]

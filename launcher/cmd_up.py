@@ -14,14 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from launcher._lifecycle import is_remote_engine
-from launcher._plan import (
-    Plan,
-    RunOptions,
-    add_build_options,
-    add_run_options,
-    make_plan,
-    run_options_from_args,
-)
+from launcher._options import RunOptions, add_build_options, add_run_options, run_options_from_args
+from launcher._plan import Plan, make_plan
 from launcher._probe import Probe
 from launcher._up import UpOptions, probe_for, up
 from service.nvml import load_nvml

@@ -20,7 +20,8 @@ import requests
 
 from launcher._build import IMAGE_REPO
 from launcher._gpus import parse_gpus
-from launcher._plan import Plan, RunOptions, make_plan
+from launcher._options import RunOptions
+from launcher._plan import Plan, make_plan
 from tests.conftest import IN_CI, ROOT, TEST_LABEL, free_port, unique
 from tests.docker.conftest import BuiltImage
 

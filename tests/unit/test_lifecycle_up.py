@@ -18,7 +18,8 @@ from launcher._errors import LauncherError
 from launcher._flags import parse_ulimit
 from launcher._gpus import parse_gpus
 from launcher._lifecycle import TOOLKIT_HINT
-from launcher._plan import Plan, RunOptions, make_plan
+from launcher._options import RunOptions
+from launcher._plan import Plan, make_plan
 from launcher._probe import GpuInfo, Probe
 from tests.conftest import ROOT
 

@@ -10,7 +10,8 @@ import pytest
 
 from launcher._cli import build_parser
 from launcher._errors import LauncherError, UsageError
-from launcher._plan import ROOT, Plan, make_plan, run_options_from_args
+from launcher._options import run_options_from_args
+from launcher._plan import ROOT, Plan, make_plan
 from launcher._probe import Probe, probe_host
 from tests.fakenvml import NOT_SUPPORTED, FakeGpu, FakeNvml, loader
 
