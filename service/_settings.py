@@ -35,7 +35,7 @@ class Settings:
     predictor: str = ""  # "package.module:Class" selects a Python predictor instead of MODEL_PATH
     input_width: int | None = None  # None: read it from the model
     max_batch_rows: int = 64
-    max_wait_ms: float = 0.0
+    max_wait_ms: float = 5.0
     max_request_rows: int = 1024
     max_body_bytes: int = 1 << 20
     log_level: str = "info"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from array import array
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -72,23 +73,31 @@ def test_a_failing_forward_pass_fails_every_caller_in_the_batch() -> None:
     assert all(isinstance(r, RuntimeError) for r in results)
 
 
-def test_max_wait_holds_a_batch_for_the_last_load_but_never_a_lone_client() -> None:
+@pytest.mark.parametrize("forward_s, held_s", [(0.2, 0.1), (0.0, 0.0)],
+                         ids=["heavy-model-held-half-a-forward", "light-model-never-held"])
+def test_a_short_batch_waits_for_the_last_load_only_when_the_forward_is_heavy(
+        forward_s: float, held_s: float) -> None:
     recorder = Recorder()
+    predict = recorder.predict
+
+    def slow_predict(batch: Batch) -> Mapping[str, Sequence[Any]]:
+        time.sleep(forward_s)
+        return predict(batch)
 
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(1, thread_name_prefix="inference") as executor:
-            batcher = Batcher(recorder.predict, 2, 64, 0.3, recorder.observe, executor)
+            batcher = Batcher(slow_predict, 2, 64, 0.3, recorder.observe, executor)
 
             async def timed(n: int) -> float:
                 start = loop.time()
                 await asyncio.gather(*(batcher.submit(array("f", [1, 1]), 1) for _ in range(n)))
-                return loop.time() - start
+                return loop.time() - start - forward_s
 
-            # lone (target 1), four at once (target 4 next), one (waits max_wait), one (target 1)
+            # lone (target 1), four at once (target 4 next), one (held), one (target 1 again)
             return [await timed(1), await timed(4), await timed(1), await timed(1)]
 
     lone, four, after_load, lone_again = asyncio.run(main())
     assert recorder.batches == [1, 4, 1, 1]
-    assert lone < 0.2 and four < 0.2 and lone_again < 0.2
-    assert after_load >= 0.29  # held for the others of the last batch, up to MAX_WAIT_MS
+    assert max(lone, four, lone_again) < 0.05
+    assert held_s - 0.01 <= after_load < held_s + 0.05

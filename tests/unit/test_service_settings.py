@@ -12,7 +12,7 @@ def test_defaults_when_nothing_is_set() -> None:
     assert (s.host, s.port, s.device, s.model_path, s.predictor) == (
         "0.0.0.0", 8000, "auto", DEFAULT_MODEL_PATH, "")
     assert (s.input_width, s.max_batch_rows, s.max_wait_ms, s.max_request_rows,
-            s.max_body_bytes, s.log_level, s.access_log) == (None, 64, 0.0, 1024, 1 << 20,
+            s.max_body_bytes, s.log_level, s.access_log) == (None, 64, 5.0, 1024, 1 << 20,
                                                              "info", False)
 
 
