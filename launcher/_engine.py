@@ -2,12 +2,14 @@
 
 Everything the launcher asks of the daemon goes through :class:`Engine`; the daemon's error
 strings become typed :class:`~launcher._errors.LauncherError` s with a ``hint:`` in one place
-(:func:`engine_error`), so commands decide policy and never see SDK exceptions.
+(:func:`engine_error`; the text-to-class rules are :mod:`launcher._engine_errors`), so
+commands decide policy and never see SDK exceptions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -15,67 +17,16 @@ import docker
 import docker.errors
 import requests
 
+from launcher._engine_errors import (
+    ENGINE_HINT,
+    BuildFailed,
+    EngineUnavailable,
+    NotFound,
+    classify,
+)
 from launcher._errors import LauncherError
 
-__all__ = [
-    "BuildFailed",
-    "ContainerConflict",
-    "Engine",
-    "EngineInfo",
-    "EngineUnavailable",
-    "GpuRuntimeMissing",
-    "NotFound",
-    "PortInUse",
-    "engine_error",
-]
-
-
-class EngineUnavailable(LauncherError):
-    """No daemon answers."""
-
-
-class NotFound(LauncherError):
-    """An image, container or volume that does not exist."""
-
-
-class ContainerConflict(LauncherError):
-    """A container name already in use."""
-
-
-class PortInUse(LauncherError):
-    """A host port someone else holds."""
-
-
-class GpuRuntimeMissing(LauncherError):
-    """GPUs were requested but the engine cannot hand them to containers."""
-
-
-class BuildFailed(LauncherError):
-    """A Dockerfile step failed; ``log`` holds the tail of the build output."""
-
-    def __init__(self, message: str, hint: str | None = None, log: str = "") -> None:
-        super().__init__(message, hint)
-        self.log = log
-
-
-# (substring of the daemon's message, error class, hint); the first match wins.
-_RULES: tuple[tuple[str, type[LauncherError], str], ...] = (
-    ("could not select device driver", GpuRuntimeMissing,
-     "install the NVIDIA Container Toolkit and restart the engine, or run with --gpus none"),
-    ("unknown or invalid runtime name: nvidia", GpuRuntimeMissing,
-     "install the NVIDIA Container Toolkit (nvidia-ctk runtime configure), or drop --runtime"),
-    ("port is already allocated", PortInUse,
-     "choose another --port, or stop what holds it (docker ps)"),
-    ("address already in use", PortInUse,
-     "choose another --port, or stop what holds it"),
-    ("is already in use by container", ContainerConflict,
-     "remove the old container (launcher down) or choose another --name"),
-    ("no such image", NotFound, "build it first: launcher build"),
-    ("pull access denied", NotFound,
-     "the image is not local and cannot be pulled; build it or pass --base-image"),
-    ("no such container", NotFound, "list containers with: docker ps -a"),
-    ("no such volume", NotFound, "list volumes with: docker volume ls"),
-)
+__all__ = ["Engine", "EngineInfo", "engine_error"]
 
 
 def engine_error(exc: Exception, doing: str) -> LauncherError:
@@ -85,20 +36,36 @@ def engine_error(exc: Exception, doing: str) -> LauncherError:
         and not isinstance(exc, docker.errors.APIError)
         and "connect" in str(exc).lower()
     ):
-        return EngineUnavailable(
-            f"cannot reach the Docker engine while {doing}: {exc}",
-            "start it (scripts/setup --engine, or systemctl start docker) or set DOCKER_HOST",
-        )
+        return EngineUnavailable(f"cannot reach the Docker engine while {doing}: {exc}",
+                                 ENGINE_HINT)
     text = str(exc)
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
         text = str(exc.explanation)
-    low = text.lower()
-    for needle, cls, hint in _RULES:
-        if needle in low:
-            return cls(f"{doing}: {text}", hint)
+    known = classify(text, doing)
+    if known is not None:
+        return known
     if isinstance(exc, docker.errors.NotFound):
         return NotFound(f"{doing}: {text}", "check the name with docker ps -a / docker images")
     return LauncherError(f"{doing}: {text}", "see the engine's log (journalctl -u docker)")
+
+
+@contextmanager
+def _calling(doing: str, missing: type[Exception] | None = None) -> Iterator[None]:
+    """Around one SDK call: its exceptions become :func:`engine_error` s; ``missing`` (the
+    SDK's not-found error, where absence is an answer) is swallowed, and the code after the
+    ``with`` block says what absence means."""
+    try:
+        yield
+    except LauncherError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every SDK failure is mapped
+        if missing is not None and isinstance(exc, missing):
+            return
+        raise engine_error(exc, doing) from None
+
+
+def _label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
+    return {"label": [f"{k}={v}" for k, v in labels.items()]}
 
 
 @dataclass(frozen=True)
@@ -125,10 +92,8 @@ class Engine:
             client = docker.from_env(timeout=timeout)
             client.ping()
         except Exception as exc:  # noqa: BLE001 - every failure here means "no engine"
-            raise EngineUnavailable(
-                f"cannot reach the Docker engine: {exc}",
-                "start it (scripts/setup --engine, or systemctl start docker) or set DOCKER_HOST",
-            ) from None
+            raise EngineUnavailable(f"cannot reach the Docker engine: {exc}", ENGINE_HINT
+                                    ) from None
         return cls(client)
 
     def close(self) -> None:
@@ -136,11 +101,9 @@ class Engine:
 
     # --- info -------------------------------------------------------------------------------
     def info(self) -> EngineInfo:
-        try:
+        with _calling("reading docker info"):
             raw = self._api.info()
             version = self._api.version()
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, "reading docker info") from None
         return EngineInfo(
             server_version=str(raw.get("ServerVersion", "")),
             api_version=str(version.get("ApiVersion", "")),
@@ -152,38 +115,27 @@ class Engine:
     # --- images -----------------------------------------------------------------------------
     def image_id(self, ref: str) -> str | None:
         """The image's id, or None when no such image is local."""
-        try:
+        with _calling(f"inspecting image {ref}", missing=docker.errors.ImageNotFound):
             return str(self._api.inspect_image(ref)["Id"])
-        except docker.errors.ImageNotFound:
-            return None
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"inspecting image {ref}") from None
+        return None
 
     def image_exists(self, ref: str) -> bool:
         return self.image_id(ref) is not None
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
-        try:
+        with _calling(f"inspecting image {ref}"):
             return dict(self._api.inspect_image(ref))
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"inspecting image {ref}") from None
 
     def remove_image(self, ref: str, force: bool = False) -> None:
-        try:
+        with _calling(f"removing image {ref}", missing=docker.errors.ImageNotFound):
             self._api.remove_image(ref, force=force)
-        except docker.errors.ImageNotFound:
-            pass
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"removing image {ref}") from None
 
     def tag_image(self, ref: str, tag: str) -> None:
         repo, _, version = tag.rpartition(":")
         if not repo or "/" in version:
             repo, version = tag, "latest"
-        try:
+        with _calling(f"tagging {ref} as {tag}"):
             self._api.tag(ref, repo, version)
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"tagging {ref} as {tag}") from None
 
     def build(
         self,
@@ -200,7 +152,7 @@ class Engine:
         ``on_output``; return the image id."""
         tail: list[str] = []
         image_id = ""
-        try:
+        with _calling(f"building {tag}"):
             stream: Iterator[dict[str, Any]] = self._api.build(
                 fileobj=context, custom_context=True, dockerfile=dockerfile, tag=tag,
                 buildargs=dict(build_args), labels=dict(labels or {}), nocache=no_cache,
@@ -223,10 +175,6 @@ class Engine:
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and "ID" in aux:
                     image_id = str(aux["ID"])
-        except LauncherError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"building {tag}") from None
         return image_id or (self.image_id(tag) or "")
 
     def run_once(self, image: str, command: Sequence[str], timeout: float = 60) -> str:
@@ -252,39 +200,26 @@ class Engine:
     # --- containers -------------------------------------------------------------------------
     def create_container(self, body: Mapping[str, Any], name: str | None = None) -> str:
         """POST /containers/create with the raw Engine API body; the new container's id."""
-        try:
+        with _calling(f"creating container {name or ''}".rstrip()):
             created = self._api.create_container_from_config(dict(body), name)
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"creating container {name or ''}".rstrip()) from None
         return str(created["Id"])
 
     def start(self, container: str) -> None:
-        try:
+        with _calling(f"starting container {container[:12]}"):
             self._api.start(container)
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"starting container {container[:12]}") from None
 
     def inspect_container(self, container: str) -> dict[str, Any]:
-        try:
+        with _calling(f"inspecting container {container[:12]}"):
             return dict(self._api.inspect_container(container))
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"inspecting container {container[:12]}") from None
 
     def containers(self, labels: Mapping[str, str], all: bool = True) -> list[dict[str, Any]]:
         """Containers carrying every label in ``labels`` (raw /containers/json rows)."""
-        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        try:
-            return list(self._api.containers(all=all, filters=filters))
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, "listing containers") from None
+        with _calling("listing containers"):
+            return list(self._api.containers(all=all, filters=_label_filters(labels)))
 
     def stop(self, container: str, timeout: int = 10) -> None:
-        try:
+        with _calling(f"stopping container {container[:12]}", missing=docker.errors.NotFound):
             self._api.stop(container, timeout=timeout)
-        except docker.errors.NotFound:
-            pass
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"stopping container {container[:12]}") from None
 
     def wait(self, container: str, timeout: float) -> int:
         try:
@@ -299,27 +234,23 @@ class Engine:
         return int(result.get("StatusCode", -1))
 
     def remove_container(self, container: str, force: bool = False) -> None:
-        try:
+        with _calling(f"removing container {container[:12]}", missing=docker.errors.NotFound):
             self._api.remove_container(container, force=force, v=False)
-        except docker.errors.NotFound:
-            pass
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"removing container {container[:12]}") from None
 
     def logs(self, container: str, tail: int | None = None) -> str:
-        try:
+        with _calling(f"reading logs of {container[:12]}"):
             raw = self._api.logs(container, stdout=True, stderr=True,
                                  tail="all" if tail is None else tail)
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"reading logs of {container[:12]}") from None
         return bytes(raw).decode(errors="replace")
 
-    def follow_logs(self, container: str) -> Iterator[str]:
-        try:
-            for chunk in self._api.logs(container, stream=True, follow=True):
+    def stream_logs(self, container: str, tail: int | None = None,
+                    follow: bool = False) -> Iterator[str]:
+        """The log as chunks of text: the last ``tail`` lines (None: all), then, with
+        ``follow``, what the container writes until it stops."""
+        with _calling(f"reading logs of {container[:12]}"):
+            for chunk in self._api.logs(container, stream=True, follow=follow,
+                                        tail="all" if tail is None else tail):
                 yield bytes(chunk).decode(errors="replace")
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"following logs of {container[:12]}") from None
 
     def health(self, container: str) -> str | None:
         """``starting`` / ``healthy`` / ``unhealthy``, or None without a HEALTHCHECK."""
@@ -327,56 +258,29 @@ class Engine:
         health = state.get("Health")
         return None if not health else str(health.get("Status"))
 
-    # --- volumes ----------------------------------------------------------------------------
-    def create_volume(self, name: str, labels: Mapping[str, str] | None = None) -> None:
-        try:
-            self._api.create_volume(name, labels=dict(labels or {}))
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"creating volume {name}") from None
-
-    def volume_exists(self, name: str) -> bool:
-        try:
-            self._api.inspect_volume(name)
-        except docker.errors.NotFound:
-            return False
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"inspecting volume {name}") from None
-        return True
-
-    def remove_volume(self, name: str, force: bool = False) -> None:
-        try:
-            self._api.remove_volume(name, force=force)
-        except docker.errors.NotFound:
-            pass
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"removing volume {name}") from None
-
-
-    def volumes(self, labels: Mapping[str, str]) -> list[str]:
-        """Names of the volumes carrying every label in ``labels``."""
-        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-        try:
-            found = self._api.volumes(filters=filters).get("Volumes") or []
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, "listing volumes") from None
-        return sorted(str(v["Name"]) for v in found)
-
-    # --- lifecycle (launcher up/down/status/logs) -------------------------------------------
     def put_archive(self, container: str, path: str, data: bytes) -> None:
         """Unpack the tar ``data`` into ``path`` of a (created) container: works on a remote
         engine, where a bind mount of a local path cannot."""
-        try:
+        with _calling(f"copying files into {container[:12]}"):
             self._api.put_archive(container, path, data)
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"copying files into {container[:12]}") from None
 
-    def stream_logs(self, container: str, tail: int | None = None,
-                    follow: bool = False) -> Iterator[str]:
-        """The log as chunks of text: the last ``tail`` lines (None: all), then, with
-        ``follow``, what the container writes until it stops."""
-        try:
-            for chunk in self._api.logs(container, stream=True, follow=follow,
-                                        tail="all" if tail is None else tail):
-                yield bytes(chunk).decode(errors="replace")
-        except Exception as exc:  # noqa: BLE001
-            raise engine_error(exc, f"reading logs of {container[:12]}") from None
+    # --- volumes ----------------------------------------------------------------------------
+    def create_volume(self, name: str, labels: Mapping[str, str] | None = None) -> None:
+        with _calling(f"creating volume {name}"):
+            self._api.create_volume(name, labels=dict(labels or {}))
+
+    def volume_exists(self, name: str) -> bool:
+        with _calling(f"inspecting volume {name}", missing=docker.errors.NotFound):
+            self._api.inspect_volume(name)
+            return True
+        return False
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        with _calling(f"removing volume {name}", missing=docker.errors.NotFound):
+            self._api.remove_volume(name, force=force)
+
+    def volumes(self, labels: Mapping[str, str]) -> list[str]:
+        """Names of the volumes carrying every label in ``labels``."""
+        with _calling("listing volumes"):
+            found = self._api.volumes(filters=_label_filters(labels)).get("Volumes") or []
+        return sorted(str(v["Name"]) for v in found)

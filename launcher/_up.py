@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from launcher._engine import Engine, EngineUnavailable, GpuRuntimeMissing, NotFound, PortInUse
+from launcher._engine import Engine
+from launcher._engine_errors import EngineUnavailable, GpuRuntimeMissing, NotFound, PortInUse
 from launcher._errors import LauncherError
 from launcher._lifecycle import (
     TOOLKIT_HINT,

@@ -26,7 +26,8 @@ from launcher._build import (
     write_context_tar,
 )
 from launcher._cuda import CudaChoice, GpuNeed, NoCudaFits, choose_cuda, cuda_table
-from launcher._engine import BuildFailed, Engine
+from launcher._engine import Engine
+from launcher._engine_errors import BuildFailed
 from launcher._errors import EXIT_OK, LauncherError, UsageError
 from launcher._options import BuildOptions, add_build_options, build_options_from_args
 from launcher._plan import ROOT, Plan, build_inputs

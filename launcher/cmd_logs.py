@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from launcher._engine import NotFound
+from launcher._engine_errors import NotFound
 from launcher._options import DEFAULT_NAME
 from launcher._up import connect, find_container
 

@@ -13,13 +13,13 @@ import requests
 
 from launcher._build import BuildProgress, BuildStep
 from launcher._cli import main
-from launcher._engine import (
+from launcher._engine import engine_error
+from launcher._engine_errors import (
     ContainerConflict,
     EngineUnavailable,
     GpuRuntimeMissing,
     NotFound,
     PortInUse,
-    engine_error,
 )
 from launcher._errors import LauncherError
 from launcher.cmd_build import parse_label

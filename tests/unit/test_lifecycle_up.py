@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from launcher import _up
-from launcher._engine import EngineInfo, GpuRuntimeMissing, NotFound
+from launcher._engine import EngineInfo
+from launcher._engine_errors import GpuRuntimeMissing, NotFound
 from launcher._errors import LauncherError
 from launcher._flags import parse_ulimit
 from launcher._gpus import parse_gpus
