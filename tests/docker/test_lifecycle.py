@@ -26,6 +26,7 @@ import requests
 from launcher._engine import Engine
 from launcher._lifecycle import TOOLKIT_HINT
 from launcher._up import remote_probe
+from tests.clihelpers import has_nvml, run_launcher
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
 from tests.docker.conftest import BUILD_TIMEOUT
 
@@ -37,24 +38,12 @@ DIGIT_ZERO = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 
               0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]
 
 
-def _has_nvml() -> bool:
-    from service.nvml import NvmlUnavailable, load_nvml
-
-    try:
-        load_nvml()
-    except NvmlUnavailable:
-        return False
-    return True
-
-
-no_gpu_here = pytest.mark.skipif(_has_nvml(), reason="this host has NVML: no CPU fallback")
+no_gpu_here = pytest.mark.skipif(has_nvml(), reason="this host has NVML: no CPU fallback")
 
 
 def launcher(*argv: str, timeout: float = 300,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          env={**os.environ, **(env or {})})
+    return run_launcher(*argv, timeout=timeout, env=env)  # up may build: a longer timeout
 
 
 @dataclass(frozen=True)
@@ -328,7 +317,7 @@ def test_the_remote_probe_runs_launcher_probe_inside_the_service_image(
         engine.close()
     assert (plain.gpus, plain.driver_version) == ((), None)
     assert plain.reason is not None and plain.reason.startswith("NVML library")
-    if _has_nvml():
+    if has_nvml():
         assert probe.gpus and probe.reason is None
     else:
         assert probe.gpus == ()

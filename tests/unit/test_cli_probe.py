@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from launcher import cmd_probe
 from launcher._cli import build_parser
-from tests.conftest import ROOT
+from tests.clihelpers import has_nvml, run_launcher
 from tests.fakenvml import FakeGpu, FakeNvml, loader
 
 
@@ -37,22 +35,7 @@ def test_probe_json_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["gpus"][0]["compute_capability"] == "9.0"
 
 
-def run_launcher(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
-
-
-def _has_nvml() -> bool:
-    from service.nvml import NvmlUnavailable, load_nvml
-
-    try:
-        load_nvml()
-    except NvmlUnavailable:
-        return False
-    return True
-
-
-@pytest.mark.skipif(_has_nvml(), reason="this host has NVML; see tests/gpu/test_probe_gpu.py")
+@pytest.mark.skipif(has_nvml(), reason="this host has NVML; see tests/gpu/test_probe_gpu.py")
 def test_probe_without_a_gpu_is_an_empty_list_exit_0() -> None:
     result = run_launcher("probe", "--json")
     assert result.returncode == 0, result.stderr

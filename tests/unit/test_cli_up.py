@@ -4,34 +4,16 @@ through the fake NVML for the GPU decisions (stderr explains, stdout is only dat
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from launcher import cmd_up
 from launcher._cli import build_parser, report
 from launcher._errors import LauncherError
-from tests.conftest import ROOT
+from tests.clihelpers import has_nvml, run_launcher
 from tests.fakenvml import FakeGpu, FakeNvml, loader
 
-
-def run_launcher(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
-
-
-def _has_nvml() -> bool:
-    from service.nvml import NvmlUnavailable, load_nvml
-
-    try:
-        load_nvml()
-    except NvmlUnavailable:
-        return False
-    return True
-
-
-no_gpu_here = pytest.mark.skipif(_has_nvml(), reason="this host has NVML")
+no_gpu_here = pytest.mark.skipif(has_nvml(), reason="this host has NVML")
 
 
 @no_gpu_here

@@ -4,9 +4,6 @@ real process."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,7 +19,7 @@ from launcher._lifecycle import TOOLKIT_HINT
 from launcher._options import RunOptions
 from launcher._plan import Plan, make_plan
 from launcher._probe import GpuInfo, Probe
-from tests.conftest import ROOT
+from tests.clihelpers import run_launcher
 
 H100 = GpuInfo(0, "GPU-h100", "NVIDIA H100 80GB HBM3", 80 << 30, (9, 0), False)
 PROBE = Probe("580.65.06", (13, 0), (H100,))
@@ -240,9 +237,8 @@ def test_wait_ready_fails_at_once_when_the_container_restarts() -> None:
 
 
 def test_up_with_docker_host_at_a_missing_socket_exits_1_with_one_line_and_a_hint() -> None:
-    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
-    result = subprocess.run([sys.executable, "-m", "launcher", "up", "--no-probe"], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    result = run_launcher("up", "--no-probe",
+                         env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert (result.returncode, result.stdout) == (1, "")
     lines = result.stderr.splitlines()
     assert lines[0] == "launcher: CPU image from python:3.11-slim"

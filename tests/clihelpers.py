@@ -1,0 +1,28 @@
+"""Running ``launcher`` as a user does: a real ``python -m launcher`` process from the checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def run_launcher(*argv: str, timeout: float = 60,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m launcher ARGV`` in the checkout, with this environment plus ``env``."""
+    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+def has_nvml() -> bool:
+    """Whether this host's NVML loads (then there is no CPU fallback to test)."""
+    from service.nvml import NvmlUnavailable, load_nvml
+
+    try:
+        load_nvml()
+    except NvmlUnavailable:
+        return False
+    return True
