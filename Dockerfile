@@ -28,13 +28,6 @@ RUN /opt/venv/bin/python -m compileall -q /app/service
 
 # --- runtime: the venv and the code on a clean base, as a non-root user ----------------------
 FROM ${BASE_IMAGE} AS runtime
-ARG BASE_IMAGE
-LABEL org.opencontainers.image.title="gpu-launcher service (CPU)" \
-      org.opencontainers.image.description="FastAPI + PyTorch inference service with dynamic batching" \
-      org.opencontainers.image.source="https://github.com/gpu-launcher/gpu-launcher" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="0.1.0" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}"
 RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid app --no-create-home --home-dir /tmp \
         --shell /usr/sbin/nologin app
@@ -53,6 +46,14 @@ RUN mkdir -p /models /data && chown 10001:10001 /models /data
 VOLUME ["/models", "/data"]
 USER 10001:10001
 EXPOSE 8000
+# Labels last: they name the base image, so another base must not bust the layers above.
+ARG BASE_IMAGE
+LABEL org.opencontainers.image.title="gpu-launcher service (CPU)" \
+      org.opencontainers.image.description="FastAPI + PyTorch inference service with dynamic batching" \
+      org.opencontainers.image.source="https://github.com/gpu-launcher/gpu-launcher" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 # Python's urllib, so the image needs no curl; /readyz answers 200 only once the model is loaded.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('PORT', '8000'), timeout=4)"]
