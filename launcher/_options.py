@@ -1,7 +1,7 @@
 """The flags of ``launcher up`` and ``launcher build``: their argparse groups and their parsed
 values (:class:`RunOptions`, :class:`BuildOptions`), every one already what the Engine API takes.
 
-Each value goes through a pure parser (:mod:`launcher._flags`, :mod:`launcher._gpus`); a bad one
+Each value goes through a pure parser (:mod:`launcher._flags`, :mod:`launcher._limits`, :mod:`launcher._gpus`); a bad one
 is a :class:`UsageError` (exit 2) that echoes it, with a ``hint:`` for the flag.
 :func:`add_build_options` holds the build flags ``launcher up`` shares with ``launcher build``.
 """
@@ -17,22 +17,18 @@ from typing import Any
 from launcher._cuda import TORCH_VERSION, cuda_table, format_version, parse_cuda_version
 from launcher._errors import UsageError
 from launcher._flags import (
-    MIN_MEMORY,
     FlagError,
     PortMapping,
-    Ulimit,
     Volume,
-    parse_bytes,
-    parse_cpus,
     parse_env,
     parse_env_file,
     parse_publish,
     parse_restart,
-    parse_ulimit,
     parse_volume,
     validate_name,
 )
 from launcher._gpus import DeviceRequest, GpuSpecError, parse_gpus
+from launcher._limits import MIN_MEMORY, Ulimit, parse_bytes, parse_cpus, parse_ulimit
 
 __all__ = [
     "CONTAINER_PORT",

@@ -14,8 +14,9 @@ from typing import Any
 
 from launcher._cuda import CudaChoice, GpuNeed, NoCudaFits, choose_cuda, cuda_table, format_version
 from launcher._errors import LauncherError
-from launcher._flags import Ulimit, merge_ulimits, parse_publish, port_maps
+from launcher._flags import parse_publish, port_maps
 from launcher._gpus import DeviceRequest
+from launcher._limits import Ulimit, merge_ulimits
 from launcher._options import CONTAINER_PORT, CPU_BASE_IMAGE, STACK_BYTES, BuildOptions, RunOptions
 from launcher._probe import GpuInfo, Probe
 

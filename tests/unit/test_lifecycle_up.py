@@ -13,9 +13,9 @@ from launcher import _up
 from launcher._engine import EngineInfo
 from launcher._engine_errors import GpuRuntimeMissing, NotFound
 from launcher._errors import LauncherError
-from launcher._flags import parse_ulimit
 from launcher._gpus import parse_gpus
 from launcher._lifecycle import TOOLKIT_HINT
+from launcher._limits import parse_ulimit
 from launcher._options import RunOptions
 from launcher._plan import Plan, make_plan
 from launcher._probe import GpuInfo, Probe
