@@ -163,8 +163,10 @@ def serve_rows_per_s(model_path: Path, device: str, batch: int, seconds: float,
             proc.wait(10)
 
 
-def model_file(kind: str, out: Path) -> Path:
-    path = out / f"{kind}.pt"
+def model_file(kind: str) -> Path:
+    """Made once under .cache/bench (not OUTDIR: results stay small enough to carry back)."""
+    path = ROOT / ".cache" / "bench" / f"{kind}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         subprocess.run([sys.executable, str(HERE / "models.py"), kind, str(path)], check=True,
                        timeout=120)
@@ -226,7 +228,7 @@ def main() -> int:
         print(f"gpu-check: {kind} batch {batch} ...", file=sys.stderr, flush=True)
         row: dict[str, Any] = {"model": kind, "batch": batch}
         try:
-            path = model_file(kind, out)
+            path = model_file(kind)
             row["raw_rows_per_s"] = raw_rows_per_s(path, device, batch, min(2.0, seconds))
             row.update(serve_rows_per_s(path, device, batch, seconds,
                                         out / f"service-{kind}-{batch}.log"))
