@@ -5,17 +5,14 @@ volumes, container, readiness. Decisions come from :mod:`launcher._lifecycle`; t
 
 from __future__ import annotations
 
-import io
 import os
 import resource
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from launcher._engine import Engine
@@ -27,29 +24,27 @@ from launcher._lifecycle import (
     decide,
     driver_too_old,
     gpu_runtime_missing,
-    is_remote_engine,
     judge_readiness,
     may_fall_back,
     memlock_refused,
     named_volumes,
-    parse_probe_json,
     service_url,
     with_memlock,
 )
 from launcher._options import RunOptions
 from launcher._plan import LABEL_MANAGED, LABEL_NAME, LABEL_PLAN, Plan, make_plan
-from launcher._probe import Probe, probe_host
+from launcher._probe import Probe
 
 __all__ = [
+    "STOP_GRACE",
     "UpOptions",
     "connect",
     "ensure_container",
     "ensure_image",
+    "ensure_volumes",
     "fill_wheelhouse_first",
     "find_container",
     "preflight",
-    "probe_for",
-    "remote_probe",
     "up",
     "wait_ready",
 ]
@@ -57,14 +52,6 @@ __all__ = [
 LOG_TAIL = 20  # log lines shown when the service does not come up
 STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL when replacing a container
 _POLL = 0.1
-# The probe run inside the service image on a remote engine: launcher's probe modules are
-# copied in (put_archive), service.nvml is already there; NVML comes from the toolkit's mounts.
-_PROBE_DIR = "/tmp/launcher-probe"
-_PROBE_SCRIPT = ("import argparse, sys; from launcher.cmd_probe import run; "
-                 "sys.exit(run(argparse.Namespace(json=True)))")
-_PROBE_FILES = ("__init__.py", "_probe.py", "cmd_probe.py")
-_PROBE_REQUEST = {"Driver": "", "Count": -1, "DeviceIDs": None,
-                  "Capabilities": [["gpu", "utility"]], "Options": {}}
 
 
 @dataclass(frozen=True)
@@ -77,81 +64,6 @@ class UpOptions:
 
 def _log(line: str) -> None:
     print(f"launcher: {line}", file=sys.stderr)
-
-
-# --- probing: this host's NVML, or a short-lived container on a remote engine ---------------
-
-
-def probe_for(options: RunOptions, environ: Mapping[str, str], dry_run: bool,
-              load: Callable[[], Any]) -> Probe | None:
-    """The probe the plan is made from: None for a CPU plan or ``--no-probe``; NVML here for
-    a local engine; a container on the engine itself when ``DOCKER_HOST`` is remote."""
-    if not options.gpus or options.build.no_probe:
-        return None
-    if not is_remote_engine(environ.get("DOCKER_HOST")):
-        return probe_host(load)
-    if dry_run:
-        _log("remote engine (DOCKER_HOST): a dry run does not probe it; --gpus taken as given")
-        return None
-    engine = connect(environ)
-    try:
-        cpu = make_plan(replace(options, gpus=(), gpus_raw=(), require_gpu=False), None)
-        image = engine.image_id(cpu.image)
-        if image is None:
-            raise NotFound(f"the remote engine has no {cpu.image} to probe its GPUs with",
-                           hint="build it there first (DOCKER_HOST=... launcher build), "
-                                "or skip the probe with --no-probe")
-        return remote_probe(engine, cpu.image)
-    finally:
-        engine.close()
-
-
-def _probe_archive() -> bytes:
-    """A tar for /tmp: launcher-probe/launcher/{__init__,_probe,cmd_probe}.py."""
-    buf = io.BytesIO()
-    package = Path(__file__).resolve().parent
-    top = _PROBE_DIR.rsplit("/", 1)[1]
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for folder in (top, f"{top}/launcher"):
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        for name in _PROBE_FILES:
-            data = (package / name).read_bytes()
-            info = tarfile.TarInfo(f"{top}/launcher/{name}")
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def remote_probe(engine: Engine, image: str, timeout: float = 60,
-                 request: Mapping[str, Any] | None = _PROBE_REQUEST,
-                 labels: Mapping[str, str] | None = None) -> Probe:
-    """``launcher probe --json`` in a throwaway container of ``image`` that requests every GPU
-    (``request``; None: none, for tests). An engine that cannot give GPUs makes that the probe's
-    reason (no GPUs), like no NVML."""
-    body = {"Image": image, "Cmd": ["python", "-c", _PROBE_SCRIPT],
-            "Env": [f"PYTHONPATH={_PROBE_DIR}:/app", "NVIDIA_DRIVER_CAPABILITIES=utility"],
-            "Labels": {**(labels or {}), LABEL_MANAGED: "probe"},
-            "HostConfig": {"DeviceRequests": [dict(request)] if request else None,
-                           "NetworkMode": "none"}}
-    container = engine.create_container(body)
-    try:
-        engine.put_archive(container, "/tmp", _probe_archive())  # /tmp: in every image
-        try:
-            engine.start(container)
-        except GpuRuntimeMissing as exc:
-            why = exc.message.partition(": ")[2] or exc.message
-            return Probe(None, None, (), reason=f"the engine cannot give containers GPUs ({why})")
-        status = engine.wait(container, timeout)
-        out = engine.logs(container)
-    finally:
-        engine.remove_container(container, force=True)
-    if status != 0:
-        raise LauncherError(f"probing the remote engine's GPUs in {image} exited {status}: "
-                            f"{out.strip().splitlines()[-1] if out.strip() else 'no output'}",
-                            hint="skip the probe with --no-probe and pass --gpus as you need")
-    return parse_probe_json(out)
 
 
 # --- the steps of up ------------------------------------------------------------------------

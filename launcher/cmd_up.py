@@ -17,7 +17,8 @@ from launcher._lifecycle import is_remote_engine
 from launcher._options import RunOptions, add_build_options, add_run_options, run_options_from_args
 from launcher._plan import Plan, make_plan
 from launcher._probe import Probe
-from launcher._up import UpOptions, probe_for, up
+from launcher._remote_probe import probe_for
+from launcher._up import UpOptions, up
 from service.nvml import load_nvml
 
 __all__ = ["add_parser", "execute", "format_plan", "run"]

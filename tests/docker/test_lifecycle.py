@@ -25,7 +25,7 @@ import requests
 
 from launcher._engine import Engine
 from launcher._lifecycle import TOOLKIT_HINT
-from launcher._up import remote_probe
+from launcher._remote_probe import remote_probe
 from tests.clihelpers import has_nvml, run_launcher
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
 from tests.docker.conftest import BUILD_TIMEOUT

@@ -1,6 +1,6 @@
 """``launcher up``'s sequencing (launcher/_up.py) against a fake engine: the GPU preflight's
 fallback policy, keep/replace, and waiting with a fake clock; plus the unreachable engine as a
-real process."""
+real process, and the archive the remote probe (launcher/_remote_probe.py) copies in."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from launcher import _up
+from launcher import _remote_probe, _up
 from launcher._engine import EngineInfo
 from launcher._engine_errors import GpuRuntimeMissing, NotFound
 from launcher._errors import LauncherError
@@ -252,7 +252,7 @@ def test_the_remote_probe_archive_holds_only_the_probe_modules() -> None:
     import io
     import tarfile
 
-    with tarfile.open(fileobj=io.BytesIO(_up._probe_archive())) as tar:
+    with tarfile.open(fileobj=io.BytesIO(_remote_probe._probe_archive())) as tar:
         assert [(m.name, m.isdir()) for m in tar.getmembers()] == [
             ("launcher-probe", True), ("launcher-probe/launcher", True),
             ("launcher-probe/launcher/__init__.py", False),
