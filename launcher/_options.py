@@ -85,6 +85,8 @@ def add_build_options(parser: argparse.ArgumentParser, *, gpu_flag: bool = False
     group.add_argument("--cuda", metavar="X.Y", help="pin the CUDA version of a GPU image")
     group.add_argument("--no-probe", action="store_true",
                        help="do not read GPUs with NVML (remote engine, CI): take --gpus as given")
+    group.add_argument("--verbose", action="store_true",
+                       help="also show the builder's own output (pip, apt)")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +127,7 @@ class BuildOptions:
     no_cache: bool = False
     cuda: tuple[int, int] | None = None
     no_probe: bool = False
+    verbose: bool = False  # the builder's own output on stderr (a failed build's hint names it)
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
         no_cache=bool(args.no_cache),
         cuda=cuda,
         no_probe=bool(args.no_probe),
+        verbose=bool(args.verbose),
     )
 
 

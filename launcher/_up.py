@@ -88,10 +88,10 @@ def fill_wheelhouse_first(engine: Engine, plan: Plan, options: RunOptions, opts:
     return preflight(engine, make_plan(options, probe), options)
 
 
-def ensure_image(engine: Engine, plan: Plan, opts: UpOptions, wheelhouse_ready: bool = False
-                 ) -> str:
+def ensure_image(engine: Engine, plan: Plan, opts: UpOptions, wheelhouse_ready: bool = False,
+                 verbose: bool = False) -> str:
     """The plan's image id: present → reused (unless --build); missing → built (unless
-    --no-build)."""
+    --no-build), with the builder's own output too when ``verbose``."""
     existing = engine.image_id(plan.image)
     if existing and not opts.build:
         _log(f"image {plan.image} is present")
@@ -102,7 +102,7 @@ def ensure_image(engine: Engine, plan: Plan, opts: UpOptions, wheelhouse_ready: 
     from launcher.cmd_build import build_image, spec_from_plan
 
     spec = replace(spec_from_plan(plan), labels=_user_labels(plan),
-                   wheelhouse_ready=wheelhouse_ready)
+                   wheelhouse_ready=wheelhouse_ready, verbose=verbose)
     result = build_image(engine, spec, log=_log)
     return result.image_id or engine.image_id(plan.image) or ""
 
@@ -276,7 +276,8 @@ def up(plan: Plan, options: RunOptions, opts: UpOptions, probe: Probe | None = N
     try:
         checked = preflight(engine, plan, options)
         plan = fill_wheelhouse_first(engine, checked, options, opts, probe)
-        image_id = ensure_image(engine, plan, opts, wheelhouse_ready=plan is not checked)
+        image_id = ensure_image(engine, plan, opts, wheelhouse_ready=plan is not checked,
+                                verbose=options.build.verbose)
         ensure_volumes(engine, plan)
         container = ensure_container(engine, plan, image_id, opts.remote)
         url = wait_ready(engine, container, plan.name, opts)

@@ -209,8 +209,6 @@ def add_parser(subparsers: Any) -> None:
                        help="the build context (default: this checkout)")
     group.add_argument("--label", metavar="KEY=VALUE", action="append", default=[],
                        type=parse_label, help="add a label to the image (repeatable)")
-    group.add_argument("--verbose", action="store_true",
-                       help="also show the builder's own output (pip, apt)")
     group.add_argument("--json", action="store_true",
                        help="print the result (tag, id, built, steps) as JSON on stdout")
     parser.set_defaults(func=run)
@@ -247,7 +245,7 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     spec = BuildSpec(dockerfile=dockerfile, base_image=base, build_args=build_args,
                      tag=build.tag or "", context=args.context, wheelhouse=build.wheelhouse,
                      no_cache=build.no_cache, labels=labels, python_version=args.python_version,
-                     skip_if_exists=build.tag is None, verbose=args.verbose)
+                     skip_if_exists=build.tag is None, verbose=build.verbose)
     _check_context(spec)  # before the engine: a usage error needs no daemon
     engine = Engine.connect()
     try:

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from launcher._build import BuildProgress, BuildStep
-from launcher._cli import main
+from launcher._cli import build_parser, main
 from launcher._engine import engine_error
 from launcher._engine_errors import (
     ContainerConflict,
@@ -22,6 +22,7 @@ from launcher._engine_errors import (
     PortInUse,
 )
 from launcher._errors import LauncherError
+from launcher._options import build_options_from_args
 from launcher.cmd_build import parse_label
 from tests.conftest import ROOT
 
@@ -193,3 +194,10 @@ def test_a_missing_base_image_is_named_with_the_way_to_get_it(tmp_path: Path) ->
     assert info.value.hint == (
         "docker pull nvidia/cuda:1, or where no registry answers: "
         "scripts/standin-images nvidia/cuda:1")
+
+
+@pytest.mark.parametrize("command", ["build", "up"])
+def test_verbose_is_a_build_option_of_build_and_up(command: str) -> None:
+    assert build_options_from_args(build_parser().parse_args([command])).verbose is False
+    args = build_parser().parse_args([command, "--verbose"])
+    assert build_options_from_args(args).verbose is True

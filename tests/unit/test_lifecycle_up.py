@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 
 from launcher import _remote_probe, _up
+from launcher._cli import build_parser
 from launcher._engine import EngineInfo
-from launcher._engine_errors import GpuRuntimeMissing, NotFound
+from launcher._engine_errors import BuildFailed, GpuRuntimeMissing, NotFound
 from launcher._errors import LauncherError
 from launcher._gpus import parse_gpus
 from launcher._lifecycle import TOOLKIT_HINT
 from launcher._limits import parse_ulimit
-from launcher._options import RunOptions
+from launcher._options import RunOptions, run_options_from_args
 from launcher._plan import Plan, make_plan
 from launcher._probe import GpuInfo, Probe
+from launcher.cmd_build import BuildSpec
 from tests.clihelpers import run_launcher
 
 H100 = GpuInfo(0, "GPU-h100", "NVIDIA H100 80GB HBM3", 80 << 30, (9, 0), False)
@@ -45,6 +47,9 @@ class FakeEngine:
 
     def image_id(self, ref: str) -> str | None:
         return "sha256:1" if ref == "img:1" else None
+
+    def close(self) -> None:
+        self.calls.append("close")
 
     def info(self) -> EngineInfo:
         return EngineInfo("20.10.24", "1.41", self.runtimes, "runc", ())
@@ -271,3 +276,24 @@ def test_the_wheelhouse_is_filled_first_only_before_a_content_hash_build(
     opts = replace(options(), build=build)
     plan = make_plan(opts, None, tag=lambda *_: "img:1")
     assert _up.fill_wheelhouse_first(FakeEngine(), plan, opts, up_opts, None) is plan  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("argv", "verbose"), [([], False), (["--verbose"], True)],
+                         ids=["quiet", "verbose"])
+def test_up_verbose_builds_with_the_builders_output_as_the_failed_build_hint_says(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any, argv: list[str], verbose: bool) -> None:
+    args = build_parser().parse_args(["up", "--build", *argv])
+    opts = run_options_from_args(args, {}, str(tmp_path))
+    seen: list[bool] = []
+
+    def failing_build(engine: Any, spec: BuildSpec, log: Any) -> None:
+        seen.append(spec.verbose)
+        raise BuildFailed("building img:1 from Dockerfile failed: boom",
+                          "rerun with --verbose for the whole build output")
+
+    monkeypatch.setattr("launcher.cmd_build.build_image", failing_build)
+    monkeypatch.setattr(_up, "connect", lambda environ: FakeEngine())
+    with pytest.raises(BuildFailed) as info:
+        _up.up(plan_for(opts), opts, _up.UpOptions(build=True))
+    assert info.value.hint == "rerun with --verbose for the whole build output"
+    assert seen == [verbose]
