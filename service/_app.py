@@ -236,8 +236,14 @@ def create_app(predictor: Predictor, settings: Settings, registry: CollectorRegi
         status = 200 if health.state == "ready" else 503
         return Response(orjson.dumps(body), status, media_type="application/json")
 
+    # Load balancers and some probes send HEAD: answer it, without a second OpenAPI operation.
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
+
     @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
+    def metrics_endpoint() -> Response:
+        """Sync on purpose: FastAPI runs it in a worker thread, so NVML calls at scrape time never
+        stall the event loop (and the batcher on it)."""
         body, content_type = metrics.render()
         return Response(body, headers={"content-type": content_type})
 

@@ -76,10 +76,14 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
+                response = requests.get(self.url + "/readyz", timeout=1)
             except requests.RequestException:
                 pass
+            else:
+                if response.status_code == 200:
+                    return
+                if response.status_code == 503 and response.json().get("status") == "failed":
+                    raise AssertionError(f"model failed to load: {response.text}\n{self.log()}")
             time.sleep(0.1)
         raise AssertionError(f"server not ready within {timeout}s:\n{self.log()}")
 

@@ -86,6 +86,18 @@ def test_readyz_is_503_until_the_model_is_loaded_then_200() -> None:
     serve(predictor, scenario)
 
 
+def test_health_probes_answer_head_as_well_as_get() -> None:
+    """Load balancers and some probes send HEAD; it must not be a 405."""
+
+    async def scenario(app: ASGIApp) -> None:
+        await wait_ready(app)
+        for path in ("/healthz", "/readyz"):
+            head = await request(app, "HEAD", path)
+            assert head.status == 200, path
+
+    serve(SumPredictor(), scenario)
+
+
 @pytest.mark.parametrize("predictor, settings, reason", [
     (SumPredictor(fail_setup=True), {}, "weights are corrupt"),
     (SumPredictor(width=None), {},
