@@ -234,8 +234,9 @@ class Engine:
         return int(result.get("StatusCode", -1))
 
     def remove_container(self, container: str, force: bool = False) -> None:
+        """``docker rm -v``: anonymous volumes go with the container; named ones always stay."""
         with _calling(f"removing container {container[:12]}", missing=docker.errors.NotFound):
-            self._api.remove_container(container, force=force, v=False)
+            self._api.remove_container(container, force=force, v=True)
 
     def logs(self, container: str, tail: int | None = None) -> str:
         with _calling(f"reading logs of {container[:12]}"):

@@ -61,7 +61,7 @@ def cleanup(client: Any, name: str, tag: str | None = None) -> None:
 
     for container in client.containers.list(all=True, filters={"name": f"^{name}$"}):
         if container.labels.get("org.gpu-launcher.test") == "1":
-            container.remove(force=True)
+            container.remove(force=True, v=True)
     for volume in client.volumes.list(filters={"label": "org.gpu-launcher.test=1"}):
         if volume.name in (f"{name}-models", f"{name}-data"):
             volume.remove(force=True)
@@ -308,6 +308,10 @@ def test_down_keeps_the_data_volume_and_up_again_sees_its_files(docker_client: A
 
 def test_the_remote_probe_runs_launcher_probe_inside_the_service_image(
         docker_client: Any, service: Service) -> None:
+    def dangling_volumes() -> set[str]:
+        return {v.name for v in docker_client.volumes.list(filters={"dangling": True})}
+
+    before = dangling_volumes()
     engine = Engine.connect()
     try:
         # No GPU requested: the copied-in probe runs and finds no NVML, as on a CPU host.
@@ -326,6 +330,8 @@ def test_the_remote_probe_runs_launcher_probe_inside_the_service_image(
     leftovers = docker_client.containers.list(
         all=True, filters={"label": "org.gpu-launcher.managed=probe"})
     assert [c for c in leftovers if c.labels.get("org.gpu-launcher.test") == "1"] == []
+    # The image declares VOLUME /models /data: the probe's anonymous volumes go with it.
+    assert dangling_volumes() - before == set()
 
 
 def test_down_volumes_removes_the_container_and_its_volumes(docker_client: Any,
