@@ -163,7 +163,7 @@ def volume_names(docker_client: Any) -> Iterator[list[str]]:
     for name in names:
         for found in docker_client.volumes.list(filters={"name": name}):
             if found.name == name:
-                found.remove(force=True, v=True)
+                found.remove(force=True)
 
 
 @pytest.mark.parametrize("row", ["named", "bind-ro", "named-with-modes", "relative-bind",
