@@ -167,10 +167,15 @@ def test_gpu_image_builds_offline_from_the_standin(
             "all", "compute,utility")
         assert config["User"] == "10001:10001"
         assert config["Labels"][OCI + "base.name"] == standin_image
-        out = docker_client.containers.run(
+        container = docker_client.containers.run(
             image.tag, ["python", "-c", "import torch, service; print(torch.__version__)"],
-            remove=True, read_only=True, labels=TEST_LABEL, name=unique("images-gpu"),
+            detach=True, read_only=True, labels=TEST_LABEL, name=unique("images-gpu"),
             network_mode="none")
+        try:
+            assert container.wait(timeout=120)["StatusCode"] == 0
+            out = container.logs(stdout=True, stderr=False)
+        finally:
+            container.remove(force=True, v=True)  # and its anonymous /models, /data volumes
         assert out.decode().strip().startswith("2.13.0")
     finally:
         remove_image(docker_client, image.tag)
