@@ -115,3 +115,24 @@ def cpu_image(docker_client: Any, standin_image: str, wheelhouse: Path,
                            labels=image_labels)
     yield image
     remove_image(docker_client, image.tag)
+
+
+def _leftovers(client: Any) -> set[str]:
+    """What tests may leave behind: anything carrying the test label, and dangling anonymous
+    volumes (a container removed without its VOLUME /models, /data ones)."""
+    label = {"label": [f"{k}={v}" for k, v in TEST_LABEL.items()]}
+    found = {f"container {c.name}" for c in client.containers.list(all=True, filters=label)}
+    found |= {f"network {n.name}" for n in client.networks.list(filters=label)}
+    found |= {f"volume {v.name}" for v in client.volumes.list(filters=label)}
+    found |= {f"volume {v.name}" for v in client.volumes.list(filters={"dangling": True})
+              if len(v.name) == 64}
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(docker_client: Any) -> Iterator[None]:
+    """Tests clean up after themselves: fail the session on what they left in the engine."""
+    before = _leftovers(docker_client)
+    yield
+    left = sorted(_leftovers(docker_client) - before)
+    assert not left, f"tests left these in the engine: {left}"
