@@ -3,6 +3,8 @@ labels, free loopback ports, and real service processes stopped by their own PID
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
 import signal
 import socket
@@ -13,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -87,6 +90,20 @@ class ServerProcess:
             time.sleep(0.1)
         raise AssertionError(f"server not ready within {timeout}s:\n{self.log()}")
 
+    def wait_settled(self, timeout: float = 90.0) -> requests.Response | None:
+        """The /readyz reply once the model is no longer starting (ready or failed), or the last
+        reply when ``timeout`` runs out (None if none came)."""
+        deadline, reply = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            try:
+                reply = requests.get(self.url + "/readyz", timeout=2)
+                if reply.json()["status"] != "starting":
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        return reply
+
     def stop(self, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -132,6 +149,17 @@ def server_factory(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     yield factory
     for server in started:
         server.stop()
+
+
+def digits_split() -> tuple[Any, Any, Any, Any]:
+    """The digits train/hold-out split exactly as scripts/train-digits makes it."""
+    path = str(ROOT / "scripts" / "train-digits")
+    loader = importlib.machinery.SourceFileLoader("train_digits", path)
+    spec = importlib.util.spec_from_loader("train_digits", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module.digits_split()  # type: ignore[no-any-return]
 
 
 def _has_gpu() -> tuple[bool, str]:

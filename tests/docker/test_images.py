@@ -4,8 +4,6 @@ rebuilt after a code-only edit without reinstalling the dependencies. Select wit
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import shutil
 import time
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ import pytest
 import requests
 
 from launcher._build import context_files
-from tests.conftest import ROOT, TEST_LABEL, free_port, unique
+from tests.conftest import ROOT, TEST_LABEL, digits_split, free_port, unique
 from tests.docker.conftest import BuiltImage, launcher_build, remove_image
 
 # A cold CI run builds the image (torch from the wheelhouse) inside the first test's time.
@@ -25,14 +23,6 @@ HEALTHY_WITHIN = 240.0  # seconds; the HEALTHCHECK's start period is 120s
 OCI = "org.opencontainers.image."
 
 
-def digits_split() -> tuple[Any, Any, Any, Any]:
-    path = str(ROOT / "scripts" / "train-digits")
-    loader = importlib.machinery.SourceFileLoader("train_digits", path)
-    spec = importlib.util.spec_from_loader("train_digits", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module.digits_split()  # type: ignore[no-any-return]
 
 
 def wait_healthy(container: Any, timeout: float = HEALTHY_WITHIN) -> str:

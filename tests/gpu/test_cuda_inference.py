@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from array import array
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -56,14 +55,6 @@ def test_auto_picks_the_gpu_and_serves_concurrent_requests(server_factory: Serve
 def test_a_cuda_index_past_the_last_gpu_fails_readiness_with_the_reason(
         server_factory: ServerFactory) -> None:
     server = server_factory(env={"DEVICE": "cuda:99"}, wait=False)
-    deadline, reply = time.monotonic() + 90, None
-    while time.monotonic() < deadline:
-        try:
-            reply = requests.get(server.url + "/readyz", timeout=2)
-            if reply.json()["status"] != "starting":
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
+    reply = server.wait_settled(90)
     assert reply is not None and reply.status_code == 503
     assert reply.json()["reason"].startswith("DEVICE=cuda:99 but only ")

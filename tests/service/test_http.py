@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ import orjson
 import pytest
 import requests
 
-from tests.conftest import ROOT, ServerProcess, start_server
+from tests.conftest import ROOT, ServerProcess, digits_split, start_server
 from tests.service.modelfiles import picker_export, picker_torchscript
 
 pytestmark = pytest.mark.slow
@@ -24,14 +22,6 @@ ROW = [0.0] * 64
 ROWS_1025 = b'{"inputs": [' + b",".join([b"[" + b",".join([b"0"] * 64) + b"]"] * 1025) + b"]}"
 
 
-def digits_split() -> tuple[Any, Any, Any, Any]:
-    path = str(ROOT / "scripts" / "train-digits")
-    loader = importlib.machinery.SourceFileLoader("train_digits", path)
-    spec = importlib.util.spec_from_loader("train_digits", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module.digits_split()  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +127,7 @@ def test_sigterm_with_requests_in_flight_loses_none_and_exits_0(server_factory: 
 
 def test_device_cuda_without_a_gpu_is_reported_by_readyz(server_factory: Any) -> None:
     server = server_factory(env={"DEVICE": "cuda"}, wait=False)
-    deadline = time.monotonic() + 60
-    reply = None
-    while time.monotonic() < deadline:
-        try:
-            reply = requests.get(server.url + "/readyz", timeout=2)
-            if reply.json()["status"] != "starting":
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
+    reply = server.wait_settled(60)
     assert reply is not None and reply.status_code == 503
     assert reply.json() == {"status": "failed", "reason": (
         "DEVICE=cuda but CUDA cannot be used: this torch build has no CUDA support (a CPU wheel) "
