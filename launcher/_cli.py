@@ -31,7 +31,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="launcher", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="launcher", description=(
+        "Run the inference service in a container on this host's GPUs: probe them (NVML), pick "
+        "the CUDA image the driver runs, build it with layer caching, start it like "
+        "`docker run --gpus`. Exit codes: 0 ok, 1 failure, 2 usage."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in _COMMAND_MODULES:
