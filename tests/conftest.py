@@ -58,6 +58,18 @@ def docker_client():  # type: ignore[no-untyped-def]
     client.close()
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """SIGTERM a process a test started (by its PID), SIGKILL after ``timeout``; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return int(proc.returncode)
+
+
 @dataclass
 class ServerProcess:
     """A `python -m service` process on 127.0.0.1:port, stopped by its own PID."""
@@ -105,14 +117,7 @@ class ServerProcess:
         return reply
 
     def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return int(self.proc.returncode)
+        return stop_process(self.proc, timeout)
 
 
 def start_server(tmp_path: Path, env: dict[str, str] | None = None, args: list[str] | None = None,

@@ -17,18 +17,17 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from procs import free_port, stop_session, wait_ready
+
 CACHE = ROOT / ".cache" / "bench"
 DIGIT_ROW = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4,
              12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10,
@@ -51,11 +50,6 @@ class Row:
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def model_file(name: str) -> Path:
@@ -94,20 +88,6 @@ def command(contender: str, model: Path, port: int) -> tuple[list[str], dict[str
         return [str(lit), str(HERE / "litserve_app.py"), str(port)], env, "/health"
     return f"unknown contender {contender!r}"
 
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"not ready within {timeout:.0f}s")
 
 
 def session_cpu_seconds(sid: int) -> float:
@@ -184,12 +164,7 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
         log(f"{contender}: failed: {exc}\n{tail}")
         rows += [Row(contender, c, note=f"failed: {exc}") for c in connections[len(rows):]]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # our own child's session, by its PID
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_session(proc)  # our own child's session, by its PID
     return rows
 
 

@@ -18,8 +18,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from loadgen import load
+from procs import free_port, stop_session, wait_ready
 
 BUDGET_S = 440.0  # the whole check must end within 8 minutes, setup included
 ROW = json.dumps({"inputs": [[float(i % 17) for i in range(64)]]}).encode()
@@ -109,11 +108,6 @@ def raw_rows_per_s(model_path: Path, device: str, batch: int, seconds: float) ->
     return batch * n / elapsed
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def batch_stats(url: str) -> tuple[float, float]:
     with urllib.request.urlopen(url + "/metrics", timeout=10) as reply:
@@ -134,16 +128,10 @@ def serve_rows_per_s(model_path: Path, device: str, batch: int, seconds: float,
                                  "--port", str(port)], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"service did not get ready (see {log_path.name})")
-            try:
-                with urllib.request.urlopen(url + "/readyz", timeout=1) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
+        try:
+            wait_ready(proc, url + "/readyz")
+        except RuntimeError as exc:
+            raise RuntimeError(f"service did not get ready: {exc} (see {log_path.name})") from None
         connections = max(1, 2 * batch) if batch > 1 else 1
         procs = 1 if connections <= 32 else max(1, min(4, (os.cpu_count() or 2) // 4))
         load(url + "/predict", ROW, connections, min(1.0, seconds), procs)  # warm-up
@@ -155,12 +143,7 @@ def serve_rows_per_s(model_path: Path, device: str, batch: int, seconds: float,
         result["connections"] = connections
         return result
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # our own child's session, by its PID
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_session(proc)  # our own child's session, by its PID
 
 
 def model_file(kind: str) -> Path:
