@@ -2,6 +2,7 @@
 
 ``POST /predict`` is answered by a lean ASGI path in front of FastAPI (orjson in and out, no
 per-request pydantic); FastAPI still declares it, so ``/docs`` describes it, and serves the rest.
+Every request the ``/predict`` route matches (behind a root path too) takes that one path.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service._batcher import Batcher
@@ -132,7 +133,7 @@ class _Service:
 
 
 class _PredictPath:
-    """ASGI: ``POST /predict`` straight to the service; everything else to FastAPI."""
+    """ASGI: what the ``/predict`` route matches straight to the service; the rest to FastAPI."""
 
     def __init__(self, app: ASGIApp, service: _Service, route: BaseRoute) -> None:
         self.app = app
@@ -141,21 +142,29 @@ class _PredictPath:
         self.limit = service.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+        # The route's own matcher (root path, method) decides, so FastAPI's router never gets a
+        # predict request; the endswith test keeps other paths off the regex.
+        if (scope["type"] != "http" or not scope["path"].endswith("/predict")
+                or self.route.matches(scope)[0] is not Match.FULL):
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route  # what the metrics label the request with
         try:
-            body = await self._body(scope, receive)
-        except BadRequest as exc:
-            status, content = exc.status, orjson.dumps({"detail": exc.message})
+            status, content = await self.answer(scope, receive)
         except _Disconnected:
             return
-        else:
-            status, content = await self.service.predict(body)
         await send({"type": "http.response.start", "status": status,
                     "headers": [*_JSON, (b"content-length", b"%d" % len(content))]})
         await send({"type": "http.response.body", "body": content})
+
+    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        """The body (at most MAX_BODY_BYTES) → the service's status and JSON; raises
+        ``_Disconnected`` when the client left first."""
+        try:
+            body = await self._body(scope, receive)
+        except BadRequest as exc:
+            return exc.status, orjson.dumps({"detail": exc.message})
+        return await self.service.predict(body)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         for name, value in scope["headers"]:
@@ -260,8 +269,14 @@ def create_app(predictor: Predictor, settings: Settings, registry: CollectorRegi
         """Predict a batch: ``{"inputs": [[...], ...]}`` -> one prediction and score row each.
 
         Concurrent requests are merged into one forward pass (dynamic batching)."""
-        status, content = await service.predict(await request.body())
+        # The front answers whatever this route matches; should a request get here anyway, it
+        # gets the same answer and the same body limit.
+        try:
+            status, content = await front.answer(request.scope, request.receive)
+        except _Disconnected:
+            return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
         return Response(content, status, media_type="application/json")
 
     route = next(r for r in app.router.routes if getattr(r, "path", None) == "/predict")
-    return metrics.asgi(_PredictPath(app, service, route))
+    front = _PredictPath(app, service, route)
+    return metrics.asgi(front)

@@ -21,16 +21,17 @@ class Reply:
 
 
 async def request(app: ASGIApp, method: str, path: str, body: bytes = b"",
-                  chunks: list[bytes] | None = None, headers: list[tuple[bytes, bytes]] | None = None
-                  ) -> Reply:
+                  chunks: list[bytes] | None = None, headers: list[tuple[bytes, bytes]] | None = None,
+                  root_path: str = "") -> Reply:
+    """One request; ``root_path`` is put in front of ``path`` as uvicorn ``--root-path`` does."""
     parts = chunks if chunks is not None else [body]
     messages: list[Message] = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
                                for i, p in enumerate(parts)]
     if headers is None:
         headers = [] if chunks is not None else [(b"content-length", str(len(body)).encode())]
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "root_path": "", "headers": headers, "client": ("127.0.0.1", 5000),
+             "scheme": "http", "path": root_path + path, "raw_path": (root_path + path).encode(),
+             "query_string": b"", "root_path": root_path, "headers": headers, "client": ("127.0.0.1", 5000),
              "server": ("127.0.0.1", 8000), "state": {}}
     sent: list[Message] = []
 

@@ -145,6 +145,7 @@ def test_predict_answers_each_row_in_order_and_concurrent_callers_share_batches(
     serve(SumPredictor(), scenario)
 
 
+@pytest.mark.parametrize("root_path", ["", "/api"], ids=["at-root", "behind-root-path"])
 @pytest.mark.parametrize("body, chunks, status, detail", [
     (b"x" * 200, None, 413, "body is 200 bytes, over the limit of 100 bytes (MAX_BODY_BYTES)"),
     (b"", [b"x" * 60, b"x" * 60], 413, "body is over the limit of 100 bytes (MAX_BODY_BYTES)"),
@@ -154,10 +155,14 @@ def test_predict_answers_each_row_in_order_and_concurrent_callers_share_batches(
      "body is not valid JSON: unexpected end of data: line 1 column 2 (char 1)"),
 ], ids=["content-length-over", "chunked-over", "chunked-ok", "wrong-width", "malformed"])
 def test_bad_requests_get_a_4xx_and_the_service_stays_ready(
-        body: bytes, chunks: list[bytes] | None, status: int, detail: str | None) -> None:
+        body: bytes, chunks: list[bytes] | None, status: int, detail: str | None,
+        root_path: str) -> None:
+    """Behind a root path (uvicorn --root-path, a proxy prefix) it is the same predict path, with
+    the same MAX_BODY_BYTES."""
+
     async def scenario(app: ASGIApp) -> None:
         await wait_ready(app)
-        reply = await request(app, "POST", "/predict", body, chunks=chunks)
+        reply = await request(app, "POST", "/predict", body, chunks=chunks, root_path=root_path)
         assert reply.status == status
         if detail is not None:
             assert reply.json() == {"detail": detail}
