@@ -1,5 +1,7 @@
 """The code stays typed and linted: mypy --strict (pyproject's [tool.mypy]) and ruff, as tests so
-CI holds every commit to them. Also the one-module rule for hardware and daemons."""
+CI holds every commit to them. Also the one-module rule for hardware and daemons: the Docker SDK
+(the engine), pynvml (GPUs) and torch (inference) are each imported in exactly one product module;
+everything else is pure data and functions, tested without them."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# Each of these is imported by exactly one product module (STYLE.md).
+# Each of these is imported by exactly one product module (the rule above).
 ONE_MODULE = [
     ("docker", "launcher/_engine.py"),
     ("pynvml", "service/nvml.py"),
