@@ -9,8 +9,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from service._predictor import Predictor, PredictorError, load_predictor_class
-from service._settings import Settings, SettingsError
+from service._errors import ServiceError
+from service._predictor import Predictor, load_predictor_class
+from service._settings import Settings
 
 # Lets in-flight requests finish on SIGTERM; a request still running after this is cut.
 GRACEFUL_SECONDS = 30
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(env)
         predictor = build_predictor(settings)
-    except (SettingsError, PredictorError) as exc:
+    except ServiceError as exc:
         print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(),

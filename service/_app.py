@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service._batcher import Batcher
+from service._errors import ServiceError
 from service._inputs import BadRequest, check_rows, decode_json, inputs_of
 from service._metrics import ServiceMetrics
 from service._predictor import Batch, Predictor, PredictorError
@@ -88,9 +89,8 @@ class _Service:
         try:
             width = await asyncio.get_running_loop().run_in_executor(self.executor, self.load)
         except Exception as exc:  # noqa: BLE001 - reported by /readyz and the log
-            hint = getattr(exc, "hint", "")
-            self.health.reason = f"{getattr(exc, 'message', None) or exc}" + (
-                f" (hint: {hint})" if hint else "")
+            hint = exc.hint if isinstance(exc, ServiceError) else ""
+            self.health.reason = str(exc) + (f" (hint: {hint})" if hint else "")
             self.health.state = "failed"
             log.error("model failed to load: %s", self.health.reason)
             return

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service._errors import ServiceError
+
 __all__ = ["DeviceChoice", "DeviceError", "choose_device"]
 
 
-class DeviceError(Exception):
-    """The requested device cannot be used; carries a hint."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+class DeviceError(ServiceError):
+    """The requested device cannot be used."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from service._errors import ServiceError
+
 __all__ = ["Batch", "Predictor", "PredictorError", "check_predictor", "load_predictor_class"]
 
 
@@ -47,13 +49,8 @@ class Predictor(Protocol):
     def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]: ...
 
 
-class PredictorError(Exception):
+class PredictorError(ServiceError):
     """A predictor that cannot be used; the message says which and how to fix it."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 def check_predictor(predictor: object, name: str) -> Predictor:

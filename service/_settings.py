@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from service._errors import ServiceError
+
 __all__ = ["DEFAULT_MODEL_PATH", "Settings", "SettingsError", "parse_device"]
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "digits.pt"
@@ -17,13 +19,8 @@ _PREDICTOR = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _Getter = Callable[[str], "str | None"]
 
 
-class SettingsError(ValueError):
+class SettingsError(ServiceError, ValueError):
     """A setting with a bad value; the message names the setting and echoes the value."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)
