@@ -27,7 +27,7 @@ from service._batcher import Batcher
 from service._errors import ServiceError
 from service._inputs import BadRequest, check_rows, decode_json, inputs_of
 from service._metrics import ServiceMetrics
-from service._predictor import Batch, Predictor, PredictorError
+from service._predictor import Batch, HasDecode, HasEncode, HasInfo, Predictor, PredictorError
 from service._settings import Settings
 from service.nvml import load_nvml
 
@@ -63,8 +63,8 @@ class _Service:
         self.health = Health()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self.batcher: Batcher | None = None
-        self._decode: Callable[[Any], Any] | None = getattr(predictor, "decode", None)
-        self._encode: Callable[[Any], Any] | None = getattr(predictor, "encode", None)
+        self._decode = predictor.decode if isinstance(predictor, HasDecode) else None
+        self._encode = predictor.encode if isinstance(predictor, HasEncode) else None
 
     def load(self) -> int:
         """In the worker thread: setup, settle the input width, warm up at 1 and max rows."""
@@ -94,7 +94,9 @@ class _Service:
             self.health.state = "failed"
             log.error("model failed to load: %s", self.health.reason)
             return
-        info = {str(k): str(v) for k, v in getattr(self.predictor, "info", {}).items()}
+        predictor = self.predictor
+        info = ({str(k): str(v) for k, v in predictor.info.items()}
+                if isinstance(predictor, HasInfo) else {})
         self.metrics.set_model_info(**info)
         s = self.settings
         self.batcher = Batcher(self.predictor.predict, width, s.max_batch_rows,

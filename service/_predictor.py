@@ -5,7 +5,7 @@ A predictor is any object with::
     input_width: int | None            # known after setup (None: INPUT_WIDTH must be set)
     def setup(self, device: str) -> None
     def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]   # columns, one item per row
-    # optional
+    # optional hooks, each its own Protocol (HasDecode, HasEncode, HasInfo)
     def decode(self, payload: Any) -> Any   # request JSON -> the list of rows ('inputs' if absent)
     def encode(self, outputs: dict[str, list[Any]]) -> Any   # one request's columns -> response
     info: Mapping[str, str]             # labels for the model-info metric, read after setup
@@ -24,7 +24,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from service._errors import ServiceError
 
-__all__ = ["Batch", "Predictor", "PredictorError", "check_predictor", "load_predictor_class"]
+__all__ = ["Batch", "HasDecode", "HasEncode", "HasInfo", "Predictor", "PredictorError",
+           "check_predictor", "load_predictor_class"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,24 @@ class Predictor(Protocol):
     def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]: ...
 
 
+# The optional hooks: ``isinstance(predictor, HasDecode)`` tells whether it has one, and gives the
+# type checker its signature. The payload and the response are JSON values, hence ``Any``.
+@runtime_checkable
+class HasDecode(Protocol):
+    def decode(self, payload: Any) -> Any: ...
+
+
+@runtime_checkable
+class HasEncode(Protocol):
+    def encode(self, outputs: dict[str, list[Any]]) -> Any: ...
+
+
+@runtime_checkable
+class HasInfo(Protocol):
+    @property
+    def info(self) -> Mapping[str, str]: ...  # read-only here, so a plain attribute fits
+
+
 class PredictorError(ServiceError):
     """A predictor that cannot be used; the message says which and how to fix it."""
 
@@ -62,10 +81,10 @@ def check_predictor(predictor: object, name: str) -> Predictor:
         if hasattr(predictor, hook) and not callable(getattr(predictor, hook)):
             raise PredictorError(f"predictor {name}: {hook} is not callable",
                                  f"make {hook} a method or remove it")
-    if not hasattr(predictor, "input_width"):
+    if not isinstance(predictor, Predictor):  # it has setup and predict: input_width is missing
         raise PredictorError(f"predictor {name} has no input_width attribute",
                              "set self.input_width (an int, or None and INPUT_WIDTH=...)")
-    return predictor  # type: ignore[return-value]
+    return predictor
 
 
 def load_predictor_class(spec: str) -> Predictor:

@@ -1,4 +1,4 @@
-"""The predictor contract: what check_predictor refuses, and the one error
+"""The predictor contract: what check_predictor accepts, its optional hooks, and the one error
 base the service's errors share (message + hint, printed as error:/hint: with exit 2)."""
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ import pytest
 
 from service._device import DeviceError, choose_device
 from service._errors import ServiceError
-from service._predictor import Batch, PredictorError, check_predictor, load_predictor_class
+from service._predictor import (
+    Batch,
+    HasDecode,
+    HasEncode,
+    HasInfo,
+    PredictorError,
+    check_predictor,
+    load_predictor_class,
+)
 from service._settings import Settings, SettingsError
 
 
@@ -22,6 +30,17 @@ class Plain:
 
     def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]:
         return {"predictions": [0] * batch.rows}
+
+
+class WithHooks(Plain):
+    def __init__(self) -> None:
+        self.info = {"model": "hooks"}
+
+    def decode(self, payload: Any) -> Any:
+        return payload["rows"]
+
+    def encode(self, outputs: dict[str, list[Any]]) -> Any:
+        return outputs
 
 
 class NoPredict:
@@ -55,6 +74,17 @@ def test_check_predictor_refuses_with_the_fix(predictor: object, message: str, h
     with pytest.raises(PredictorError) as info:
         check_predictor(predictor, "p")
     assert (info.value.message, info.value.hint) == (message, hint)
+
+
+@pytest.mark.parametrize("predictor, hooks", [
+    (Plain(), (False, False, False)),
+    (WithHooks(), (True, True, True)),
+], ids=["no-hooks", "all-hooks"])
+def test_optional_hooks_are_told_by_their_protocols(predictor: object,
+                                                    hooks: tuple[bool, bool, bool]) -> None:
+    checked = check_predictor(predictor, "p")
+    assert checked is predictor
+    assert tuple(isinstance(checked, h) for h in (HasDecode, HasEncode, HasInfo)) == hooks
 
 
 def _settings() -> None:
