@@ -14,14 +14,16 @@ import re
 import stat
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 __all__ = [
     "IMAGE_REPO",
+    "ROOT",
     "WHEELHOUSE_DIR",
     "BuildProgress",
+    "BuildSpec",
     "BuildStep",
     "ContextFile",
     "IgnorePattern",
@@ -35,9 +37,29 @@ __all__ = [
 ]
 
 IMAGE_REPO = "gpu-launcher/service"
+ROOT = Path(__file__).resolve().parent.parent  # the build context: Dockerfile, service/, locks
 # The in-context wheelhouse the Dockerfiles copy from (``PIP_FIND_LINKS=/wheelhouse``).
 WHEELHOUSE_DIR = "wheelhouse"
 _HASH_LEN = 12
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """One image build: what :func:`launcher._plan.make_plan` (or ``launcher build``) decided,
+    plus where and how; :func:`launcher._builder.build_image` runs it."""
+
+    dockerfile: str
+    base_image: str
+    build_args: Mapping[str, str]
+    tag: str
+    context: Path = ROOT
+    wheelhouse: Path | None = None
+    no_cache: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    python_version: str | None = None  # the base image's, when it cannot be probed
+    skip_if_exists: bool = False  # True for content-hash tags: same inputs, same image
+    wheelhouse_ready: bool = False  # filled already (the tag hashes the filled wheelhouse)
+    verbose: bool = False
 
 
 @dataclass(frozen=True)

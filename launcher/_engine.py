@@ -1,17 +1,20 @@
 """The Docker engine behind one narrow interface: the only module that imports the SDK.
 
-Everything the launcher asks of the daemon goes through :class:`Engine`; the daemon's error
-strings become typed :class:`~launcher._errors.LauncherError` s with a ``hint:`` in one place
+Everything the launcher asks of the daemon goes through :class:`EngineAPI` (the real one is
+:class:`Engine`; test fakes implement the same Protocol); the daemon's error strings become
+typed :class:`~launcher._engine_errors.EngineError` s with a ``hint:`` in one place
 (:func:`engine_error`; the text-to-class rules are :mod:`launcher._engine_errors`), so
 commands decide policy and never see SDK exceptions.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -20,13 +23,22 @@ import requests
 from launcher._engine_errors import (
     ENGINE_HINT,
     BuildFailed,
+    EngineError,
     EngineUnavailable,
     NotFound,
     classify,
 )
 from launcher._errors import LauncherError
 
-__all__ = ["Engine", "EngineInfo", "engine_error"]
+__all__ = [
+    "ContainerExit",
+    "Engine",
+    "EngineAPI",
+    "EngineInfo",
+    "connect",
+    "engine_error",
+    "is_remote_engine",
+]
 
 
 def engine_error(exc: Exception, doing: str) -> LauncherError:
@@ -37,7 +49,7 @@ def engine_error(exc: Exception, doing: str) -> LauncherError:
         and "connect" in str(exc).lower()
     ):
         return EngineUnavailable(f"cannot reach the Docker engine while {doing}: {exc}",
-                                 ENGINE_HINT)
+                                 ENGINE_HINT, detail=str(exc))
     text = str(exc)
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
         text = str(exc.explanation)
@@ -45,8 +57,10 @@ def engine_error(exc: Exception, doing: str) -> LauncherError:
     if known is not None:
         return known
     if isinstance(exc, docker.errors.NotFound):
-        return NotFound(f"{doing}: {text}", "check the name with docker ps -a / docker images")
-    return LauncherError(f"{doing}: {text}", "see the engine's log (journalctl -u docker)")
+        return NotFound(f"{doing}: {text}", "check the name with docker ps -a / docker images",
+                        detail=text)
+    return EngineError(f"{doing}: {text}", "see the engine's log (journalctl -u docker)",
+                       detail=text)
 
 
 @contextmanager
@@ -70,13 +84,99 @@ def _label_filters(labels: Mapping[str, str]) -> dict[str, list[str]]:
 
 @dataclass(frozen=True)
 class EngineInfo:
-    """What `docker info` says matters for GPUs."""
+    """What `docker info` says matters for GPUs (and ``engine_id``, which names this engine)."""
 
     server_version: str
     api_version: str
     runtimes: tuple[str, ...]
     default_runtime: str
     cdi_spec_dirs: tuple[str, ...]
+    engine_id: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    """How a container that ran to its end ended: exit status and its output (stdout+stderr)."""
+
+    status: int
+    output: str
+
+
+class EngineAPI(Protocol):
+    """What the launcher's core asks of an engine: :class:`Engine` is the real one, and the
+    tests' fakes implement the same methods, so the type checker holds them to it."""
+
+    def close(self) -> None: ...
+
+    def info(self) -> EngineInfo: ...
+
+    def image_id(self, ref: str) -> str | None: ...
+
+    def build(self, context: IO[bytes], *, dockerfile: str, tag: str,
+              build_args: Mapping[str, str], labels: Mapping[str, str] | None = None,
+              no_cache: bool = False, on_output: Callable[[str], None] = ...) -> str: ...
+
+    def run_once(self, image: str, command: Sequence[str], timeout: float = 60) -> str: ...
+
+    def run_container(self, body: Mapping[str, Any], timeout: float,
+                      archives: Sequence[tuple[str, bytes]] = ()) -> ContainerExit: ...
+
+    def create_container(self, body: Mapping[str, Any], name: str | None = None) -> str: ...
+
+    def start(self, container: str) -> None: ...
+
+    def find_container(self, name: str) -> dict[str, Any] | None: ...
+
+    def inspect_container(self, container: str) -> dict[str, Any]: ...
+
+    def containers(self, labels: Mapping[str, str], all: bool = True) -> list[dict[str, Any]]: ...
+
+    def stop(self, container: str, timeout: int = 10) -> None: ...
+
+    def wait(self, container: str, timeout: float) -> int: ...
+
+    def remove_container(self, container: str, force: bool = False) -> None: ...
+
+    def logs(self, container: str, tail: int | None = None) -> str: ...
+
+    def stream_logs(self, container: str, tail: int | None = None,
+                    follow: bool = False) -> Iterator[str]: ...
+
+    def put_archive(self, container: str, path: str, data: bytes) -> None: ...
+
+    def create_volume(self, name: str, labels: Mapping[str, str] | None = None) -> None: ...
+
+    def volume_exists(self, name: str) -> bool: ...
+
+    def remove_volume(self, name: str, force: bool = False) -> None: ...
+
+    def volumes(self, labels: Mapping[str, str]) -> list[str]: ...
+
+
+def is_remote_engine(docker_host: str | None) -> bool:
+    """True when ``DOCKER_HOST`` names another machine, whose GPUs this host's NVML cannot see."""
+    if not docker_host:
+        return False
+    parts = urlsplit(docker_host)
+    if parts.scheme in ("unix", "npipe", "fd"):
+        return False
+    return parts.hostname not in ("localhost", "127.0.0.1", "::1")
+
+
+def connect(environ: Mapping[str, str] | None = None, timeout: int = 300) -> Engine:
+    """The engine ``DOCKER_HOST`` (of ``environ``, default this process's) names; when it does
+    not answer, the hint says which one was asked."""
+    environ = os.environ if environ is None else environ
+    try:
+        client = docker.from_env(timeout=timeout, environment=dict(environ))
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - every failure here means "no engine"
+        host = environ.get("DOCKER_HOST")
+        hint = (f"no engine answers at DOCKER_HOST={host}: start it there, or unset "
+                "DOCKER_HOST for the local one") if host else ENGINE_HINT
+        raise EngineUnavailable(f"cannot reach the Docker engine: {exc}", hint,
+                                detail=str(exc)) from None
+    return Engine(client)
 
 
 class Engine:
@@ -85,16 +185,6 @@ class Engine:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._api = client.api
-
-    @classmethod
-    def connect(cls, timeout: int = 300) -> Engine:
-        try:
-            client = docker.from_env(timeout=timeout)
-            client.ping()
-        except Exception as exc:  # noqa: BLE001 - every failure here means "no engine"
-            raise EngineUnavailable(f"cannot reach the Docker engine: {exc}", ENGINE_HINT
-                                    ) from None
-        return cls(client)
 
     def close(self) -> None:
         self._client.close()
@@ -110,6 +200,7 @@ class Engine:
             runtimes=tuple(sorted((raw.get("Runtimes") or {}).keys())),
             default_runtime=str(raw.get("DefaultRuntime", "")),
             cdi_spec_dirs=tuple(raw.get("CDISpecDirs") or ()),
+            engine_id=str(raw.get("ID") or ""),
         )
 
     # --- images -----------------------------------------------------------------------------
@@ -119,9 +210,6 @@ class Engine:
             return str(self._api.inspect_image(ref)["Id"])
         return None
 
-    def image_exists(self, ref: str) -> bool:
-        return self.image_id(ref) is not None
-
     def inspect_image(self, ref: str) -> dict[str, Any]:
         with _calling(f"inspecting image {ref}"):
             return dict(self._api.inspect_image(ref))
@@ -129,13 +217,6 @@ class Engine:
     def remove_image(self, ref: str, force: bool = False) -> None:
         with _calling(f"removing image {ref}", missing=docker.errors.ImageNotFound):
             self._api.remove_image(ref, force=force)
-
-    def tag_image(self, ref: str, tag: str) -> None:
-        repo, _, version = tag.rpartition(":")
-        if not repo or "/" in version:
-            repo, version = tag, "latest"
-        with _calling(f"tagging {ref} as {tag}"):
-            self._api.tag(ref, repo, version)
 
     def build(
         self,
@@ -180,22 +261,16 @@ class Engine:
     def run_once(self, image: str, command: Sequence[str], timeout: float = 60) -> str:
         """Run ``command`` in a throwaway container of ``image``; its stdout, or an error with
         the output when it exits non-zero. For short probes (which Python an image has)."""
-        container = self.create_container(
+        done = self.run_container(
             {"Image": image, "Entrypoint": [], "Cmd": list(command), "User": "0",
-             "NetworkDisabled": True, "HostConfig": {"NetworkMode": "none"}},
-        )
-        try:
-            self.start(container)
-            status = self.wait(container, timeout)
-            out = self.logs(container)
-        finally:
-            self.remove_container(container, force=True)
-        if status != 0:
+             "NetworkDisabled": True, "HostConfig": {"NetworkMode": "none"}}, timeout)
+        if done.status != 0:
             raise LauncherError(
-                f"probing image {image} with {' '.join(command)} exited {status}: {out.strip()}",
+                f"probing image {image} with {' '.join(command)} exited {done.status}: "
+                f"{done.output.strip()}",
                 "check that the image runs here (docker run --rm IMAGE ...)",
             )
-        return out
+        return done.output
 
     # --- containers -------------------------------------------------------------------------
     def create_container(self, body: Mapping[str, Any], name: str | None = None) -> str:
@@ -207,6 +282,27 @@ class Engine:
     def start(self, container: str) -> None:
         with _calling(f"starting container {container[:12]}"):
             self._api.start(container)
+
+    def run_container(self, body: Mapping[str, Any], timeout: float,
+                      archives: Sequence[tuple[str, bytes]] = ()) -> ContainerExit:
+        """Create a container from ``body``, unpack each ``(path, tar)`` of ``archives`` into
+        it, start it, wait for its end, read its output and remove it (also when any step
+        fails: the step's error is raised)."""
+        container = self.create_container(body)
+        try:
+            for path, data in archives:
+                self.put_archive(container, path, data)
+            self.start(container)
+            status = self.wait(container, timeout)
+            return ContainerExit(status, self.logs(container))
+        finally:
+            self.remove_container(container, force=True)
+
+    def find_container(self, name: str) -> dict[str, Any] | None:
+        """``docker inspect NAME``, or None when there is no such container."""
+        with _calling(f"inspecting container {name}", missing=docker.errors.NotFound):
+            return dict(self._api.inspect_container(name))
+        return None
 
     def inspect_container(self, container: str) -> dict[str, Any]:
         with _calling(f"inspecting container {container[:12]}"):
@@ -252,12 +348,6 @@ class Engine:
             for chunk in self._api.logs(container, stream=True, follow=follow,
                                         tail="all" if tail is None else tail):
                 yield bytes(chunk).decode(errors="replace")
-
-    def health(self, container: str) -> str | None:
-        """``starting`` / ``healthy`` / ``unhealthy``, or None without a HEALTHCHECK."""
-        state = self.inspect_container(container).get("State") or {}
-        health = state.get("Health")
-        return None if not health else str(health.get("Status"))
 
     def put_archive(self, container: str, path: str, data: bytes) -> None:
         """Unpack the tar ``data`` into ``path`` of a (created) container: works on a remote

@@ -1,5 +1,5 @@
 """The flags of ``launcher up`` and ``launcher build``: their argparse groups and their parsed
-values (:class:`RunOptions`, :class:`BuildOptions`), every one already what the Engine API takes.
+values (:class:`PlanOptions`, :class:`BuildOptions`), every one already what the Engine API takes.
 
 Each value goes through a pure parser (:mod:`launcher._flags`, :mod:`launcher._limits`, :mod:`launcher._gpus`); a bad one
 is a :class:`UsageError` (exit 2) that echoes it, with a ``hint:`` for the flag.
@@ -36,11 +36,11 @@ __all__ = [
     "DEFAULT_NAME",
     "STACK_BYTES",
     "BuildOptions",
-    "RunOptions",
+    "PlanOptions",
     "add_build_options",
     "add_run_options",
     "build_options_from_args",
-    "run_options_from_args",
+    "plan_options_from_args",
 ]
 
 DEFAULT_NAME = "gpu-launcher"
@@ -131,8 +131,10 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """``up``'s flags, parsed: every value already what the Engine API takes."""
+class PlanOptions:
+    """``up``'s flags, parsed: what the plan is made from (the container and its image), every
+    value already what the Engine API takes. How ``up`` executes the plan is
+    :class:`launcher._up.UpPolicy`."""
 
     name: str = DEFAULT_NAME
     gpus: tuple[DeviceRequest, ...] = ()
@@ -192,8 +194,8 @@ def _read_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
     return _flag("--env-file", path, lambda p: parse_env_file(data, p, environ))  # type: ignore[no-any-return]
 
 
-def run_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
-                          cwd: str) -> RunOptions:
+def plan_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
+                          cwd: str) -> PlanOptions:
     """Parse ``up``'s raw flag strings; a bad value → :class:`UsageError` echoing it (exit 2)."""
     if args.require_gpu and not args.gpus:
         raise UsageError("--require-gpu needs --gpus", hint="add --gpus all")
@@ -205,7 +207,7 @@ def run_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
     for path in args.env_file:
         env += _read_env_file(path, environ)
     env += [_flag("--env", e, lambda v: parse_env(v, environ)) for e in args.env]
-    return RunOptions(
+    return PlanOptions(
         name=_flag("--name", args.name, validate_name),
         gpus=tuple(_flag("--gpus", g, parse_gpus) for g in args.gpus),
         gpus_raw=tuple(args.gpus),

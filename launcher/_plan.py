@@ -8,16 +8,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from launcher._build import ROOT, BuildSpec, image_tag
 from launcher._cuda import CudaChoice, GpuNeed, NoCudaFits, choose_cuda, cuda_table, format_version
 from launcher._errors import LauncherError
 from launcher._flags import parse_publish, port_maps
 from launcher._gpus import DeviceRequest
 from launcher._limits import Ulimit, merge_ulimits
-from launcher._options import CONTAINER_PORT, CPU_BASE_IMAGE, STACK_BYTES, BuildOptions, RunOptions
+from launcher._options import CONTAINER_PORT, CPU_BASE_IMAGE, STACK_BYTES, BuildOptions, PlanOptions
 from launcher._probe import GpuInfo, Probe
 
 __all__ = [
@@ -27,10 +28,10 @@ __all__ = [
     "ROOT",
     "Plan",
     "build_inputs",
+    "cuda_choice",
     "make_plan",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent  # the build context: Dockerfile, service/, locks
 CPU_DOCKERFILE = "Dockerfile"
 GPU_DOCKERFILE = "Dockerfile.gpu"
 WHEELHOUSE_MOUNT = "/wheelhouse"  # where the Dockerfiles find the in-context wheelhouse
@@ -45,13 +46,11 @@ DEFAULT_ULIMITS = (Ulimit("memlock", -1, -1), Ulimit("stack", STACK_BYTES, STACK
 
 @dataclass(frozen=True)
 class Plan:
+    """What ``up`` runs: the image (``build``, the build that makes it when it is missing) and
+    the container (``create``, the Engine API body)."""
+
     name: str
-    image: str
-    dockerfile: str
-    base_image: str
-    build_args: Mapping[str, str]
-    wheelhouse: Path | None
-    no_cache: bool
+    build: BuildSpec
     gpu: bool
     cuda: CudaChoice | None
     explanation: str
@@ -59,18 +58,29 @@ class Plan:
     warnings: tuple[str, ...] = ()
 
     @property
+    def image(self) -> str:
+        return self.build.tag
+
+    @property
     def plan_hash(self) -> str:
         return str(self.create["Labels"][LABEL_PLAN])
 
+    def with_build(self, build: BuildSpec) -> Plan:
+        """This plan with ``build`` instead (e.g. a new content-hash tag once the wheelhouse is
+        filled): the create body's image and plan label follow."""
+        return replace(self, build=build, create=_with_plan_label({**self.create,
+                                                                   "Image": build.tag}))
+
     def to_json(self) -> dict[str, Any]:
+        build = self.build
         return {
             "name": self.name,
             "image": self.image,
-            "dockerfile": self.dockerfile,
-            "base_image": self.base_image,
-            "build_args": dict(self.build_args),
-            "wheelhouse": str(self.wheelhouse) if self.wheelhouse else None,
-            "no_cache": self.no_cache,
+            "dockerfile": build.dockerfile,
+            "base_image": build.base_image,
+            "build_args": dict(build.build_args),
+            "wheelhouse": str(build.wheelhouse) if build.wheelhouse else None,
+            "no_cache": build.no_cache,
             "gpu": self.gpu,
             "cuda": self.cuda.to_json() if self.cuda else None,
             "explanation": self.explanation,
@@ -127,7 +137,7 @@ def _selected(gpus: Sequence[GpuInfo], requests: Sequence[DeviceRequest]) -> lis
     return [chosen[i] for i in sorted(chosen)]
 
 
-def _gpu_warnings(options: RunOptions, selected: Sequence[GpuInfo]) -> list[str]:
+def _gpu_warnings(options: PlanOptions, selected: Sequence[GpuInfo]) -> list[str]:
     warnings = []
     for raw, req in zip(options.gpus_raw, options.gpus, strict=True):
         if req.device_ids is not None and req.count != 0:
@@ -143,7 +153,7 @@ def _gpu_warnings(options: RunOptions, selected: Sequence[GpuInfo]) -> list[str]
     return warnings
 
 
-def _binds(options: RunOptions) -> tuple[list[str], dict[str, Any]]:
+def _binds(options: PlanOptions) -> tuple[list[str], dict[str, Any]]:
     """Binds (named volumes for /models and /data unless -v names those targets) and the
     anonymous volumes (``Config.Volumes``)."""
     targets = {v.target for v in options.volumes}
@@ -153,13 +163,13 @@ def _binds(options: RunOptions) -> tuple[list[str], dict[str, Any]]:
     return binds, anonymous
 
 
-def _env(options: RunOptions, gpu: bool) -> list[str]:
+def _env(options: PlanOptions, gpu: bool) -> list[str]:
     user_keys = {e.partition("=")[0] for e in options.env}
     defaults = [f"DEVICE={'cuda' if gpu else 'cpu'}"]
     return [d for d in defaults if d.partition("=")[0] not in user_keys] + list(options.env)
 
 
-def _create_body(options: RunOptions, image: str, device_requests: list[dict[str, Any]] | None
+def _create_body(options: PlanOptions, image: str, device_requests: list[dict[str, Any]] | None
                  ) -> dict[str, Any]:
     publish = options.publish or tuple(
         parse_publish(f"127.0.0.1:{CONTAINER_PORT}:{CONTAINER_PORT}"))
@@ -188,9 +198,29 @@ def _create_body(options: RunOptions, image: str, device_requests: list[dict[str
     }
     if anonymous:
         body["Volumes"] = anonymous
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    body["Labels"][LABEL_PLAN] = digest
-    return body
+    return _with_plan_label(body)
+
+
+def _with_plan_label(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` labelled with the hash of everything else in it: the container changes exactly
+    when the label does."""
+    labels = {k: v for k, v in body["Labels"].items() if k != LABEL_PLAN}
+    unlabelled = {**body, "Labels": labels}
+    digest = hashlib.sha256(json.dumps(unlabelled, sort_keys=True).encode()).hexdigest()[:16]
+    return {**unlabelled, "Labels": {**labels, LABEL_PLAN: digest}}
+
+
+def cuda_choice(probe: Probe | None, gpus: Sequence[GpuInfo],
+                pinned: tuple[int, int] | None) -> CudaChoice:
+    """The CUDA image and torch wheel for ``gpus`` on ``probe``'s driver (None: not probed),
+    as ``launcher up`` and ``launcher build --gpu`` both choose them; when none fits, a
+    :class:`LauncherError` (exit 1) with the chooser's explanation and hint."""
+    try:
+        return choose_cuda(cuda_table(), probe.driver_version if probe else None,
+                           probe.cuda_driver_version if probe else None,
+                           [GpuNeed(g.name, g.compute_capability) for g in gpus], pinned)
+    except NoCudaFits as exc:
+        raise LauncherError(exc.explanation, hint=exc.hint) from None
 
 
 TagFn = Callable[..., str]
@@ -198,12 +228,10 @@ TagFn = Callable[..., str]
 
 def _default_tag(root: Path, dockerfile: str, build_args: Mapping[str, str],
                  wheelhouse: Path | None) -> str:
-    from launcher._build import image_tag
-
     return image_tag(root, dockerfile, build_args, wheelhouse=wheelhouse)
 
 
-def make_plan(options: RunOptions, probe: Probe | None, *, root: Path = ROOT,
+def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
               tag: TagFn = _default_tag, cpu_fallback: str | None = None) -> Plan:
     """Options + probe (None: ``--no-probe``) → :class:`Plan`.
 
@@ -231,16 +259,7 @@ def make_plan(options: RunOptions, probe: Probe | None, *, root: Path = ROOT,
                         "running on CPU")
     elif options.gpus:
         selected = _selected(probe.gpus, options.gpus) if probe is not None else []
-        try:
-            choice = choose_cuda(
-                cuda_table(),
-                probe.driver_version if probe else None,
-                probe.cuda_driver_version if probe else None,
-                [GpuNeed(g.name, g.compute_capability) for g in selected],
-                build.cuda,
-            )
-        except NoCudaFits as exc:
-            raise LauncherError(exc.explanation, hint=exc.hint) from None
+        choice = cuda_choice(probe, selected, build.cuda)
         warnings += _gpu_warnings(options, selected)
     if build.cuda is not None and choice is None:
         warnings.append(f"--cuda {format_version(build.cuda)} ignored: this is a CPU plan")
@@ -255,9 +274,13 @@ def make_plan(options: RunOptions, probe: Probe | None, *, root: Path = ROOT,
     else:
         explanation = f"CPU image from {base}" + (" (no GPU found)" if options.gpus else "")
     requests = [r.to_api() for r in options.gpus] if choice is not None else None
+    ours = {LABEL_MANAGED, LABEL_NAME, LABEL_PLAN}
+    spec = BuildSpec(dockerfile=dockerfile, base_image=base, build_args=build_args, tag=image,
+                     context=root, wheelhouse=build.wheelhouse, no_cache=build.no_cache,
+                     labels={k: v for k, v in options.labels.items() if k not in ours},
+                     verbose=build.verbose)
     return Plan(
-        name=options.name, image=image, dockerfile=dockerfile, base_image=base,
-        build_args=build_args, wheelhouse=build.wheelhouse, no_cache=build.no_cache,
-        gpu=choice is not None, cuda=choice, explanation=explanation,
-        create=_create_body(options, image, requests), warnings=tuple(warnings),
+        name=options.name, build=spec, gpu=choice is not None, cuda=choice,
+        explanation=explanation, create=_create_body(options, image, requests),
+        warnings=tuple(warnings),
     )

@@ -5,13 +5,15 @@ No NVML (no driver, no library) is a fact, not an error: an empty GPU list and t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from launcher._errors import LauncherError
 from service.nvml import NvmlUnavailable, load_nvml
 
-__all__ = ["GpuInfo", "Probe", "probe_host"]
+__all__ = ["GpuInfo", "Probe", "parse_probe_json", "probe_host"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,33 @@ class Probe:
             "gpus": [g.to_json() for g in self.gpus],
             "warnings": list(self.warnings),
         }
+
+
+def parse_probe_json(text: str) -> Probe:
+    """:meth:`Probe.to_json` as ``launcher probe --json`` prints it (from a container on a
+    remote engine) → :class:`Probe`. The container's log mixes in its stderr lines: the JSON is
+    the object from the line "{"."""
+    try:
+        start = 0 if text.startswith("{") else text.index("\n{\n") + 1
+        raw, _ = json.JSONDecoder().raw_decode(text, start)
+        cuda = raw.get("cuda_driver_version")
+        gpus = tuple(
+            GpuInfo(index=int(g["index"]), uuid=str(g["uuid"]), name=str(g["name"]),
+                    memory_total=int(g["memory_total_bytes"]),
+                    compute_capability=_version(g["compute_capability"]),
+                    mig_enabled=g.get("mig_enabled"))
+            for g in raw.get("gpus") or ())
+        return Probe(raw.get("driver_version"), _version(cuda) if cuda else None, gpus,
+                     reason=raw.get("reason"), warnings=tuple(raw.get("warnings") or ()))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LauncherError(f"the remote probe printed no probe JSON ({exc}): {text[:200]!r}",
+                            hint="skip the probe with --no-probe and pass --gpus as you need"
+                            ) from None
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, _, minor = str(text).partition(".")
+    return int(major), int(minor)
 
 
 def _text(value: Any) -> str:

@@ -8,18 +8,16 @@ import io
 import sys
 import tarfile
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from launcher._engine import Engine
+from launcher._build import ROOT, image_tag
+from launcher._engine import EngineAPI, connect, is_remote_engine
 from launcher._engine_errors import GpuRuntimeMissing, NotFound
 from launcher._errors import LauncherError
-from launcher._lifecycle import is_remote_engine, parse_probe_json
-from launcher._options import RunOptions
-from launcher._plan import LABEL_MANAGED, make_plan
-from launcher._probe import Probe, probe_host
-from launcher._up import connect
+from launcher._options import PlanOptions
+from launcher._plan import LABEL_MANAGED, build_inputs
+from launcher._probe import Probe, parse_probe_json, probe_host
 
 __all__ = ["probe_for", "remote_probe"]
 
@@ -33,7 +31,7 @@ _PROBE_REQUEST = {"Driver": "", "Count": -1, "DeviceIDs": None,
                   "Capabilities": [["gpu", "utility"]], "Options": {}}
 
 
-def probe_for(options: RunOptions, environ: Mapping[str, str], dry_run: bool,
+def probe_for(options: PlanOptions, environ: Mapping[str, str], dry_run: bool,
               load: Callable[[], Any]) -> Probe | None:
     """The probe the plan is made from: None for a CPU plan or ``--no-probe``; NVML here for
     a local engine; a container on the engine itself when ``DOCKER_HOST`` is remote."""
@@ -45,15 +43,17 @@ def probe_for(options: RunOptions, environ: Mapping[str, str], dry_run: bool,
         print("launcher: remote engine (DOCKER_HOST): a dry run does not probe it; --gpus taken "
               "as given", file=sys.stderr)
         return None
+    # The CPU service image of these build options (no plan: only its tag is needed).
+    dockerfile, _, build_args = build_inputs(None, options.build)
+    cpu_image = options.build.tag or image_tag(ROOT, dockerfile, build_args,
+                                               wheelhouse=options.build.wheelhouse)
     engine = connect(environ)
     try:
-        cpu = make_plan(replace(options, gpus=(), gpus_raw=(), require_gpu=False), None)
-        image = engine.image_id(cpu.image)
-        if image is None:
-            raise NotFound(f"the remote engine has no {cpu.image} to probe its GPUs with",
+        if engine.image_id(cpu_image) is None:
+            raise NotFound(f"the remote engine has no {cpu_image} to probe its GPUs with",
                            hint="build it there first (DOCKER_HOST=... launcher build), "
                                 "or skip the probe with --no-probe")
-        return remote_probe(engine, cpu.image)
+        return remote_probe(engine, cpu_image)
     finally:
         engine.close()
 
@@ -76,7 +76,7 @@ def _probe_archive() -> bytes:
     return buf.getvalue()
 
 
-def remote_probe(engine: Engine, image: str, timeout: float = 60,
+def remote_probe(engine: EngineAPI, image: str, timeout: float = 60,
                  request: Mapping[str, Any] | None = _PROBE_REQUEST,
                  labels: Mapping[str, str] | None = None) -> Probe:
     """``launcher probe --json`` in a throwaway container of ``image`` that requests every GPU
@@ -87,20 +87,15 @@ def remote_probe(engine: Engine, image: str, timeout: float = 60,
             "Labels": {**(labels or {}), LABEL_MANAGED: "probe"},
             "HostConfig": {"DeviceRequests": [dict(request)] if request else None,
                            "NetworkMode": "none"}}
-    container = engine.create_container(body)
     try:
-        engine.put_archive(container, "/tmp", _probe_archive())  # /tmp: in every image
-        try:
-            engine.start(container)
-        except GpuRuntimeMissing as exc:
-            why = exc.message.partition(": ")[2] or exc.message
-            return Probe(None, None, (), reason=f"the engine cannot give containers GPUs ({why})")
-        status = engine.wait(container, timeout)
-        out = engine.logs(container)
-    finally:
-        engine.remove_container(container, force=True)
-    if status != 0:
-        raise LauncherError(f"probing the remote engine's GPUs in {image} exited {status}: "
+        # /tmp: in every image
+        done = engine.run_container(body, timeout, archives=[("/tmp", _probe_archive())])
+    except GpuRuntimeMissing as exc:
+        return Probe(None, None, (),
+                     reason=f"the engine cannot give containers GPUs ({exc.detail})")
+    out = done.output
+    if done.status != 0:
+        raise LauncherError(f"probing the remote engine's GPUs in {image} exited {done.status}: "
                             f"{out.strip().splitlines()[-1] if out.strip() else 'no output'}",
                             hint="skip the probe with --no-probe and pass --gpus as you need")
     return parse_probe_json(out)

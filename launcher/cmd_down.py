@@ -4,14 +4,14 @@ period) and remove its container; its named volumes stay unless --volumes."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
+from launcher._engine import connect
 from launcher._errors import LauncherError
 from launcher._options import DEFAULT_NAME
 from launcher._plan import LABEL_MANAGED, LABEL_NAME
-from launcher._up import STOP_GRACE, connect, find_container
+from launcher._up import STOP_GRACE
 
 __all__ = ["add_parser", "run"]
 
@@ -32,9 +32,9 @@ def _log(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    engine = connect(os.environ)
+    engine = connect()
     try:
-        existing = find_container(engine, args.name)
+        existing = engine.find_container(args.name)
         if existing is None:
             _log(f"no container {args.name}")
         else:

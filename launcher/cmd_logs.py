@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
+from launcher._engine import connect
 from launcher._engine_errors import NotFound
 from launcher._options import DEFAULT_NAME
-from launcher._up import connect, find_container
 
 __all__ = ["add_parser", "run"]
 
@@ -24,9 +23,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    engine = connect(os.environ)
+    engine = connect()
     try:
-        if find_container(engine, args.name) is None:
+        if engine.find_container(args.name) is None:
             raise NotFound(f"no container {args.name}",
                            hint="list the containers launcher manages: launcher status")
         for chunk in engine.stream_logs(args.name, tail=args.tail, follow=args.follow):

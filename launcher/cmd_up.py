@@ -13,15 +13,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from launcher._lifecycle import is_remote_engine
-from launcher._options import RunOptions, add_build_options, add_run_options, run_options_from_args
+from launcher._engine import is_remote_engine
+from launcher._engine_memory import cache_dir
+from launcher._options import add_build_options, add_run_options, plan_options_from_args
 from launcher._plan import Plan, make_plan
-from launcher._probe import Probe
 from launcher._remote_probe import probe_for
-from launcher._up import UpOptions, up
+from launcher._up import UpPolicy, up
 from service.nvml import load_nvml
 
-__all__ = ["add_parser", "execute", "format_plan", "run"]
+__all__ = ["add_parser", "format_plan", "run"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,7 +49,7 @@ def format_plan(plan: Plan) -> str:
                       for port, binds in host["PortBindings"].items() for b in binds)
     lines = [
         f"name:    {plan.name}",
-        f"image:   {plan.image} ({plan.dockerfile} from {plan.base_image})",
+        f"image:   {plan.image} ({plan.build.dockerfile} from {plan.build.base_image})",
         f"gpus:    {json.dumps(host['DeviceRequests']) if plan.gpu else 'none (CPU)'}",
         f"ports:   {ports}",
         f"volumes: {', '.join(host['Binds'])}",
@@ -57,24 +57,19 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def execute(plan: Plan, options: RunOptions, args: argparse.Namespace,
-            probe: Probe | None = None) -> int:
-    """Build, preflight, run and wait (the lifecycle: :mod:`launcher._up`)."""
-    remote = is_remote_engine(os.environ.get("DOCKER_HOST"))
-    return up(plan, options, UpOptions(build=args.build, no_build=args.no_build,
-                                       timeout=args.timeout, remote=remote), probe)
-
-
 def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
-    options = run_options_from_args(args, os.environ, os.getcwd())
+    options = plan_options_from_args(args, os.environ, os.getcwd())
     # A CPU plan needs no probe; --no-probe takes --gpus as given; a remote engine is probed
     # on that engine.
     probe = probe_for(options, os.environ, args.dry_run, load)
-    plan = make_plan(options, probe)
+    plan = make_plan(options, probe)  # once: up executes this plan (or its CPU fallback)
     print(f"launcher: {plan.explanation}", file=sys.stderr)
     for warning in plan.warnings:
         print(f"launcher: warning: {warning}", file=sys.stderr)
     if args.dry_run:
         print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
         return 0
-    return execute(plan, options, args, probe)
+    policy = UpPolicy(build=args.build, no_build=args.no_build, timeout=args.timeout,
+                      remote=is_remote_engine(os.environ.get("DOCKER_HOST")),
+                      state_dir=cache_dir(os.environ))
+    return up(plan, options, policy)

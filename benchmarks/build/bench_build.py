@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from launcher._build import ContextFile, context_files, write_context_tar
-from launcher._engine import Engine
+from launcher._engine import Engine, connect
 
 STANDIN = "gpu-launcher/standin-bookworm:latest"
 NAIVE_BASE = "python:3.11"
@@ -93,10 +93,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/build.json")
     parser.add_argument("--wheelhouse", type=Path, default=ROOT / ".cache/wheelhouse")
     args = parser.parse_args()
-    engine = Engine.connect(timeout=3600)
+    engine = connect(timeout=3600)
     tags: list[str] = []
     results: dict[str, Any] = {"engine": engine.info().server_version, "base": STANDIN}
-    made_base = not engine.image_exists(NAIVE_BASE)
+    made_base = engine.image_id(NAIVE_BASE) is None
     try:
         if made_base:
             subprocess.run([str(ROOT / "scripts/standin-images"), NAIVE_BASE], check=True)

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from launcher._engine import Engine
+from launcher._cuda import cuda_table
+from launcher._engine import connect
 from launcher._wheelhouse import PROBE_COMMAND, fill_wheelhouse, parse_probe
 from tests.conftest import IN_CI, ROOT, TEST_LABEL, unique
 
@@ -83,13 +84,12 @@ def image_labels() -> dict[str, str]:
 def wheelhouse(standin_image: str) -> Path:
     """.cache/wheelhouse holding requirements.lock's wheels for the stand-in's Python (pip
     downloads only what is missing; torch comes from pip's own find-links when it has it)."""
-    engine = Engine.connect()
+    engine = connect()
     try:
         target = parse_probe(engine.run_once(standin_image, PROBE_COMMAND), standin_image)
     finally:
         engine.close()
-    fill_wheelhouse(WHEELHOUSE, ROOT / "requirements.lock", target,
-                    "https://download.pytorch.org/whl/cpu")
+    fill_wheelhouse(WHEELHOUSE, ROOT / "requirements.lock", target, cuda_table().cpu_index_url)
     return WHEELHOUSE
 
 

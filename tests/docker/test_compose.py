@@ -20,7 +20,7 @@ import requests
 
 from launcher._build import IMAGE_REPO
 from launcher._gpus import parse_gpus
-from launcher._options import RunOptions
+from launcher._options import PlanOptions
 from launcher._plan import Plan, make_plan
 from tests.conftest import IN_CI, ROOT, TEST_LABEL, free_port, unique
 from tests.docker.conftest import BuiltImage
@@ -166,7 +166,7 @@ def test_compose_names_volumes_for_models_data_and_metrics() -> None:
 
 def _plan(gpu: bool) -> Plan:
     """What `launcher up [--gpus all] --no-probe` would create (compose can't probe either)."""
-    options = RunOptions(gpus=(parse_gpus("all"),), gpus_raw=("all",)) if gpu else RunOptions()
+    options = PlanOptions(gpus=(parse_gpus("all"),), gpus_raw=("all",)) if gpu else PlanOptions()
     return make_plan(options, None, tag=lambda *_: "unused")
 
 
@@ -224,7 +224,7 @@ def test_compose_predictor_matches_launcher_up(files: tuple[Path, ...], gpu: boo
                          ids=["gpu", "cpu"])
 def test_compose_builds_the_image_launcher_up_builds(files: tuple[Path, ...], gpu: bool) -> None:
     build, plan = config(files)["services"]["predictor"]["build"], _plan(gpu)
-    assert (build["dockerfile"], build["args"]) == (plan.dockerfile, dict(plan.build_args))
+    assert (build["dockerfile"], build["args"]) == (plan.build.dockerfile, dict(plan.build.build_args))
 
 
 def _dashboard_exprs() -> list[str]:

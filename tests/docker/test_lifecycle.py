@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import requests
 
-from launcher._engine import Engine
-from launcher._lifecycle import TOOLKIT_HINT
+from launcher._engine import connect
+from launcher._engine_errors import TOOLKIT_HINT
 from launcher._remote_probe import remote_probe
 from tests.clihelpers import has_nvml, run_launcher
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
@@ -312,7 +312,7 @@ def test_the_remote_probe_runs_launcher_probe_inside_the_service_image(
         return {v.name for v in docker_client.volumes.list(filters={"dangling": True})}
 
     before = dangling_volumes()
-    engine = Engine.connect()
+    engine = connect()
     try:
         # No GPU requested: the copied-in probe runs and finds no NVML, as on a CPU host.
         plain = remote_probe(engine, service.tag, request=None, labels=TEST_LABEL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import docker.errors
@@ -12,10 +13,12 @@ import pytest
 import requests
 
 from launcher._build import BuildProgress, BuildStep
+from launcher._builder import probe_base
 from launcher._cli import build_parser, main
 from launcher._engine import engine_error
 from launcher._engine_errors import (
     ContainerConflict,
+    EngineError,
     EngineUnavailable,
     GpuRuntimeMissing,
     NotFound,
@@ -25,6 +28,7 @@ from launcher._errors import LauncherError
 from launcher._options import build_options_from_args
 from launcher.cmd_build import parse_label
 from tests.conftest import ROOT
+from tests.fakeengine import FakeEngineBase
 
 
 @pytest.mark.parametrize(
@@ -113,13 +117,13 @@ def api_error(explanation: str, status: int = 500) -> docker.errors.APIError:
         (api_error('could not select device driver "" with capabilities: [[gpu]]'),
          GpuRuntimeMissing,
          'starting container: could not select device driver "" with capabilities: [[gpu]]',
-         "install the NVIDIA Container Toolkit and restart the engine, or run with --gpus none"),
+         "install the NVIDIA Container Toolkit and restart the engine, or run without --gpus"),
         (api_error("driver failed programming external connectivity on endpoint x: Bind for "
                    "127.0.0.1:8000 failed: port is already allocated"),
          PortInUse,
          ("starting container: driver failed programming external connectivity on endpoint x: "
          "Bind for 127.0.0.1:8000 failed: port is already allocated"),
-         "choose another --port, or stop what holds it (docker ps)"),
+         "publish another host port (-p 127.0.0.1:PORT:8000), or stop what holds it (docker ps)"),
         (api_error('Conflict. The container name "/svc" is already in use by container "ab".',
                    409),
          ContainerConflict,
@@ -131,7 +135,7 @@ def api_error(explanation: str, status: int = 500) -> docker.errors.APIError:
         (requests.ConnectionError("refused"), EngineUnavailable,
          "cannot reach the Docker engine while starting container: refused",
          "start it (scripts/setup --engine, or systemctl start docker) or set DOCKER_HOST"),
-        (api_error("something odd"), LauncherError, "starting container: something odd",
+        (api_error("something odd"), EngineError, "starting container: something odd",
          "see the engine's log (journalctl -u docker)"),
     ],
     ids=["no-gpu-runtime", "port", "name", "no-image", "no-engine", "other"],
@@ -160,7 +164,7 @@ def test_dockerfiles_are_hadolint_clean(dockerfile: str) -> None:
     assert (result.returncode, result.stdout) == (0, "")
 
 
-class FakeEngine:
+class FakeEngine(FakeEngineBase):
     """The two Engine calls the wheelhouse probe makes."""
 
     def __init__(self, image_id: str | None) -> None:
@@ -169,26 +173,22 @@ class FakeEngine:
     def image_id(self, ref: str) -> str | None:
         return self.id
 
-    def run_once(self, image: str, command: object) -> str:
+    def run_once(self, image: str, command: Sequence[str], timeout: float = 60) -> str:
         self.runs += 1
         return "python=3.11\nmachine=x86_64\nglibc=2.36\n"
 
 
 def test_the_base_image_probe_runs_once_per_image_id(tmp_path: Path) -> None:
-    from launcher.cmd_build import _probe_base
-
     engine = FakeEngine("sha256:" + "ab" * 32)
-    outputs = [_probe_base(engine, "base:1", tmp_path) for _ in range(2)]  # type: ignore[arg-type]
+    outputs = [probe_base(engine, "base:1", tmp_path) for _ in range(2)]
     assert outputs == ["python=3.11\nmachine=x86_64\nglibc=2.36\n"] * 2
     assert engine.runs == 1
     assert [p.name for p in tmp_path.iterdir()] == [".probe-" + "ab" * 8]
 
 
 def test_a_missing_base_image_is_named_with_the_way_to_get_it(tmp_path: Path) -> None:
-    from launcher.cmd_build import _probe_base
-
     with pytest.raises(LauncherError) as info:
-        _probe_base(FakeEngine(None), "nvidia/cuda:1", tmp_path)  # type: ignore[arg-type]
+        probe_base(FakeEngine(None), "nvidia/cuda:1", tmp_path)
     assert info.value.message == (
         "base image nvidia/cuda:1 is not here, and --wheelhouse needs to ask its Python")
     assert info.value.hint == (

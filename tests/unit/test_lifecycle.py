@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from launcher._engine import is_remote_engine
+from launcher._engine_errors import DriverTooOld, MemlockRefused, classify
 from launcher._errors import LauncherError
 from launcher._gpus import parse_gpus
 from launcher._lifecycle import (
@@ -16,22 +18,15 @@ from launcher._lifecycle import (
     Verdict,
     curl_example,
     decide,
-    driver_too_old,
-    format_status,
     gpu_runtime_missing,
-    gpus_assigned,
-    is_remote_engine,
     judge_readiness,
     may_fall_back,
-    memlock_refused,
     named_volumes,
-    parse_probe_json,
-    parse_timestamp,
     service_url,
-    status_row,
     with_memlock,
 )
-from launcher._probe import GpuInfo, Probe
+from launcher._probe import GpuInfo, Probe, parse_probe_json
+from launcher.cmd_status import format_status, gpus_assigned, parse_timestamp, status_row
 
 MANAGED = {"org.gpu-launcher.managed": "true", "org.gpu-launcher.name": "svc",
            "org.gpu-launcher.plan": "aaaa"}
@@ -252,7 +247,7 @@ def test_parse_probe_json_rejects_other_output() -> None:
     ("port is already allocated", False),
 ], ids=["memlock", "nofile", "other"])
 def test_memlock_refused(message: str, expected: bool) -> None:
-    assert memlock_refused(message) is expected
+    assert isinstance(classify(message, "starting container"), MemlockRefused) is expected
 
 
 def test_with_memlock_caps_only_memlock_and_keeps_the_plan_label() -> None:
@@ -271,4 +266,8 @@ def test_with_memlock_caps_only_memlock_and_keeps_the_plan_label() -> None:
     ('could not select device driver "" with capabilities: [[gpu]]', False),
 ], ids=["require-cuda", "no-runtime"])
 def test_driver_too_old(message: str, expected: bool) -> None:
-    assert driver_too_old(message) is expected
+    error = classify(message, "starting container")
+    assert isinstance(error, DriverTooOld) is expected
+    if isinstance(error, DriverTooOld):  # the daemon's text, and the condition it names
+        assert error.detail == message
+        assert error.requirement == "cuda>=13.0, please update your driver to a newer version"

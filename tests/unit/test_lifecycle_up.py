@@ -4,46 +4,49 @@ real process, and the archive the remote probe (launcher/_remote_probe.py) copie
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from launcher import _remote_probe, _up
+from launcher._build import BuildSpec
 from launcher._cli import build_parser
 from launcher._engine import EngineInfo
-from launcher._engine_errors import BuildFailed, GpuRuntimeMissing, NotFound
+from launcher._engine_errors import TOOLKIT_HINT, BuildFailed, GpuRuntimeMissing, classify
 from launcher._errors import LauncherError
 from launcher._gpus import parse_gpus
-from launcher._lifecycle import TOOLKIT_HINT
 from launcher._limits import parse_ulimit
-from launcher._options import RunOptions, run_options_from_args
+from launcher._options import PlanOptions, plan_options_from_args
 from launcher._plan import Plan, make_plan
 from launcher._probe import GpuInfo, Probe
-from launcher.cmd_build import BuildSpec
 from tests.clihelpers import run_launcher
+from tests.fakeengine import FakeEngineBase
 
 H100 = GpuInfo(0, "GPU-h100", "NVIDIA H100 80GB HBM3", 80 << 30, (9, 0), False)
 PROBE = Probe("580.65.06", (13, 0), (H100,))
 
 
-def options(*gpus: str, require_gpu: bool = False) -> RunOptions:
-    return RunOptions(name="svc", gpus=tuple(parse_gpus(g) for g in gpus), gpus_raw=gpus,
+def options(*gpus: str, require_gpu: bool = False) -> PlanOptions:
+    return PlanOptions(name="svc", gpus=tuple(parse_gpus(g) for g in gpus), gpus_raw=gpus,
                       require_gpu=require_gpu)
 
 
-def plan_for(opts: RunOptions) -> Plan:
+def plan_for(opts: PlanOptions) -> Plan:
     return make_plan(opts, PROBE if opts.gpus else None, tag=lambda *_: "img:1")
 
 
 @dataclass
-class FakeEngine:
+class FakeEngine(FakeEngineBase):
     runtimes: tuple[str, ...] = ("io.containerd.runc.v2", "runc")
     inspects: list[dict[str, Any]] = field(default_factory=list)
     existing: dict[str, Any] | None = None
     calls: list[str] = field(default_factory=list)
     memlock_max: int | None = None  # the engine's own hard memlock limit (None: unlimited)
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    engine_id: str = ""
+    refused: int = 0  # starts the engine refused for memlock
 
     def image_id(self, ref: str) -> str | None:
         return "sha256:1" if ref == "img:1" else None
@@ -52,13 +55,12 @@ class FakeEngine:
         self.calls.append("close")
 
     def info(self) -> EngineInfo:
-        return EngineInfo("20.10.24", "1.41", self.runtimes, "runc", ())
+        return EngineInfo("20.10.24", "1.41", self.runtimes, "runc", (), self.engine_id)
 
-    def inspect_container(self, ref: str) -> dict[str, Any]:
-        if ref == "svc" and self.existing is None:
-            raise NotFound("no such container")
-        if ref == "svc" and self.existing is not None:
-            return self.existing
+    def find_container(self, name: str) -> dict[str, Any] | None:
+        return self.existing if name == "svc" else None
+
+    def inspect_container(self, container: str) -> dict[str, Any]:
         return self.inspects.pop(0) if len(self.inspects) > 1 else self.inspects[0]
 
     def logs(self, container: str, tail: int | None = None) -> str:
@@ -70,9 +72,9 @@ class FakeEngine:
     def remove_container(self, container: str, force: bool = False) -> None:
         self.calls.append(f"remove {container}")
 
-    def create_container(self, body: dict[str, Any], name: str | None = None) -> str:
+    def create_container(self, body: Mapping[str, Any], name: str | None = None) -> str:
         self.calls.append(f"create {name}")
-        self.bodies.append(body)
+        self.bodies.append(dict(body))
         return "new0123456789"
 
     def start(self, container: str) -> None:
@@ -80,15 +82,18 @@ class FakeEngine:
         memlock = next(u["Hard"] for u in self.bodies[-1]["HostConfig"]["Ulimits"]
                        if u["Name"] == "memlock")
         if self.memlock_max is not None and not 0 <= memlock <= self.memlock_max:
-            raise LauncherError("starting container new0: error setting rlimit type 8: "
-                                "operation not permitted: unknown")
+            self.refused += 1
+            refused = classify("error setting rlimit type 8: operation not permitted: unknown",
+                               "starting container new0")  # as the real engine maps it
+            assert refused is not None
+            raise refused
 
 
 def test_preflight_falls_back_to_cpu_for_gpus_all_without_a_gpu_runtime(
         capsys: pytest.CaptureFixture[str]) -> None:
     opts = options("all")
-    plan = _up.preflight(FakeEngine(), plan_for(opts), opts)  # type: ignore[arg-type]
-    assert (plan.gpu, plan.dockerfile, plan.create["HostConfig"]["DeviceRequests"]) == (
+    plan = _up.preflight(FakeEngine(), plan_for(opts), opts)
+    assert (plan.gpu, plan.build.dockerfile, plan.create["HostConfig"]["DeviceRequests"]) == (
         False, "Dockerfile", None)
     assert capsys.readouterr().err == (
         "launcher: warning: --gpus all: the Docker engine has no NVIDIA runtime (runtimes: "
@@ -105,7 +110,7 @@ def test_preflight_refuses_named_devices_and_require_gpu(gpus: tuple[str, ...], 
                                                          message: str) -> None:
     opts = options(*gpus, require_gpu=require)
     with pytest.raises(GpuRuntimeMissing) as exc:
-        _up.preflight(FakeEngine(), plan_for(opts), opts)  # type: ignore[arg-type]
+        _up.preflight(FakeEngine(), plan_for(opts), opts)
     assert (exc.value.message, exc.value.hint) == (message, TOOLKIT_HINT)
 
 
@@ -113,13 +118,13 @@ def test_preflight_passes_a_gpu_plan_when_the_engine_has_the_nvidia_runtime() ->
     opts = options("all")
     plan = plan_for(opts)
     engine = FakeEngine(runtimes=("nvidia", "runc"))
-    assert _up.preflight(engine, plan, opts) is plan  # type: ignore[arg-type]
+    assert _up.preflight(engine, plan, opts) is plan
 
 
 def test_preflight_leaves_a_no_probe_gpu_plan_to_the_engine() -> None:
     opts = replace(options("all"), build=replace(options().build, no_probe=True))
     plan = make_plan(opts, None, tag=lambda *_: "img:1")
-    assert _up.preflight(FakeEngine(), plan, opts) is plan  # type: ignore[arg-type]
+    assert _up.preflight(FakeEngine(), plan, opts) is plan
 
 
 def managed(plan: Plan, running: bool = True) -> dict[str, Any]:
@@ -130,7 +135,7 @@ def managed(plan: Plan, running: bool = True) -> dict[str, Any]:
 def test_up_again_with_the_same_plan_leaves_the_container_alone() -> None:
     plan = plan_for(options())
     engine = FakeEngine(existing=managed(plan))
-    assert _up.ensure_container(engine, plan, "sha256:1") == "old0123456789"  # type: ignore[arg-type]
+    assert _up.ensure_container(engine, plan, "sha256:1") == "old0123456789"
     assert engine.calls == []
 
 
@@ -138,7 +143,7 @@ def test_up_with_a_changed_plan_replaces_the_container() -> None:
     old = plan_for(options())
     new = plan_for(replace(options(), env=("LOG_LEVEL=debug",)))
     engine = FakeEngine(existing=managed(old))
-    assert _up.ensure_container(engine, new, "sha256:1") == "new0123456789"  # type: ignore[arg-type]
+    assert _up.ensure_container(engine, new, "sha256:1") == "new0123456789"
     assert engine.calls == ["stop old0123456789 10", "remove old0123456789", "create svc",
                             "start new0123456789"]
 
@@ -160,7 +165,7 @@ def shell_memlock(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_memlock_unlimited_refused_is_capped_at_the_shells_limit_with_a_warning(
         capsys: pytest.CaptureFixture[str]) -> None:
     engine = FakeEngine(memlock_max=HARD)
-    assert _up.ensure_container(engine, plan_for(options()), "sha256:1") == "new0123456789"  # type: ignore[arg-type]
+    assert _up.ensure_container(engine, plan_for(options()), "sha256:1") == "new0123456789"
     assert memlocks(engine) == [{"Name": "memlock", "Soft": -1, "Hard": -1},
                                 {"Name": "memlock", "Soft": HARD, "Hard": HARD}]
     assert ("launcher: warning: the engine cannot raise memlock to unlimited; capped at 8388608 "
@@ -172,7 +177,7 @@ def test_memlock_unlimited_refused_is_capped_at_the_shells_limit_with_a_warning(
 def test_memlock_unlimited_refused_by_a_remote_engine_names_the_ulimit_flag() -> None:
     engine = FakeEngine(memlock_max=HARD)
     with pytest.raises(LauncherError) as exc:
-        _up.ensure_container(engine, plan_for(options()), "sha256:1", remote=True)  # type: ignore[arg-type]
+        _up.ensure_container(engine, plan_for(options()), "sha256:1", _up.UpPolicy(remote=True))
     assert exc.value.message == ("starting svc: the engine cannot raise the memlock limit to "
                                  "unlimited (its own hard limit is lower)")
     assert exc.value.hint == ("pass a limit it allows, --ulimit memlock=N (bytes), or run "
@@ -185,7 +190,7 @@ def test_a_memlock_the_user_named_is_never_capped_behind_their_back() -> None:
     opts = replace(options(), ulimits=(parse_ulimit("memlock=1073741824"),))
     engine = FakeEngine(memlock_max=HARD)
     with pytest.raises(LauncherError) as exc:
-        _up.ensure_container(engine, plan_for(opts), "sha256:1")  # type: ignore[arg-type]
+        _up.ensure_container(engine, plan_for(opts), "sha256:1")
     assert exc.value.message == ("starting svc: the engine cannot raise memlock to 1073741824 "
                                  "bytes (--ulimit memlock; its own hard limit is lower)")
     assert exc.value.hint == ("pass a lower --ulimit memlock=N (this shell's hard limit: "
@@ -194,7 +199,7 @@ def test_a_memlock_the_user_named_is_never_capped_behind_their_back() -> None:
     assert len(engine.bodies) == 1
     allowed = replace(options(), ulimits=(parse_ulimit(f"memlock={HARD}"),))
     engine = FakeEngine(memlock_max=HARD)
-    assert _up.ensure_container(engine, plan_for(allowed), "sha256:1") == "new0123456789"  # type: ignore[arg-type]
+    assert _up.ensure_container(engine, plan_for(allowed), "sha256:1") == "new0123456789"
     assert memlocks(engine) == [{"Name": "memlock", "Soft": HARD, "Hard": HARD}]
 
 
@@ -220,7 +225,7 @@ def test_wait_ready_gives_up_after_the_timeout_with_the_last_log_lines(
                                                         "Health": {"Status": "starting"}}}])
     clock = Clock()
     with pytest.raises(LauncherError) as exc:
-        _up.wait_ready(engine, "c", "svc", _up.UpOptions(timeout=5),  # type: ignore[arg-type]
+        _up.wait_ready(engine, "c", "svc", _up.UpPolicy(timeout=5),
                        clock=clock, sleep=clock.sleep)
     assert exc.value.message == "svc did not become ready: not ready after 5s"
     assert exc.value.hint == ("see its log (launcher logs --name svc); "
@@ -234,7 +239,7 @@ def test_wait_ready_fails_at_once_when_the_container_restarts() -> None:
     engine = FakeEngine(inspects=[state(), state("restarting", restarts=1)])
     clock = Clock()
     with pytest.raises(LauncherError) as exc:
-        _up.wait_ready(engine, "c", "svc", _up.UpOptions(timeout=60),  # type: ignore[arg-type]
+        _up.wait_ready(engine, "c", "svc", _up.UpPolicy(timeout=60),
                        clock=clock, sleep=clock.sleep)
     assert exc.value.message == ("svc did not become ready: the container exited (code 1) and "
                                  "was restarted 1 time(s)")
@@ -266,16 +271,16 @@ def test_the_remote_probe_archive_holds_only_the_probe_modules() -> None:
 
 
 @pytest.mark.parametrize(("tag", "up_opts"), [
-    (None, _up.UpOptions()),  # the image is there
-    ("mine:1", _up.UpOptions(build=True)),  # an explicit tag does not hash the wheels
-    (None, _up.UpOptions(no_build=True)),
+    (None, _up.UpPolicy()),  # the image is there
+    ("mine:1", _up.UpPolicy(build=True)),  # an explicit tag does not hash the wheels
+    (None, _up.UpPolicy(no_build=True)),
 ], ids=["image-present", "explicit-tag", "no-build"])
 def test_the_wheelhouse_is_filled_first_only_before_a_content_hash_build(
-        tmp_path: Any, tag: str | None, up_opts: _up.UpOptions) -> None:
+        tmp_path: Any, tag: str | None, up_opts: _up.UpPolicy) -> None:
     build = replace(options().build, wheelhouse=tmp_path, tag=tag)
     opts = replace(options(), build=build)
     plan = make_plan(opts, None, tag=lambda *_: "img:1")
-    assert _up.fill_wheelhouse_first(FakeEngine(), plan, opts, up_opts, None) is plan  # type: ignore[arg-type]
+    assert _up.fill_wheelhouse_first(FakeEngine(), plan, up_opts, tag is not None) == plan
 
 
 @pytest.mark.parametrize(("argv", "verbose"), [([], False), (["--verbose"], True)],
@@ -283,7 +288,7 @@ def test_the_wheelhouse_is_filled_first_only_before_a_content_hash_build(
 def test_up_verbose_builds_with_the_builders_output_as_the_failed_build_hint_says(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Any, argv: list[str], verbose: bool) -> None:
     args = build_parser().parse_args(["up", "--build", *argv])
-    opts = run_options_from_args(args, {}, str(tmp_path))
+    opts = plan_options_from_args(args, {}, str(tmp_path))
     seen: list[bool] = []
 
     def failing_build(engine: Any, spec: BuildSpec, log: Any) -> None:
@@ -291,9 +296,9 @@ def test_up_verbose_builds_with_the_builders_output_as_the_failed_build_hint_say
         raise BuildFailed("building img:1 from Dockerfile failed: boom",
                           "rerun with --verbose for the whole build output")
 
-    monkeypatch.setattr("launcher.cmd_build.build_image", failing_build)
-    monkeypatch.setattr(_up, "connect", lambda environ: FakeEngine())
+    monkeypatch.setattr(_up, "build_image", failing_build)
+    monkeypatch.setattr(_up, "connect", lambda: FakeEngine())
     with pytest.raises(BuildFailed) as info:
-        _up.up(plan_for(opts), opts, _up.UpOptions(build=True))
+        _up.up(plan_for(opts), opts, _up.UpPolicy(build=True))
     assert info.value.hint == "rerun with --verbose for the whole build output"
     assert seen == [verbose]

@@ -10,7 +10,7 @@ import pytest
 
 from launcher._cli import build_parser
 from launcher._errors import LauncherError, UsageError
-from launcher._options import run_options_from_args
+from launcher._options import plan_options_from_args
 from launcher._plan import ROOT, Plan, make_plan
 from launcher._probe import Probe, probe_host
 from tests.fakenvml import NOT_SUPPORTED, FakeGpu, FakeNvml, loader
@@ -37,7 +37,7 @@ NO_NVML = probe_host(loader(FakeNvml([], library_missing=True)))
 
 def plan(argv: list[str], probe: Probe | None = NO_NVML, cwd: str = "/work") -> Plan:
     args = build_parser().parse_args(["up", "--dry-run", *argv])
-    options = run_options_from_args(args, ENVIRON, cwd)
+    options = plan_options_from_args(args, ENVIRON, cwd)
     return make_plan(options, None if options.build.no_probe else probe, tag=fake_tag)
 
 
@@ -74,14 +74,15 @@ def without_plan_label(create: Any) -> Any:
 def test_default_plan_is_the_hardened_cpu_container() -> None:
     result = plan([])
     assert without_plan_label(result.create) == CPU_CREATE
-    assert (result.dockerfile, result.base_image, dict(result.build_args), result.gpu) == (
+    assert (result.build.dockerfile, result.build.base_image, dict(result.build.build_args),
+            result.gpu) == (
         "Dockerfile", "python:3.11-slim", {"BASE_IMAGE": "python:3.11-slim"}, False)
     assert result.warnings == ()
 
 
 def test_plan_tag_is_the_content_hash_of_the_build_inputs() -> None:
     args = build_parser().parse_args(["up", "--dry-run"])
-    result = make_plan(run_options_from_args(args, {}, "/"), None, root=ROOT)
+    result = make_plan(plan_options_from_args(args, {}, "/"), None, root=ROOT)
     assert result.image.startswith("gpu-launcher/service:cpu-")
     assert result.create["Image"] == result.image
 
@@ -121,8 +122,8 @@ GPU_PLANS = [
 def test_gpu_plans(argv: list[str], probe: Probe | None, image: str, wheel: str,
                    requests: list[dict[str, Any]] | None) -> None:
     result = plan(argv, probe)
-    assert result.gpu and result.dockerfile == "Dockerfile.gpu"
-    assert dict(result.build_args) == {
+    assert result.gpu and result.build.dockerfile == "Dockerfile.gpu"
+    assert dict(result.build.build_args) == {
         "CUDA_IMAGE": image, "TORCH_INDEX_URL": f"https://download.pytorch.org/whl/{wheel}"}
     assert result.create["Env"] == ["DEVICE=cuda"]
     if requests is not None:
@@ -233,9 +234,9 @@ def test_ulimit_replaces_the_default_of_its_name(argv: list[str],
 def test_build_options_shape_the_image() -> None:
     wheelhouse = str(ROOT)  # any existing folder
     result = plan(["--base-image", "debian-py:1", "--wheelhouse", wheelhouse, "--no-cache"])
-    assert dict(result.build_args) == {"BASE_IMAGE": "debian-py:1", "PIP_NO_INDEX": "1",
-                                       "PIP_FIND_LINKS": "/wheelhouse"}
-    assert (result.base_image, result.no_cache, str(result.wheelhouse)) == (
+    assert dict(result.build.build_args) == {"BASE_IMAGE": "debian-py:1", "PIP_NO_INDEX": "1",
+                                             "PIP_FIND_LINKS": "/wheelhouse"}
+    assert (result.build.base_image, result.build.no_cache, str(result.build.wheelhouse)) == (
         "debian-py:1", True, wheelhouse)
     tagged = plan(["--tag", "me/svc:1"])
     assert tagged.image == tagged.create["Image"] == "me/svc:1"
@@ -312,10 +313,10 @@ def test_mig_slice_of_a_gpu_without_mig_is_refused() -> None:
 
 def test_cpu_fallback_is_the_lifecycles_to_ask_for() -> None:
     args = build_parser().parse_args(["up", "--gpus", "all"])
-    options = run_options_from_args(args, ENVIRON, "/work")
+    options = plan_options_from_args(args, ENVIRON, "/work")
     result = make_plan(options, probe_of(H100, driver="580.65.06", cuda=13000), tag=fake_tag,
                        cpu_fallback="the engine has no NVIDIA runtime")
-    assert not result.gpu and result.dockerfile == "Dockerfile"
+    assert not result.gpu and result.build.dockerfile == "Dockerfile"
     assert result.create["HostConfig"]["DeviceRequests"] is None
     assert result.warnings == ("--gpus all: the engine has no NVIDIA runtime; running on CPU",)
     assert options.gpus[0].names_devices is False

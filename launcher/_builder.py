@@ -1,0 +1,126 @@
+"""The build service: a :class:`~launcher._build.BuildSpec` run against the engine, the
+offline wheelhouse filled for the base image's Python first (probed once per image id). Both
+``launcher build`` and ``launcher up`` build through here.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from launcher._build import BuildProgress, BuildSpec, BuildStep, context_files, write_context_tar
+from launcher._cuda import cuda_table
+from launcher._engine import EngineAPI
+from launcher._engine_errors import BuildFailed
+from launcher._errors import LauncherError, UsageError
+from launcher._wheelhouse import PROBE_COMMAND, fill_wheelhouse, parse_probe, torch_wheel_variants
+
+__all__ = [
+    "BuildResult",
+    "build_image",
+    "check_context",
+    "prepare_wheelhouse",
+    "probe_base",
+]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    tag: str
+    image_id: str
+    built: bool  # False: an image with this content-hash tag already existed
+    steps: tuple[BuildStep, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag, "id": self.image_id, "built": self.built,
+            "steps": [{"step": s.number, "instruction": s.instruction, "cached": s.cached}
+                      for s in self.steps],
+        }
+
+
+def check_context(spec: BuildSpec) -> None:
+    """The build context has the spec's Dockerfile and the lock (a usage error otherwise)."""
+    for name in (spec.dockerfile, "requirements.lock"):
+        if not (spec.context / name).is_file():
+            raise UsageError(f"no {name} in the build context {spec.context}",
+                             "run from the project root, or pass --context DIR")
+
+
+def probe_base(engine: EngineAPI, image: str, cache_dir: Path) -> str:
+    """The base image's :data:`PROBE_COMMAND` output, kept in ``cache_dir`` per image id (a
+    container start costs seconds on every build)."""
+    image_id = engine.image_id(image)
+    if image_id is None:
+        raise LauncherError(
+            f"base image {image} is not here, and --wheelhouse needs to ask its Python",
+            f"docker pull {image}, or where no registry answers: scripts/standin-images {image}")
+    cache = cache_dir / f".probe-{image_id.rpartition(':')[2][:16]}"
+    if cache.is_file():
+        return cache.read_text()
+    output = engine.run_once(image, PROBE_COMMAND)
+    cache.write_text(output)
+    return output
+
+
+def prepare_wheelhouse(engine: EngineAPI, spec: BuildSpec, log: Callable[[str], None]) -> None:
+    """Fill ``spec.wheelhouse`` for the base image's Python (probed by running it briefly)."""
+    assert spec.wheelhouse is not None
+    spec.wheelhouse.mkdir(parents=True, exist_ok=True)
+    probe = probe_base(engine, spec.base_image, spec.wheelhouse)
+    target = parse_probe(probe, spec.base_image, spec.python_version)
+    index = spec.build_args.get("TORCH_INDEX_URL", cuda_table().cpu_index_url)
+    fill_wheelhouse(spec.wheelhouse, spec.context / "requirements.lock", target, index, log=log)
+    if spec.dockerfile.endswith(".gpu") and torch_wheel_variants(spec.wheelhouse) <= {"cpu"}:
+        log(f"warning: the wheelhouse {spec.wheelhouse} holds only a CPU torch wheel; "
+            "the GPU image will run torch on the CPU")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def build_image(engine: EngineAPI, spec: BuildSpec,
+                log: Callable[[str], None] = _stderr,
+                clock: Callable[[], float] = time.monotonic) -> BuildResult:
+    """Build the image ``spec`` describes (filling its wheelhouse first), or find it up to date."""
+    check_context(spec)
+    if spec.wheelhouse is not None and not spec.wheelhouse_ready:
+        prepare_wheelhouse(engine, spec, log)
+    if spec.skip_if_exists and not spec.no_cache:
+        existing = engine.image_id(spec.tag)
+        if existing:
+            log(f"image {spec.tag} is up to date (same build inputs); not building")
+            return BuildResult(spec.tag, existing, built=False)
+    log(f"building {spec.tag} from {spec.dockerfile} on {spec.base_image}"
+        + (f", offline from {spec.wheelhouse}" if spec.wheelhouse is not None else ""))
+    progress = BuildProgress(log, clock)
+
+    def on_output(text: str) -> None:
+        if spec.verbose:
+            sys.stderr.write(text)
+        progress.feed(text)
+
+    started = clock()
+    files = context_files(spec.context, spec.dockerfile, spec.wheelhouse)
+    with tempfile.TemporaryFile() as context:
+        write_context_tar(files, context)
+        context.seek(0)
+        try:
+            image_id = engine.build(context, dockerfile=spec.dockerfile, tag=spec.tag,
+                                    build_args=spec.build_args, labels=spec.labels,
+                                    no_cache=spec.no_cache, on_output=on_output)
+        except BuildFailed as exc:
+            progress.finish()
+            if not spec.verbose and exc.log:
+                sys.stderr.write(exc.log)
+            raise
+    steps = progress.finish()
+    cached = sum(s.cached for s in steps)
+    log(f"built {spec.tag} in {clock() - started:.1f}s ({cached}/{len(steps)} steps cached)")
+    return BuildResult(spec.tag, image_id, built=True, steps=tuple(steps))
