@@ -1,20 +1,22 @@
 """``launcher COMMAND ...``: argument parsing, dispatch and exit codes.
 
 Each command lives in its own module exposing ``add_parser(subparsers)`` (which sets
-``func=run`` on its parser) and ``run(args) -> int``. Data goes to stdout, progress and
-diagnostics to stderr; failures print ``launcher: error: ...`` and a ``hint:`` line, never a
-traceback.
+``func=run`` on its parser) and ``run(args) -> int`` (``run(args, load)`` for the commands that
+read GPUs). Data goes to stdout, progress and diagnostics to stderr; failures print
+``launcher: error: ...`` and a ``hint:`` line, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from contextlib import redirect_stderr, redirect_stdout
+from typing import Any, NoReturn, TextIO
 
-from launcher._errors import EXIT_FAILURE, LauncherError, UsageError
+from launcher._errors import EXIT_FAILURE, EXIT_INTERRUPTED, LauncherError, UsageError
 
 __all__ = ["build_parser", "main"]
 
@@ -34,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="launcher", description=(
         "Run the inference service in a container on this host's GPUs: probe them (NVML), pick "
         "the CUDA image the driver runs, build it with layer caching, start it like "
-        "`docker run --gpus`. Exit codes: 0 ok, 1 failure, 2 usage."))
+        "`docker run --gpus`. Exit codes: 0 ok, 1 failure, 2 usage, 130 interrupted (Ctrl-C)."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in _COMMAND_MODULES:
@@ -48,15 +50,28 @@ def report(error: LauncherError) -> None:
         print(f"hint: {error.hint}", file=sys.stderr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
+         stderr: TextIO | None = None, load: Callable[[], Any] | None = None) -> int:
+    """``launcher ARGV`` (default: this process's arguments) → its exit code. ``stdout`` gets
+    the data and ``stderr`` the progress and errors (default: this process's streams);
+    ``load`` replaces the NVML loader of the commands that read GPUs (probe, build, up), as
+    tests do with a fake NVML."""
+    with redirect_stdout(stdout or sys.stdout), redirect_stderr(stderr or sys.stderr):
+        return _main(argv, load)
+
+
+def _main(argv: Sequence[str] | None, load: Callable[[], Any] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args))
+        run = functools.partial(args.func, load=load) if load is not None else args.func
+        return int(run(args))
     except LauncherError as exc:
         report(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         print("launcher: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_FAILURE
+    except SystemExit as exc:  # argparse after --help
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILURE

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "LauncherError", "UsageError"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "LauncherError",
+    "UsageError",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
 
 
 class LauncherError(Exception):

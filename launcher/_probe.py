@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from launcher._errors import LauncherError
 from service.nvml import NvmlUnavailable, load_nvml
 
 __all__ = ["GpuInfo", "Probe", "parse_probe_json", "probe_host"]
@@ -56,6 +55,9 @@ def parse_probe_json(text: str) -> Probe:
     """:meth:`Probe.to_json` as ``launcher probe --json`` prints it (from a container on a
     remote engine) → :class:`Probe`. The container's log mixes in its stderr lines: the JSON is
     the object from the line "{"."""
+    # Here, not at the top: the remote probe copies this module alone into the service image.
+    from launcher._errors import LauncherError
+
     try:
         start = 0 if text.startswith("{") else text.index("\n{\n") + 1
         raw, _ = json.JSONDecoder().raw_decode(text, start)

@@ -137,7 +137,7 @@ def test_code_only_edit_reuses_the_dependency_layers(
         assert [s for s in layers_before if not s["cached"]] == []
         # ... and the progress on stderr says so.
         line = next(ln for ln in edited.stderr.splitlines()
-                    if ln.startswith(f"step {install['step']}/{len(edited.steps)} RUN "))
+                    if ln.startswith(f"launcher: step {install['step']}/{len(edited.steps)} RUN "))
         assert line.endswith(": cached"), line
     finally:
         remove_image(docker_client, edited.tag)

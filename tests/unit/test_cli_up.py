@@ -7,9 +7,7 @@ import json
 
 import pytest
 
-from launcher import cmd_up
-from launcher._cli import build_parser, report
-from launcher._errors import LauncherError
+from launcher._cli import main
 from tests.clihelpers import has_nvml, run_launcher
 from tests.fakenvml import FakeGpu, FakeNvml, loader
 
@@ -67,12 +65,7 @@ def test_up_bad_values_exit_2_echoing_the_value(argv: list[str], first_line: str
 
 
 def up_in_process(nvml: FakeNvml, *argv: str) -> int:
-    args = build_parser().parse_args(["up", "--dry-run", "--json", *argv])
-    try:
-        return cmd_up.run(args, load=loader(nvml))
-    except LauncherError as exc:
-        report(exc)
-        return exc.exit_code
+    return main(["up", "--dry-run", "--json", *argv], load=loader(nvml))
 
 
 def test_up_explains_the_cuda_choice_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:

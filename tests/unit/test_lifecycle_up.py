@@ -302,3 +302,17 @@ def test_up_verbose_builds_with_the_builders_output_as_the_failed_build_hint_say
         _up.up(plan_for(opts), opts, _up.UpPolicy(build=True))
     assert info.value.hint == "rerun with --verbose for the whole build output"
     assert seen == [verbose]
+
+
+def test_the_remote_probe_modules_import_only_each_other_at_import_time() -> None:
+    import ast
+
+    from tests.conftest import ROOT
+
+    shipped = {f"launcher.{name[:-3]}" for name in _remote_probe._PROBE_FILES} | {"launcher"}
+    for name in _remote_probe._PROBE_FILES:
+        tree = ast.parse((ROOT / "launcher" / name).read_text())
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        modules = {a.name for n in top if isinstance(n, ast.Import) for a in n.names} | {
+            n.module for n in top if isinstance(n, ast.ImportFrom) and n.module}
+        assert {m for m in modules if m.startswith("launcher")} <= shipped, name
