@@ -28,7 +28,10 @@ __all__ = [
     "parse_cuda_version",
 ]
 
-TORCH_VERSION = "2.13.0"  # the torch pinned in requirements.lock
+# The torch requirements.lock pins. Written here, not read from the lock: an installed launcher
+# (pip install) ships launcher/ and its data, not the checkout's lock; tests/unit/test_pins.py
+# holds the two equal.
+TORCH_VERSION = "2.13.0"
 
 Version = tuple[int, int]
 

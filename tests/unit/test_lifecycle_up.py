@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from launcher._build import BuildSpec
 from launcher._cli import build_parser
 from launcher._engine import EngineInfo
 from launcher._engine_errors import TOOLKIT_HINT, BuildFailed, GpuRuntimeMissing, classify
+from launcher._engine_memory import RECHECK_SECONDS, EngineMemory, cache_dir
 from launcher._errors import LauncherError
 from launcher._gpus import parse_gpus
 from launcher._limits import parse_ulimit
@@ -316,3 +318,79 @@ def test_the_remote_probe_modules_import_only_each_other_at_import_time() -> Non
         modules = {a.name for n in top if isinstance(n, ast.Import) for a in n.names} | {
             n.module for n in top if isinstance(n, ast.ImportFrom) and n.module}
         assert {m for m in modules if m.startswith("launcher")} <= shipped, name
+
+
+ENGINE_ID = "QU25:UW45:QCK6:WU7M"
+
+
+@pytest.mark.usefixtures("shell_memlock")
+def test_a_refused_memlock_is_learned_once_per_engine(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = _up.UpPolicy(state_dir=tmp_path)
+    first = FakeEngine(memlock_max=HARD, engine_id=ENGINE_ID)
+    assert _up.ensure_container(first, plan_for(options()), "sha256:1", policy) == "new0123456789"
+    assert (first.refused, memlocks(first)[-1]["Hard"]) == (1, HARD)
+    capsys.readouterr()
+    again = FakeEngine(memlock_max=HARD, engine_id=ENGINE_ID)  # the next `up`, same engine
+    assert _up.ensure_container(again, plan_for(options()), "sha256:1", policy) == "new0123456789"
+    assert (again.refused, memlocks(again)) == (0, [{"Name": "memlock", "Soft": HARD,
+                                                     "Hard": HARD}])
+    assert capsys.readouterr().err.startswith(
+        "launcher: warning: the engine cannot raise memlock to unlimited; capped at 8388608 ")
+    other = FakeEngine(memlock_max=HARD, engine_id="OTHER:ENGINE")
+    _up.ensure_container(other, plan_for(options()), "sha256:1", policy)
+    assert other.refused == 1  # another engine is asked for itself
+    unlimited = FakeEngine(engine_id="UNLIMITED")  # an engine that can: nothing learned
+    _up.ensure_container(unlimited, plan_for(options()), "sha256:1", policy)
+    assert memlocks(unlimited) == [{"Name": "memlock", "Soft": -1, "Hard": -1}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "engine-OTHER_ENGINE.json", "engine-QU25_UW45_QCK6_WU7M.json"]
+
+
+@pytest.mark.parametrize(("age", "shell", "text", "expected"), [
+    (60.0, HARD, None, HARD),
+    (RECHECK_SECONDS + 1, HARD, None, None),
+    (60.0, HARD * 2, None, None),
+    (60.0, HARD, "{not json", None),
+], ids=["fresh", "a-day-old", "other-shell-limit", "unreadable"])
+def test_what_is_learned_about_an_engine_is_asked_again_when_it_may_be_stale(
+        tmp_path: Path, age: float, shell: int, text: str | None, expected: int | None) -> None:
+    EngineMemory(tmp_path, ENGINE_ID, clock=lambda: 1000.0).remember_memlock(HARD, HARD)
+    memory = EngineMemory(tmp_path, ENGINE_ID, clock=lambda: 1000.0 + age)
+    if text is not None:
+        memory.path.write_text(text)
+    assert memory.memlock_limit(shell) == expected
+
+
+def test_cache_dir_follows_xdg() -> None:
+    assert cache_dir({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == Path("/x/gpu-launcher")
+    assert cache_dir({"HOME": "/h"}) == Path("/h/.cache/gpu-launcher")
+
+
+def test_up_fills_the_wheelhouse_first_then_preflights_and_plans_only_once(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    opts = replace(options("all"), build=replace(options().build, wheelhouse=tmp_path))
+    filled: list[BuildSpec] = []
+    built: list[BuildSpec] = []
+    plans: list[Plan] = []
+
+    def counting_make_plan(*args: Any, **kwargs: Any) -> Plan:
+        plans.append(make_plan(*args, **kwargs))
+        return plans[-1]
+
+    def failing_build(engine: Any, spec: BuildSpec, log: Any) -> None:
+        built.append(spec)
+        raise BuildFailed("building failed: boom", "rerun with --verbose")
+
+    monkeypatch.setattr(_up, "prepare_wheelhouse", lambda e, spec, log: filled.append(spec))
+    monkeypatch.setattr(_up, "build_image", failing_build)
+    monkeypatch.setattr(_up, "make_plan", counting_make_plan)
+    monkeypatch.setattr(_up, "connect", lambda: FakeEngine())  # no GPU runtime: CPU fallback
+    with pytest.raises(BuildFailed):
+        _up.up(plan_for(opts), opts, _up.UpPolicy())
+    assert len(plans) == 1  # the CPU fallback; the wheelhouse does not make the plan again
+    assert capsys.readouterr().err.count("launcher: warning: --gpus all: the Docker engine has "
+                                         "no NVIDIA runtime") == 1
+    assert [s.dockerfile for s in filled] == ["Dockerfile"]
+    assert built[0].wheelhouse_ready and built[0].tag.startswith("gpu-launcher/service:cpu-")

@@ -1,0 +1,39 @@
+"""Facts written in more than one place only where a file cannot read them, and held equal
+here: the pinned torch, and the CPU torch index (said once, in launcher/data/cuda.json)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from launcher._cuda import TORCH_VERSION, cuda_table
+from tests.conftest import ROOT
+
+
+def test_torch_version_is_the_one_requirements_lock_pins() -> None:
+    pins = re.findall(r"^torch==(\S+)", (ROOT / "requirements.lock").read_text(), re.MULTILINE)
+    assert pins == [TORCH_VERSION]
+
+
+def test_the_cpu_dockerfile_defaults_to_the_tables_cpu_index() -> None:
+    # A plain `docker build .` needs the default in the Dockerfile itself.
+    default = re.findall(r"^ARG TORCH_INDEX_URL=(\S+)$", (ROOT / "Dockerfile").read_text(),
+                         re.MULTILINE)
+    assert default == [cuda_table().cpu_index_url]
+
+
+def _tree() -> list[Path]:
+    """The checkout's own files: hidden folders (.git, .venv, .cache) and bytecode left out."""
+    files = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        files += [Path(folder) / n for n in names if not n.endswith((".pyc", ".pt", ".whl"))]
+    return files
+
+
+def test_the_cpu_index_url_is_written_only_in_the_table_and_the_dockerfile() -> None:
+    url = cuda_table().cpu_index_url
+    found = sorted(str(p.relative_to(ROOT)) for p in _tree()
+                   if url in p.read_text(errors="replace"))
+    assert found == ["Dockerfile", "launcher/data/cuda.json"]
