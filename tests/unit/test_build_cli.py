@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import docker.errors
 import pytest
 import requests
 
+from launcher import cmd_build
 from launcher._build import BuildProgress, BuildStep
 from launcher._builder import probe_base
 from launcher._cli import build_parser, main
@@ -201,3 +204,33 @@ def test_verbose_is_a_build_option_of_build_and_up(command: str) -> None:
     assert build_options_from_args(build_parser().parse_args([command])).verbose is False
     args = build_parser().parse_args([command, "--verbose"])
     assert build_options_from_args(args).verbose is True
+
+
+class BuildingEngine(FakeEngineBase):
+    """An engine whose build streams the legacy builder's output for two steps."""
+
+    def image_id(self, ref: str) -> str | None:
+        return None
+
+    def build(self, context: IO[bytes], *, dockerfile: str, tag: str,
+              build_args: Mapping[str, str], labels: Mapping[str, str] | None = None,
+              no_cache: bool = False, on_output: Callable[[str], None] = lambda _: None) -> str:
+        for chunk in STREAM[:2]:
+            on_output(chunk)
+        return "sha256:built"
+
+
+def test_build_progress_carries_the_launcher_prefix_as_up_does(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM base\n")
+    (tmp_path / "requirements.lock").write_text("")
+    monkeypatch.setattr(cmd_build, "connect", lambda: BuildingEngine())
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["build", "--context", str(tmp_path), "--tag", "svc:1"], stdout=out,
+                stderr=err) == 0
+    assert out.getvalue() == "svc:1\n"
+    lines = err.getvalue().splitlines()
+    assert lines[0] == "launcher: building svc:1 from Dockerfile on python:3.11-slim"
+    assert lines[1].startswith("launcher: step 1/3 FROM base: done in ")
+    assert lines[2] == "launcher: step 2/3 RUN pip install -r /tmp/requirements.lock: running"
+    assert all(line.startswith("launcher: ") for line in lines), lines

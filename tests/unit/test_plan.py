@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,29 @@ def test_cpu_fallback_is_the_lifecycles_to_ask_for() -> None:
     assert result.create["HostConfig"]["DeviceRequests"] is None
     assert result.warnings == ("--gpus all: the engine has no NVIDIA runtime; running on CPU",)
     assert options.gpus[0].names_devices is False
+
+
+def test_the_plan_json_keeps_its_keys_and_reads_the_build_from_the_plans_build_spec() -> None:
+    result = plan(["--gpus", "all", "--wheelhouse", str(ROOT)],
+                  probe_of(H100, driver="580.65.06", cuda=13000))
+    data = result.to_json()
+    assert list(data) == ["name", "image", "dockerfile", "base_image", "build_args", "wheelhouse",
+                          "no_cache", "gpu", "cuda", "explanation", "create", "warnings"]
+    build = result.build
+    assert (data["image"], data["dockerfile"], data["base_image"], data["build_args"],
+            data["wheelhouse"], data["no_cache"]) == (
+        build.tag, build.dockerfile, build.base_image, dict(build.build_args),
+        str(build.wheelhouse), build.no_cache)
+    assert data["create"]["Image"] == data["image"]
+    assert (data["cuda"]["wheel"], data["cuda"]["image"]) == (
+        "cu130", "nvidia/cuda:13.0.2-runtime-ubuntu24.04")
+
+
+def test_a_new_build_tag_moves_the_create_body_and_its_plan_label() -> None:
+    result = plan([])
+    retagged = result.with_build(replace(result.build, tag="other/svc:2"))
+    assert retagged.image == retagged.create["Image"] == "other/svc:2"
+    assert retagged.plan_hash != result.plan_hash
+    assert without_plan_label(retagged.create) == {**without_plan_label(result.create),
+                                                   "Image": "other/svc:2"}
+    assert retagged.with_build(result.build) == result  # and back: the same plan
