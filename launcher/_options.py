@@ -64,7 +64,7 @@ _FLAG_HINTS = {
                 "--ulimit memlock=8388608 or --ulimit nofile=1024:2048",
     "--restart": "one of no, always, unless-stopped, on-failure[:MAX_RETRIES]",
     "--name": "letters, digits, '_', '.', '-'; at least two characters",
-    "--cuda": "MAJOR.MINOR of a CUDA the torch wheels exist for, e.g. 12.8",
+    "--cuda": "MAJOR.MINOR of a CUDA the torch wheels exist for, e.g. 12.6",
 }
 
 
@@ -168,7 +168,7 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
                          hint="pass a folder: a missing one is created and filled with the "
                               "locked wheels")
     cuda = _flag("--cuda", args.cuda, parse_cuda_version) if args.cuda is not None else None
-    known = [v.cuda for v in cuda_table().torch_variants]
+    known = [v.cuda for v in cuda_table().variants]
     if cuda is not None and cuda not in known:
         raise UsageError(
             f'invalid argument "{args.cuda}" for "--cuda" flag: '

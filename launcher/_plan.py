@@ -20,6 +20,7 @@ from launcher._gpus import DeviceRequest
 from launcher._limits import Ulimit, merge_ulimits
 from launcher._options import CONTAINER_PORT, CPU_BASE_IMAGE, STACK_BYTES, BuildOptions, PlanOptions
 from launcher._probe import GpuInfo, Probe
+from launcher._wheelhouse import torch_wheel_variants
 
 __all__ = [
     "LABEL_MANAGED",
@@ -89,6 +90,15 @@ class Plan:
         }
 
 
+def torch_variant(gpu: CudaChoice, wheelhouse: Path | None) -> str:
+    """The torch build a GPU image installs: the chosen wheel, except from a wheelhouse that
+    holds only a CPU torch (offline, e.g. on a stand-in): then ``cpu``, named, never a guess
+    (:func:`launcher.cmd_build.prepare_wheelhouse` warns that torch will run on the CPU)."""
+    if wheelhouse is not None and torch_wheel_variants(wheelhouse) == {"cpu"}:
+        return "cpu"
+    return gpu.wheel
+
+
 def build_inputs(gpu: CudaChoice | None, build: BuildOptions) -> tuple[str, str, dict[str, str]]:
     """(Dockerfile, base image, build args) for a CPU image (``gpu`` None) or a GPU one."""
     if gpu is None:
@@ -96,7 +106,8 @@ def build_inputs(gpu: CudaChoice | None, build: BuildOptions) -> tuple[str, str,
         dockerfile, args = CPU_DOCKERFILE, {"BASE_IMAGE": base}
     else:
         base = build.base_image or gpu.image
-        dockerfile, args = GPU_DOCKERFILE, {"CUDA_IMAGE": base, "TORCH_INDEX_URL": gpu.index_url}
+        dockerfile, args = GPU_DOCKERFILE, {"CUDA_IMAGE": base, "TORCH_INDEX_URL": gpu.index_url,
+                                            "TORCH_VARIANT": torch_variant(gpu, build.wheelhouse)}
     if build.wheelhouse is not None:
         args |= {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELHOUSE_MOUNT}
     return dockerfile, base, args
