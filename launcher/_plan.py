@@ -221,17 +221,20 @@ def _with_plan_label(body: Mapping[str, Any]) -> dict[str, Any]:
     return {**unlabelled, "Labels": {**labels, LABEL_PLAN: digest}}
 
 
-def cuda_choice(probe: Probe | None, gpus: Sequence[GpuInfo],
-                pinned: tuple[int, int] | None) -> CudaChoice:
+def cuda_choice(probe: Probe | None, gpus: Sequence[GpuInfo], pinned: tuple[int, int] | None,
+                probe_file: Path | None = None) -> CudaChoice:
     """The CUDA image and torch wheel for ``gpus`` on ``probe``'s driver (None: not probed),
     as ``launcher up`` and ``launcher build --gpu`` both choose them; when none fits, a
-    :class:`LauncherError` (exit 1) with the chooser's explanation and hint."""
+    :class:`LauncherError` (exit 1) with the chooser's explanation and hint. ``probe_file``:
+    the probe is that file's host (``--probe-file``), and the explanation says so."""
+    host = f"for the host in {probe_file}: " if probe_file is not None else ""
     try:
-        return choose_cuda(cuda_table(), probe.driver_version if probe else None,
-                           probe.cuda_driver_version if probe else None,
-                           [GpuNeed(g.name, g.compute_capability) for g in gpus], pinned)
+        choice = choose_cuda(cuda_table(), probe.driver_version if probe else None,
+                             probe.cuda_driver_version if probe else None,
+                             [GpuNeed(g.name, g.compute_capability) for g in gpus], pinned)
     except NoCudaFits as exc:
-        raise LauncherError(exc.explanation, hint=exc.hint) from None
+        raise LauncherError(host + exc.explanation, hint=exc.hint) from None
+    return replace(choice, explanation=host + choice.explanation)
 
 
 TagFn = Callable[..., str]
@@ -270,10 +273,13 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
                         "running on CPU")
     elif options.gpus:
         selected = _selected(probe.gpus, options.gpus) if probe is not None else []
-        choice = cuda_choice(probe, selected, build.cuda)
+        choice = cuda_choice(probe, selected, build.cuda, build.probe_file)
         warnings += _gpu_warnings(options, selected)
     if build.cuda is not None and choice is None:
         warnings.append(f"--cuda {format_version(build.cuda)} ignored: this is a CPU plan")
+    if build.probe_file is not None and not options.gpus:
+        warnings.append(f"--probe-file {build.probe_file} ignored: this is a CPU plan "
+                        "(add --gpus)")
     dockerfile, base, build_args = build_inputs(choice, build)
     image = build.tag or tag(root, dockerfile, build_args, build.wheelhouse)
     if choice is not None:
