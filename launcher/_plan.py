@@ -16,6 +16,7 @@ from launcher._build import ROOT, BuildSpec, image_tag
 from launcher._cuda import CudaChoice, GpuNeed, NoCudaFits, choose_cuda, cuda_table, format_version
 from launcher._errors import LauncherError
 from launcher._flags import parse_publish, port_maps
+from launcher._gpu_preflight import cuda_visible_devices_warning
 from launcher._gpus import DeviceRequest
 from launcher._limits import Ulimit, merge_ulimits
 from launcher._options import CONTAINER_PORT, CPU_BASE_IMAGE, STACK_BYTES, BuildOptions, PlanOptions
@@ -157,6 +158,9 @@ def _gpu_warnings(options: PlanOptions, selected: Sequence[GpuInfo]) -> list[str
             warnings.append(
                 f"--gpus {raw} reads as device={ids} plus a count of {req.count}, as Docker reads "
                 f"it; to select a list of devices quote it: --gpus '\"{quoted}\"'")
+    visible = cuda_visible_devices_warning(options.env)
+    if visible:
+        warnings.append(visible)
     for g in selected:
         if g.mig_enabled:
             warnings.append(f"GPU {g.index} ({g.name}) has MIG enabled: the container sees its MIG "

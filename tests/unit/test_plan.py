@@ -322,3 +322,14 @@ def test_cpu_fallback_is_the_lifecycles_to_ask_for() -> None:
     assert result.create["HostConfig"]["DeviceRequests"] is None
     assert result.warnings == ("--gpus all: the engine has no NVIDIA runtime; running on CPU",)
     assert options.gpus[0].names_devices is False
+
+
+def test_cuda_visible_devices_in_a_gpu_plan_is_warned() -> None:
+    result = plan(["--gpus", "all", "-e", "CUDA_VISIBLE_DEVICES=1"],
+                  probe_of(H100, V100, driver="580.65.06", cuda=13000))
+    assert result.warnings == (
+        ("CUDA_VISIBLE_DEVICES=1 is set in the container's environment (from -e/--env-file): "
+        "inside, the --gpus devices are numbered from 0, so this selects other GPUs than you "
+        "meant, or none; select GPUs with --gpus '\"device=...\"' and leave "
+        "CUDA_VISIBLE_DEVICES unset"),)
+    assert plan(["-e", "CUDA_VISIBLE_DEVICES=1"]).warnings == ()  # a CPU plan: no GPUs to miss
