@@ -26,6 +26,7 @@ from launcher._require import HostFacts, RequirementError, check_requirements, i
 __all__ = [
     "DEV_CHAR_FIX",
     "cuda_visible_devices_warning",
+    "dev_char_entries",
     "dev_char_warning",
     "host_facts",
     "image_requirement_error",
@@ -101,6 +102,14 @@ def nvidia_device_nodes(dev: Path = Path("/dev")) -> dict[str, str]:
         if stat.S_ISCHR(st.st_mode):
             nodes[str(path)] = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
     return nodes
+
+
+def dev_char_entries(path: Path = Path("/dev/char")) -> list[str]:
+    """The ``MAJOR:MINOR`` names in ``/dev/char`` (none where it is missing)."""
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
 
 
 def dev_char_warning(cgroup_driver: str | None, nodes: Mapping[str, str],
