@@ -28,6 +28,9 @@ __all__ = [
     "probe_base",
 ]
 
+# The stand-in base image scripts/standin-images makes (never under a real image's name).
+STANDIN_IMAGE = "gpu-launcher/standin-bookworm:latest"
+
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -59,7 +62,8 @@ def probe_base(engine: EngineAPI, image: str, cache_dir: Path) -> str:
     if image_id is None:
         raise LauncherError(
             f"base image {image} is not here, and --wheelhouse needs to ask its Python",
-            f"docker pull {image}, or where no registry answers: scripts/standin-images {image}")
+            f"docker pull {image}; where no registry answers, build on the stand-in: "
+            f"scripts/standin-images, then --base-image {STANDIN_IMAGE}")
     cache = cache_dir / f".probe-{image_id.rpartition(':')[2][:16]}"
     if cache.is_file():
         return cache.read_text()

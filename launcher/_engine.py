@@ -92,6 +92,7 @@ class EngineInfo:
     default_runtime: str
     cdi_spec_dirs: tuple[str, ...]
     engine_id: str = ""
+    cgroup_driver: str = ""  # "systemd" or "cgroupfs"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class EngineAPI(Protocol):
     def info(self) -> EngineInfo: ...
 
     def image_id(self, ref: str) -> str | None: ...
+
+    def inspect_image(self, ref: str) -> dict[str, Any]: ...
 
     def build(self, context: IO[bytes], *, dockerfile: str, tag: str,
               build_args: Mapping[str, str], labels: Mapping[str, str] | None = None,
@@ -200,6 +203,7 @@ class Engine:
             default_runtime=str(raw.get("DefaultRuntime", "")),
             cdi_spec_dirs=tuple(raw.get("CDISpecDirs") or ()),
             engine_id=str(raw.get("ID") or ""),
+            cgroup_driver=str(raw.get("CgroupDriver") or ""),
         )
 
     # --- images -----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from launcher._flags import (
 )
 from launcher._gpus import DeviceRequest, GpuSpecError, parse_gpus
 from launcher._limits import MIN_MEMORY, Ulimit, parse_bytes, parse_cpus, parse_ulimit
+from launcher._probe import Probe, read_probe_file
 
 __all__ = [
     "CONTAINER_PORT",
@@ -64,7 +65,7 @@ _FLAG_HINTS = {
                 "--ulimit memlock=8388608 or --ulimit nofile=1024:2048",
     "--restart": "one of no, always, unless-stopped, on-failure[:MAX_RETRIES]",
     "--name": "letters, digits, '_', '.', '-'; at least two characters",
-    "--cuda": "MAJOR.MINOR of a CUDA the torch wheels exist for, e.g. 12.8",
+    "--cuda": "MAJOR.MINOR of a CUDA the torch wheels exist for, e.g. 12.6",
 }
 
 
@@ -73,7 +74,8 @@ def add_build_options(parser: argparse.ArgumentParser, *, gpu_flag: bool = False
     group = parser.add_argument_group("image")
     if gpu_flag:
         group.add_argument("--gpu", action="store_true",
-                           help="build the CUDA image (Dockerfile.gpu) for this host's GPUs")
+                           help="build the CUDA image (Dockerfile.gpu) for this host's GPUs "
+                                "(or, with --probe-file, for that host's)")
     group.add_argument("--base-image", metavar="IMAGE",
                        help=f"base image instead of the chosen one (CPU: {CPU_BASE_IMAGE}, "
                             "GPU: the nvidia/cuda runtime image the driver runs)")
@@ -83,8 +85,12 @@ def add_build_options(parser: argparse.ArgumentParser, *, gpu_flag: bool = False
                        help="image tag instead of the content hash gpu-launcher/service:KIND-HASH")
     group.add_argument("--no-cache", action="store_true", help="build without the layer cache")
     group.add_argument("--cuda", metavar="X.Y", help="pin the CUDA version of a GPU image")
-    group.add_argument("--no-probe", action="store_true",
+    probe = group.add_mutually_exclusive_group()
+    probe.add_argument("--no-probe", action="store_true",
                        help="do not read GPUs with NVML (remote engine, CI): take --gpus as given")
+    probe.add_argument("--probe-file", metavar="FILE", type=Path,
+                       help="plan for the host FILE describes (its 'launcher probe --json'), "
+                            "not this one: e.g. CI building the image for a GPU server")
     group.add_argument("--verbose", action="store_true",
                        help="also show the builder's own output (pip, apt)")
 
@@ -127,6 +133,8 @@ class BuildOptions:
     no_cache: bool = False
     cuda: tuple[int, int] | None = None
     no_probe: bool = False
+    probe_file: Path | None = None  # --probe-file: another host's `launcher probe --json`
+    probed: Probe | None = None  # ... read (a bad file is a usage error before anything runs)
     verbose: bool = False  # the builder's own output on stderr (a failed build's hint names it)
 
 
@@ -168,7 +176,7 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
                          hint="pass a folder: a missing one is created and filled with the "
                               "locked wheels")
     cuda = _flag("--cuda", args.cuda, parse_cuda_version) if args.cuda is not None else None
-    known = [v.cuda for v in cuda_table().torch_variants]
+    known = [v.cuda for v in cuda_table().variants]
     if cuda is not None and cuda not in known:
         raise UsageError(
             f'invalid argument "{args.cuda}" for "--cuda" flag: '
@@ -181,6 +189,8 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
         no_cache=bool(args.no_cache),
         cuda=cuda,
         no_probe=bool(args.no_probe),
+        probe_file=args.probe_file,
+        probed=read_probe_file(args.probe_file) if args.probe_file is not None else None,
         verbose=bool(args.verbose),
     )
 

@@ -16,10 +16,12 @@ from launcher._build import ROOT, BuildSpec, image_tag
 from launcher._cuda import CudaChoice, GpuNeed, NoCudaFits, choose_cuda, cuda_table, format_version
 from launcher._errors import LauncherError
 from launcher._flags import parse_publish, port_maps
+from launcher._gpu_preflight import cuda_visible_devices_warning
 from launcher._gpus import DeviceRequest
 from launcher._limits import Ulimit, merge_ulimits
 from launcher._options import CONTAINER_PORT, CPU_BASE_IMAGE, STACK_BYTES, BuildOptions, PlanOptions
 from launcher._probe import GpuInfo, Probe
+from launcher._wheelhouse import torch_wheel_variants
 
 __all__ = [
     "LABEL_MANAGED",
@@ -89,6 +91,15 @@ class Plan:
         }
 
 
+def torch_variant(gpu: CudaChoice, wheelhouse: Path | None) -> str:
+    """The torch build a GPU image installs: the chosen wheel, except from a wheelhouse that
+    holds only a CPU torch (offline, e.g. on a stand-in): then ``cpu``, named, never a guess
+    (:func:`launcher.cmd_build.prepare_wheelhouse` warns that torch will run on the CPU)."""
+    if wheelhouse is not None and torch_wheel_variants(wheelhouse) == {"cpu"}:
+        return "cpu"
+    return gpu.wheel
+
+
 def build_inputs(gpu: CudaChoice | None, build: BuildOptions) -> tuple[str, str, dict[str, str]]:
     """(Dockerfile, base image, build args) for a CPU image (``gpu`` None) or a GPU one."""
     if gpu is None:
@@ -96,7 +107,8 @@ def build_inputs(gpu: CudaChoice | None, build: BuildOptions) -> tuple[str, str,
         dockerfile, args = CPU_DOCKERFILE, {"BASE_IMAGE": base}
     else:
         base = build.base_image or gpu.image
-        dockerfile, args = GPU_DOCKERFILE, {"CUDA_IMAGE": base, "TORCH_INDEX_URL": gpu.index_url}
+        dockerfile, args = GPU_DOCKERFILE, {"CUDA_IMAGE": base, "TORCH_INDEX_URL": gpu.index_url,
+                                            "TORCH_VARIANT": torch_variant(gpu, build.wheelhouse)}
     if build.wheelhouse is not None:
         args |= {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELHOUSE_MOUNT}
     return dockerfile, base, args
@@ -146,6 +158,9 @@ def _gpu_warnings(options: PlanOptions, selected: Sequence[GpuInfo]) -> list[str
             warnings.append(
                 f"--gpus {raw} reads as device={ids} plus a count of {req.count}, as Docker reads "
                 f"it; to select a list of devices quote it: --gpus '\"{quoted}\"'")
+    visible = cuda_visible_devices_warning(options.env)
+    if visible:
+        warnings.append(visible)
     for g in selected:
         if g.mig_enabled:
             warnings.append(f"GPU {g.index} ({g.name}) has MIG enabled: the container sees its MIG "
@@ -210,17 +225,20 @@ def _with_plan_label(body: Mapping[str, Any]) -> dict[str, Any]:
     return {**unlabelled, "Labels": {**labels, LABEL_PLAN: digest}}
 
 
-def cuda_choice(probe: Probe | None, gpus: Sequence[GpuInfo],
-                pinned: tuple[int, int] | None) -> CudaChoice:
+def cuda_choice(probe: Probe | None, gpus: Sequence[GpuInfo], pinned: tuple[int, int] | None,
+                probe_file: Path | None = None) -> CudaChoice:
     """The CUDA image and torch wheel for ``gpus`` on ``probe``'s driver (None: not probed),
     as ``launcher up`` and ``launcher build --gpu`` both choose them; when none fits, a
-    :class:`LauncherError` (exit 1) with the chooser's explanation and hint."""
+    :class:`LauncherError` (exit 1) with the chooser's explanation and hint. ``probe_file``:
+    the probe is that file's host (``--probe-file``), and the explanation says so."""
+    host = f"for the host in {probe_file}: " if probe_file is not None else ""
     try:
-        return choose_cuda(cuda_table(), probe.driver_version if probe else None,
-                           probe.cuda_driver_version if probe else None,
-                           [GpuNeed(g.name, g.compute_capability) for g in gpus], pinned)
+        choice = choose_cuda(cuda_table(), probe.driver_version if probe else None,
+                             probe.cuda_driver_version if probe else None,
+                             [GpuNeed(g.name, g.compute_capability) for g in gpus], pinned)
     except NoCudaFits as exc:
-        raise LauncherError(exc.explanation, hint=exc.hint) from None
+        raise LauncherError(host + exc.explanation, hint=exc.hint) from None
+    return replace(choice, explanation=host + choice.explanation)
 
 
 TagFn = Callable[..., str]
@@ -259,10 +277,13 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
                         "running on CPU")
     elif options.gpus:
         selected = _selected(probe.gpus, options.gpus) if probe is not None else []
-        choice = cuda_choice(probe, selected, build.cuda)
+        choice = cuda_choice(probe, selected, build.cuda, build.probe_file)
         warnings += _gpu_warnings(options, selected)
     if build.cuda is not None and choice is None:
         warnings.append(f"--cuda {format_version(build.cuda)} ignored: this is a CPU plan")
+    if build.probe_file is not None and not options.gpus:
+        warnings.append(f"--probe-file {build.probe_file} ignored: this is a CPU plan "
+                        "(add --gpus)")
     dockerfile, base, build_args = build_inputs(choice, build)
     image = build.tag or tag(root, dockerfile, build_args, build.wheelhouse)
     if choice is not None:

@@ -26,17 +26,22 @@ __all__ = ["probe_for", "remote_probe"]
 _PROBE_DIR = "/tmp/launcher-probe"
 _PROBE_SCRIPT = ("import argparse, sys; from launcher.cmd_probe import run; "
                  "sys.exit(run(argparse.Namespace(json=True)))")
-_PROBE_FILES = ("__init__.py", "_probe.py", "cmd_probe.py")
+# cmd_probe and what it imports: the probe, the wheel table (per GPU wheels), the errors.
+_PROBE_FILES = ("__init__.py", "_errors.py", "_cuda.py", "_probe.py", "cmd_probe.py",
+                "data/cuda.json")
 _PROBE_REQUEST = {"Driver": "", "Count": -1, "DeviceIDs": None,
                   "Capabilities": [["gpu", "utility"]], "Options": {}}
 
 
 def probe_for(options: PlanOptions, environ: Mapping[str, str], dry_run: bool,
               load: Callable[[], Any]) -> Probe | None:
-    """The probe the plan is made from: None for a CPU plan or ``--no-probe``; NVML here for
-    a local engine; a container on the engine itself when ``DOCKER_HOST`` is remote."""
+    """The probe the plan is made from: None for a CPU plan or ``--no-probe``; the file's host
+    for ``--probe-file``; NVML here for a local engine; a container on the engine itself when
+    ``DOCKER_HOST`` is remote."""
     if not options.gpus or options.build.no_probe:
         return None
+    if options.build.probed is not None:
+        return options.build.probed
     if not is_remote_engine(environ.get("DOCKER_HOST")):
         return probe_host(load)
     if dry_run:
@@ -59,12 +64,12 @@ def probe_for(options: PlanOptions, environ: Mapping[str, str], dry_run: bool,
 
 
 def _probe_archive() -> bytes:
-    """A tar for /tmp: launcher-probe/launcher/{__init__,_probe,cmd_probe}.py."""
+    """A tar for /tmp: launcher-probe/launcher/ with :data:`_PROBE_FILES`."""
     buf = io.BytesIO()
     package = Path(__file__).resolve().parent
     top = _PROBE_DIR.rsplit("/", 1)[1]
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for folder in (top, f"{top}/launcher"):
+        for folder in (top, f"{top}/launcher", f"{top}/launcher/data"):
             info = tarfile.TarInfo(folder)
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)

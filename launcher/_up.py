@@ -28,6 +28,13 @@ from launcher._engine_errors import (
 )
 from launcher._engine_memory import EngineMemory
 from launcher._errors import LauncherError
+from launcher._gpu_preflight import (
+    cuda_visible_devices_warning,
+    dev_char_entries,
+    dev_char_warning,
+    image_requirement_error,
+    nvidia_device_nodes,
+)
 from launcher._lifecycle import (
     curl_example,
     decide,
@@ -40,10 +47,12 @@ from launcher._lifecycle import (
 )
 from launcher._options import PlanOptions
 from launcher._plan import LABEL_MANAGED, LABEL_NAME, Plan, make_plan
+from launcher._probe import Probe
 
 __all__ = [
     "STOP_GRACE",
     "UpPolicy",
+    "check_gpu_image",
     "ensure_container",
     "ensure_image",
     "ensure_volumes",
@@ -271,14 +280,39 @@ def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
         inspect = engine.inspect_container(container)
 
 
-def up(plan: Plan, options: PlanOptions, policy: UpPolicy) -> int:
-    """Run the whole lifecycle for ``plan`` (made once, from ``options``); the URL on stdout,
-    progress on stderr."""
+def check_gpu_image(engine: EngineAPI, plan: Plan, probe: Probe | None,
+                    policy: UpPolicy) -> None:
+    """Before the container exists: the checks of :mod:`launcher._gpu_preflight` for a GPU plan.
+    The image's ``NVIDIA_REQUIRE_*`` against the probed driver (an error: the toolkit would
+    refuse to start it), ``CUDA_VISIBLE_DEVICES`` in the image's env, and, for a local engine,
+    systemd cgroups with ``/dev/char`` lacking the NVIDIA nodes (warnings)."""
+    if not plan.gpu:
+        return
+    env = tuple((engine.inspect_image(plan.image).get("Config") or {}).get("Env") or ())
+    if probe is not None and probe.driver_version is not None:
+        error = image_requirement_error(plan.image, env, probe)
+        if error is not None:
+            raise error
+    visible = cuda_visible_devices_warning((), env)  # -e and --env-file: the plan warned
+    if visible:
+        _log(f"warning: {visible}")
+    if not policy.remote:
+        nodes = nvidia_device_nodes()
+        warning = dev_char_warning(engine.info().cgroup_driver if nodes else None, nodes,
+                                   dev_char_entries())
+        if warning:
+            _log(f"warning: {warning}")
+
+
+def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None = None) -> int:
+    """Run the whole lifecycle for ``plan`` (made once, from ``options`` and ``probe``); the URL
+    on stdout, progress on stderr."""
     engine: EngineAPI = connect()
     try:
         plan = preflight(engine, plan, options)
         plan = fill_wheelhouse_first(engine, plan, policy, options.build.tag is not None)
         image_id = ensure_image(engine, plan, policy)
+        check_gpu_image(engine, plan, probe, policy)
         ensure_volumes(engine, plan)
         container = ensure_container(engine, plan, image_id, policy)
         url = wait_ready(engine, container, plan.name, policy)

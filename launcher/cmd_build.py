@@ -18,7 +18,7 @@ from typing import Any
 from launcher._build import BuildSpec, image_tag, parse_image_ref
 from launcher._builder import build_image, check_context, prepare_wheelhouse
 from launcher._engine import connect
-from launcher._errors import EXIT_OK, UsageError
+from launcher._errors import EXIT_OK, LauncherError, UsageError
 from launcher._options import add_build_options, build_options_from_args
 from launcher._plan import ROOT, build_inputs, cuda_choice
 from launcher._probe import probe_host
@@ -82,9 +82,17 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
                              ) from None
     build = build_options_from_args(args)
     choice = None
-    if args.gpu:  # the CUDA image and torch index chosen as ``launcher up`` chooses them
-        probe = None if build.no_probe else probe_host(load)
-        choice = cuda_choice(probe, probe.gpus if probe else (), build.cuda)
+    if args.gpu or build.probed is not None:
+        # The CUDA image and torch wheel chosen as ``launcher up`` chooses them: for this
+        # host's GPUs, the host --probe-file describes (--gpu implied), or none (--no-probe).
+        probe = build.probed
+        if probe is not None and not probe.gpus:
+            raise LauncherError(f"--probe-file {build.probe_file}: the host has no GPUs "
+                                f"({probe.reason or 'it lists no GPUs'})",
+                                hint="build the CPU image: drop --gpu and --probe-file")
+        if probe is None and not build.no_probe:
+            probe = probe_host(load)
+        choice = cuda_choice(probe, probe.gpus if probe else (), build.cuda, build.probe_file)
     dockerfile, base, build_args = build_inputs(choice, build)
     if choice is not None:
         _log(choice.explanation)
@@ -99,6 +107,9 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
         if spec.wheelhouse is not None:
             # Fill first: the content-hash tag covers the wheels the build will get.
             prepare_wheelhouse(engine, spec, _log)
+            # The GPU image installs the torch build the filled wheelhouse holds.
+            dockerfile, base, build_args = build_inputs(choice, build)
+            spec = replace(spec, build_args=build_args)
         tag = build.tag or image_tag(args.context, dockerfile, build_args,
                                      wheelhouse=build.wheelhouse, labels=labels)
         result = build_image(engine, replace(spec, tag=tag, wheelhouse_ready=True), log=_log)

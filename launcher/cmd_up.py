@@ -72,4 +72,4 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     policy = UpPolicy(build=args.build, no_build=args.no_build, timeout=args.timeout,
                       remote=is_remote_engine(os.environ.get("DOCKER_HOST")),
                       state_dir=cache_dir(os.environ))
-    return up(plan, options, policy)
+    return up(plan, options, policy, probe)

@@ -24,6 +24,9 @@ class FakeEngineBase:
     def image_id(self, ref: str) -> str | None:
         _unexpected(f"image_id {ref}")
 
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        _unexpected(f"inspect_image {ref}")
+
     def build(self, context: IO[bytes], *, dockerfile: str, tag: str,
               build_args: Mapping[str, str], labels: Mapping[str, str] | None = None,
               no_cache: bool = False, on_output: Callable[[str], None] = lambda _: None) -> str:

@@ -32,6 +32,7 @@ class FakeGpu:
     energy_mj: Any = 9_876_543
     temperature_c: Any = 41
     mig_mode: Any = (0, 0)  # (current, pending), or NOT_SUPPORTED
+    brand: Any = pynvml.NVML_BRAND_TESLA  # nvmlBrandType_t, or NOT_SUPPORTED
     processes: list[tuple[int, int | None]] = field(default_factory=list)  # (pid, used bytes)
     mig_slices: list[FakeGpu] = field(default_factory=list)
     lost: bool = False  # every getter raises NVMLError_GpuIsLost (GPU fell off the bus)
@@ -114,6 +115,9 @@ class FakeNvml:
 
     def nvmlDeviceGetCudaComputeCapability(self, h: Any) -> tuple[int, int]:
         return self._gpu(h, "nvmlDeviceGetCudaComputeCapability").compute_capability
+
+    def nvmlDeviceGetBrand(self, h: Any) -> int:
+        return int(self._value(self._gpu(h, "nvmlDeviceGetBrand").brand))
 
     def nvmlDeviceGetMigMode(self, h: Any) -> tuple[int, int]:
         return tuple(self._value(self._gpu(h, "nvmlDeviceGetMigMode").mig_mode))  # type: ignore[return-value]

@@ -5,7 +5,7 @@ Measures, on this engine, offline from the wheelhouse and from the stand-in base
   * a code-only rebuild (one edited file under service/) of the CPU and naive images;
   * the image sizes.
 The naive Dockerfile is what the issue names: ``FROM python:3.11``, ``COPY . .``, ``pip install``
-the project; ``python:3.11`` is the Debian stand-in tagged under that name when it is missing.
+the project, on ``python:3.11`` when it is here, else on the Debian stand-in by its own name.
 Every image made here is labelled org.gpu-launcher.bench=1 and removed at the end.
 
     .venv/bin/python benchmarks/build/bench_build.py [--out benchmarks/results/build.json]
@@ -35,7 +35,7 @@ NAIVE_BASE = "python:3.11"
 LABELS = {"org.gpu-launcher.bench": "1"}
 # Single stage, the whole checkout, dependencies installed after the code: any edit reinstalls.
 NAIVE_DOCKERFILE = """\
-FROM python:3.11
+FROM {base}
 WORKDIR /app
 COPY . .
 RUN python3 -m venv /venv \\
@@ -96,10 +96,14 @@ def main() -> int:
     engine = connect(timeout=3600)
     tags: list[str] = []
     results: dict[str, Any] = {"engine": engine.info().server_version, "base": STANDIN}
-    made_base = engine.image_id(NAIVE_BASE) is None
+    # The naive image's base: python:3.11 when it is here, else the stand-in by its own name
+    # (scripts/standin-images never tags it python:3.11).
+    naive_base = NAIVE_BASE if engine.image_id(NAIVE_BASE) is not None else STANDIN
+    if naive_base != NAIVE_BASE:
+        print(f"bench: {NAIVE_BASE} is not here; the naive image builds FROM the stand-in "
+              f"{STANDIN}", file=sys.stderr)
+    results["naive_base"] = naive_base
     try:
-        if made_base:
-            subprocess.run([str(ROOT / "scripts/standin-images"), NAIVE_BASE], check=True)
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             # The layered images: the build inputs copied (edits never touch the checkout).
@@ -129,7 +133,7 @@ def main() -> int:
                               work / "naive")
             copy_tree([ContextFile(f"wheelhouse/{w.name}", w)
                        for w in args.wheelhouse.glob("*.whl")], naive)
-            (naive / "Dockerfile.naive").write_text(NAIVE_DOCKERFILE)
+            (naive / "Dockerfile.naive").write_text(NAIVE_DOCKERFILE.format(base=naive_base))
             ntag = f"gpu-launcher/bench:naive-{uuid.uuid4().hex[:8]}"
             tags += [ntag, ntag + "-edit"]
             results["naive_cold_s"], _ = timed(naive_build, engine, naive, ntag, True)
@@ -138,7 +142,7 @@ def main() -> int:
             results["naive_code_edit_s"], _ = timed(
                 naive_build, engine, naive, ntag + "-edit", False)
     finally:
-        for tag in tags + ([NAIVE_BASE] if made_base else []):
+        for tag in tags:
             engine.remove_image(tag, force=True)
         engine.close()
     results = {k: round(v, 1) if isinstance(v, float) else v for k, v in results.items()}

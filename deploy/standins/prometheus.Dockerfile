@@ -1,9 +1,11 @@
 # Stand-in for prom/prometheus where no registry answers (air-gapped hosts, this project's CI):
 # Debian bookworm's `prometheus` package laid out like the upstream image, so compose.gpu.yml
-# runs unchanged: /bin/prometheus, /bin/promtool and a busybox wget (the healthcheck's), config in
+# runs with PROMETHEUS_IMAGE=gpu-launcher/standin-prometheus:vX.Y.Z: /bin/prometheus, /bin/promtool and a busybox wget (the healthcheck's), config in
 # /etc/prometheus/prometheus.yml, storage in the /prometheus volume, user nobody (65534).
 # Debian ships 2.42; deploy/prometheus/prometheus.yml keeps to what 2.42 and v3 both read.
-#   docker build -f deploy/standins/prometheus.Dockerfile -t prom/prometheus:vX.Y.Z deploy/standins
+# Its own name, never prom/prometheus (scripts/standin-third-party builds it):
+#   docker build -f deploy/standins/prometheus.Dockerfile \
+#       -t gpu-launcher/standin-prometheus:vX.Y.Z deploy/standins
 ARG STANDIN_BASE=gpu-launcher/standin-bookworm:latest
 FROM ${STANDIN_BASE}
 ARG PROMETHEUS_DEB_VERSION=2.42.0+ds-5+deb12u1

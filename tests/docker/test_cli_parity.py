@@ -19,13 +19,16 @@ from launcher._cli import main
 from launcher._flags import parse_publish, parse_volume, port_maps
 from launcher._gpus import parse_gpus
 from tests.conftest import IN_CI, TEST_LABEL, unique
+from tests.docker.conftest import STANDIN
 
 pytestmark = [pytest.mark.docker]
-IMAGE = "python:3.11-slim"
+# Any local image does (the containers are created, never started): the stand-in, by its own
+# name; it is never tagged python:3.11-slim (scripts/standin-images).
+IMAGE = STANDIN
 
 
 @pytest.fixture(scope="module")
-def docker_cli(docker_client: Any) -> Iterator[str]:
+def docker_cli(docker_client: Any, standin_image: str) -> Iterator[str]:
     cli = shutil.which("docker")
     if cli is None:
         msg = "no docker CLI on PATH; run scripts/setup --engine"
@@ -227,7 +230,8 @@ def test_env_and_limits_match_docker_create(docker_cli: str, tmp_path: Path,
         assert create["HostConfig"][key] == inspect["HostConfig"][key], key
 
 
-def test_engine_accepts_the_plan_create_body(docker_client: Any, volume_names: list[str],
+def test_engine_accepts_the_plan_create_body(docker_client: Any, standin_image: str,
+                                             volume_names: list[str],
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """The exact body `up` will send, created in the real engine (API 1.41), reads back as
     planned: hardened, limited, labelled, with the named volumes."""

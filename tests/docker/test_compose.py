@@ -311,11 +311,16 @@ def predictor_image(docker_client: Any, cpu_image: BuiltImage) -> Iterator[str]:
 
 @pytest.fixture
 def prometheus_image(docker_client: Any) -> str:
-    """prom/prometheus as the file pins it: the real one, or the Debian stand-in."""
-    image = config()["services"]["prometheus"]["image"]
+    """prom/prometheus as the file pins it when it is here, else the Debian stand-in under its
+    own name (scripts/standin-third-party says which on stdout: PROMETHEUS_IMAGE=...)."""
     proc = subprocess.run([str(ROOT / "scripts/standin-third-party")], capture_output=True,
                           text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
+    chosen = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    image = chosen["PROMETHEUS_IMAGE"]
+    if image != config()["services"]["prometheus"]["image"]:
+        assert image.startswith("gpu-launcher/standin-"), image
+        print(f"prometheus: using the stand-in {image} (the real image cannot be pulled here)")
     docker_client.images.get(image)
     return image
 
@@ -327,7 +332,8 @@ def test_compose_cpu_stack_serves_and_is_scraped(docker_client: Any, predictor_i
                                                  tmp_path: Path) -> None:
     project = unique("glt-compose")
     ports = {var: free_port() for var in ("PREDICTOR_PORT", "PROMETHEUS_PORT")}
-    env = {"PREDICTOR_IMAGE": predictor_image, **{k: str(v) for k, v in ports.items()}}
+    env = {"PREDICTOR_IMAGE": predictor_image, "PROMETHEUS_IMAGE": prometheus_image,
+           **{k: str(v) for k, v in ports.items()}}
     # An engine started from a shell with a capped memlock can't hand out "unlimited".
     memlock = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
     if memlock != resource.RLIM_INFINITY:

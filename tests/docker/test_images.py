@@ -4,6 +4,7 @@ rebuilt after a code-only edit without reinstalling the dependencies. Select wit
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -143,15 +144,34 @@ def test_code_only_edit_reuses_the_dependency_layers(
         remove_image(docker_client, edited.tag)
 
 
-def test_gpu_image_builds_offline_from_the_standin(
+def test_gpu_image_builds_offline_for_the_host_in_a_probe_file(
         docker_client: Any, standin_image: str, wheelhouse: Path,
-        image_labels: dict[str, str]) -> None:
-    # The stand-in plays nvidia/cuda; --no-probe: this host's GPUs do not matter for the build.
-    image = launcher_build("--gpu", "--no-probe", "--base-image", standin_image,
+        image_labels: dict[str, str], tmp_path: Path) -> None:
+    # As a CI job builds for a GPU server: the server's `launcher probe --json` (an H100 on
+    # driver 580 → cu130), not this GPU-less host. The stand-in is passed in place of
+    # nvidia/cuda, by its own name; the offline wheelhouse has only the CPU torch.
+    probe = tmp_path / "gpu-server.json"
+    probe.write_text(json.dumps({
+        "nvml": True, "reason": None, "driver_version": "580.65.06",
+        "cuda_driver_version": "13.0", "warnings": [],
+        "gpus": [{"index": 0, "uuid": "GPU-h100", "name": "NVIDIA H100 80GB HBM3",
+                  "memory_total_bytes": 85899345920, "compute_capability": "9.0",
+                  "mig_enabled": False, "brand": "nvidia"}]}))
+    image = launcher_build("--probe-file", str(probe), "--base-image", standin_image,
                            "--wheelhouse", str(wheelhouse), labels=image_labels)
     try:
         assert image.tag.startswith("gpu-launcher/service:gpu-")
+        assert (f"launcher: for the host in {probe}: driver 580.65.06 runs CUDA ≤ 13.0; GPUs: "
+                "NVIDIA H100 80GB HBM3 (sm_90)") in image.stderr
+        assert "→ nvidia/cuda:13.0.2-runtime-ubuntu24.04 with cu130 (torch 2.13.0+cu130)" in (
+            image.stderr)
+        assert "only a CPU torch wheel; the GPU image will run torch on the CPU" in image.stderr
+        # The build ran with that host's choice (its index), and the torch it installed is
+        # named: the wheelhouse's CPU build, never a guess.
         config = docker_client.images.get(image.tag).attrs["Config"]
+        assert config["Labels"]["org.gpu-launcher.torch-index-url"] == (
+            "https://download.pytorch.org/whl/cu130")
+        assert config["Labels"]["org.gpu-launcher.torch-variant"] == "cpu"
         env = dict(e.split("=", 1) for e in config["Env"])
         assert (env["NVIDIA_VISIBLE_DEVICES"], env["NVIDIA_DRIVER_CAPABILITIES"]) == (
             "all", "compute,utility")

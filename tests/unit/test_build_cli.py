@@ -195,8 +195,8 @@ def test_a_missing_base_image_is_named_with_the_way_to_get_it(tmp_path: Path) ->
     assert info.value.message == (
         "base image nvidia/cuda:1 is not here, and --wheelhouse needs to ask its Python")
     assert info.value.hint == (
-        "docker pull nvidia/cuda:1, or where no registry answers: "
-        "scripts/standin-images nvidia/cuda:1")
+        "docker pull nvidia/cuda:1; where no registry answers, build on the stand-in: "
+        "scripts/standin-images, then --base-image gpu-launcher/standin-bookworm:latest")
 
 
 @pytest.mark.parametrize("command", ["build", "up"])

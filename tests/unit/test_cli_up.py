@@ -42,10 +42,11 @@ def test_up_no_probe_takes_gpus_as_given() -> None:
     assert plan["create"]["HostConfig"]["DeviceRequests"] == [
         {"Driver": "", "Count": 0, "DeviceIDs": ["0", "1"], "Capabilities": [["gpu"]],
          "Options": {}}]
-    assert plan["build_args"]["CUDA_IMAGE"] == "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
-    assert result.stderr.startswith("launcher: not probed (--no-probe); driver unknown: CUDA 12.8 "
-                                    "by default (drivers ≥ 570; pin another with --cuda); torch "
-                                    "2.13.0 wheels")
+    assert plan["build_args"]["CUDA_IMAGE"] == "nvidia/cuda:12.6.3-runtime-ubuntu24.04"
+    assert plan["build_args"]["TORCH_VARIANT"] == "cu126"
+    assert result.stderr.startswith("launcher: not probed (--no-probe); driver and GPUs unknown: "
+                                    "cu126 by default (sm_50…sm_90, any driver ≥ 525.60.13; pin "
+                                    "another with --cuda)")
 
 
 @pytest.mark.parametrize("argv, first_line", [
@@ -73,9 +74,10 @@ def test_up_explains_the_cuda_choice_on_stderr(capsys: pytest.CaptureFixture[str
                          "--gpus", "all") == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["cuda"]["wheel"] == "cu130"
-    assert err == ("launcher: driver 580.65.06 runs CUDA ≤ 13.0; NVIDIA H100 80GB HBM3 (sm_90) "
-                   "needs ≥ 11.8; torch 2.13.0 wheels: cu126, cu128, cu130 → "
-                   "nvidia/cuda:13.0.2-runtime-ubuntu24.04 with cu130\n")
+    assert err == ("launcher: driver 580.65.06 runs CUDA ≤ 13.0; GPUs: NVIDIA H100 80GB HBM3 "
+                   "(sm_90); torch 2.13.0 stable wheels: cu130 (sm_75…sm_120+PTX), cu126 "
+                   "(sm_50…sm_90); cu130 runs natively → nvidia/cuda:13.0.2-runtime-ubuntu24.04 "
+                   "with cu130 (torch 2.13.0+cu130)\n")
 
 
 def test_up_refuses_blackwell_on_550_with_the_driver_hint(
@@ -84,8 +86,9 @@ def test_up_refuses_blackwell_on_550_with_the_driver_hint(
     assert up_in_process(FakeNvml([blackwell]), "--gpus", "all") == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == ("launcher: error: driver 550.54.15 runs CUDA ≤ 12.4; NVIDIA B200 (sm_100) "
-                   "needs ≥ 12.8; torch 2.13.0 wheels: cu126, cu128, cu130 → none fits: "
-                   "upgrade the driver to ≥ 570.26\n"
-                   "hint: upgrade the NVIDIA driver to ≥ 570.26 (CUDA 12.8), or run on CPU "
-                   "without --gpus\n")
+    assert err == ("launcher: error: driver 550.54.15 runs CUDA ≤ 12.4; GPUs: NVIDIA B200 "
+                   "(sm_100); torch 2.13.0 stable wheels: cu130 (sm_75…sm_120+PTX), cu126 "
+                   "(sm_50…sm_90); cu130: needs a driver ≥ 580; cu126: no code for sm_100 → "
+                   "none fits: install an NVIDIA driver ≥ 580\n"
+                   "hint: install an NVIDIA driver ≥ 580 (for cu130), or run on CPU without "
+                   "--gpus\n")

@@ -24,6 +24,7 @@ from launcher._options import PlanOptions, plan_options_from_args
 from launcher._plan import Plan, make_plan
 from launcher._probe import GpuInfo, Probe
 from tests.clihelpers import run_launcher
+from tests.conftest import ROOT
 from tests.fakeengine import FakeEngineBase
 
 H100 = GpuInfo(0, "GPU-h100", "NVIDIA H100 80GB HBM3", 80 << 30, (9, 0), False)
@@ -260,16 +261,36 @@ def test_up_with_docker_host_at_a_missing_socket_exits_1_with_one_line_and_a_hin
     assert len(lines) == 3
 
 
-def test_the_remote_probe_archive_holds_only_the_probe_modules() -> None:
+def test_the_remote_probe_archive_holds_only_the_probe_modules(tmp_path: Any) -> None:
     import io
+    import subprocess
+    import sys
     import tarfile
 
     with tarfile.open(fileobj=io.BytesIO(_remote_probe._probe_archive())) as tar:
         assert [(m.name, m.isdir()) for m in tar.getmembers()] == [
             ("launcher-probe", True), ("launcher-probe/launcher", True),
+            ("launcher-probe/launcher/data", True),
             ("launcher-probe/launcher/__init__.py", False),
+            ("launcher-probe/launcher/_errors.py", False),
+            ("launcher-probe/launcher/_cuda.py", False),
             ("launcher-probe/launcher/_probe.py", False),
-            ("launcher-probe/launcher/cmd_probe.py", False)]
+            ("launcher-probe/launcher/cmd_probe.py", False),
+            ("launcher-probe/launcher/data/cuda.json", False)]
+        tar.extractall(tmp_path)
+    # ... and they are enough: the probe imports nothing else of the launcher (the service
+    # image has service/ and pynvml, not the launcher).
+    probe = tmp_path / "launcher-probe"
+    code = ("import sys, launcher.cmd_probe as p, launcher._cuda as c; "
+            "assert p.__file__.startswith(sys.argv[1]), p.__file__; c.cuda_table(); "
+            "print(sorted(m for m in sys.modules if m.startswith('launcher')))")
+    result = subprocess.run([sys.executable, "-c", code, str(probe)], capture_output=True,
+                            text=True, timeout=60, check=False, cwd=tmp_path,
+                            env={"PYTHONPATH": f"{probe}:{ROOT}", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(sorted(
+        ["launcher", "launcher._errors", "launcher._cuda", "launcher._probe",
+         "launcher.cmd_probe"]))
 
 
 @pytest.mark.parametrize(("tag", "up_opts"), [

@@ -37,3 +37,16 @@ def test_the_cpu_index_url_is_written_only_in_the_table_and_the_dockerfile() -> 
     found = sorted(str(p.relative_to(ROOT)) for p in _tree()
                    if url in p.read_text(errors="replace"))
     assert found == ["Dockerfile", "launcher/data/cuda.json"]
+
+
+def test_the_gpu_dockerfile_defaults_to_the_unprobed_choice() -> None:
+    # `docker build -f Dockerfile.gpu .` builds what `launcher build --gpu --no-probe` does
+    # (compose.gpu.yml is held to the same plan by tests/docker/test_compose.py).
+    from launcher._cuda import choose_cuda
+
+    choice = choose_cuda(cuda_table(), None, None, [])
+    text = (ROOT / "Dockerfile.gpu").read_text()
+    defaults = dict(re.findall(r"^ARG (CUDA_IMAGE|TORCH_VARIANT|TORCH_INDEX_URL)=(\S+)$", text,
+                               re.MULTILINE))
+    assert defaults == {"CUDA_IMAGE": choice.image, "TORCH_VARIANT": choice.wheel,
+                        "TORCH_INDEX_URL": choice.index_url}

@@ -20,6 +20,7 @@ H100 = FakeGpu(uuid="GPU-h100")
 B200 = FakeGpu(name="NVIDIA B200", uuid="GPU-b200", compute_capability=(10, 0))
 V100 = FakeGpu(name="Tesla V100-SXM2-16GB", uuid="GPU-v100", compute_capability=(7, 0),
                mig_mode=NOT_SUPPORTED)
+K80 = FakeGpu(name="Tesla K80", uuid="GPU-k80", compute_capability=(3, 7))
 A100_MIG = FakeGpu(name="NVIDIA A100-SXM4-40GB", uuid="GPU-a100", compute_capability=(8, 0),
                    mig_mode=(1, 1))
 ENVIRON = {"HOME": "/home/u"}
@@ -93,28 +94,30 @@ GPU_PLANS = [
      "nvidia/cuda:13.0.2-runtime-ubuntu24.04", "cu130",
      [{"Driver": "", "Count": -1, "DeviceIDs": None, "Capabilities": [["gpu"]], "Options": {}}]),
     ("hopper-570", ["--gpus", "1"], probe_of(H100, driver="570.124.06", cuda=12080),
-     "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128",
+     "nvidia/cuda:12.6.3-runtime-ubuntu24.04", "cu126",
      [{"Driver": "", "Count": 1, "DeviceIDs": None, "Capabilities": [["gpu"]], "Options": {}}]),
-    ("blackwell-570", ["--gpus", "all"], probe_of(B200, driver="570.124.06", cuda=12080),
-     "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128", None),
-    ("volta-580-no-cuda13", ["--gpus", "all"], probe_of(V100, driver="580.65.06", cuda=13000),
-     "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128", None),
+    ("hopper-550-minor-compat", ["--gpus", "all"], probe_of(H100),
+     "nvidia/cuda:12.4.1-runtime-ubuntu22.04", "cu126", None),
+    ("blackwell-580", ["--gpus", "all"], probe_of(B200, driver="580.65.06", cuda=13000),
+     "nvidia/cuda:13.0.2-runtime-ubuntu24.04", "cu130", None),
+    ("volta-580-cu126", ["--gpus", "all"], probe_of(V100, driver="580.65.06", cuda=13000),
+     "nvidia/cuda:12.6.3-runtime-ubuntu24.04", "cu126", None),
     ("two-gpus-all", ["--gpus", "all"], probe_of(H100, V100, driver="580.65.06", cuda=13000),
-     "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128", None),
+     "nvidia/cuda:12.6.3-runtime-ubuntu24.04", "cu126", None),
     ("two-gpus-first-only", ["--gpus", "device=0"],
      probe_of(H100, V100, driver="580.65.06", cuda=13000),
      "nvidia/cuda:13.0.2-runtime-ubuntu24.04", "cu130",
      [{"Driver": "", "Count": 0, "DeviceIDs": ["0"], "Capabilities": [["gpu"]], "Options": {}}]),
     ("two-gpus-by-uuid", ["--gpus", "device=GPU-v100"],
      probe_of(H100, V100, driver="580.65.06", cuda=13000),
-     "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128", None),
+     "nvidia/cuda:12.6.3-runtime-ubuntu24.04", "cu126", None),
     ("pinned", ["--gpus", "all", "--cuda", "12.6"],
      probe_of(H100, driver="580.65.06", cuda=13000),
      "nvidia/cuda:12.6.3-runtime-ubuntu24.04", "cu126", None),
-    ("no-probe-conservative-default", ["--gpus", "all", "--no-probe"], None,
-     "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128", None),
-    ("no-probe-pinned", ["--gpus", "all", "--no-probe", "--cuda", "12.8"], None,
-     "nvidia/cuda:12.8.1-runtime-ubuntu24.04", "cu128", None),
+    ("no-probe-default", ["--gpus", "all", "--no-probe"], None,
+     "nvidia/cuda:12.6.3-runtime-ubuntu24.04", "cu126", None),
+    ("no-probe-pinned", ["--gpus", "all", "--no-probe", "--cuda", "13.0"], None,
+     "nvidia/cuda:13.0.2-runtime-ubuntu24.04", "cu130", None),
 ]
 
 
@@ -125,11 +128,12 @@ def test_gpu_plans(argv: list[str], probe: Probe | None, image: str, wheel: str,
     result = plan(argv, probe)
     assert result.gpu and result.build.dockerfile == "Dockerfile.gpu"
     assert dict(result.build.build_args) == {
-        "CUDA_IMAGE": image, "TORCH_INDEX_URL": f"https://download.pytorch.org/whl/{wheel}"}
+        "CUDA_IMAGE": image, "TORCH_INDEX_URL": f"https://download.pytorch.org/whl/{wheel}",
+        "TORCH_VARIANT": wheel}
     assert result.create["Env"] == ["DEVICE=cuda"]
     if requests is not None:
         assert result.create["HostConfig"]["DeviceRequests"] == requests
-    assert result.explanation.endswith(f"→ {image} with {wheel}")
+    assert result.explanation.endswith(f"→ {image} with {wheel} (torch 2.13.0+{wheel})")
     # everything else is the same hardened container as on CPU
     body = without_plan_label(result.create)
     del body["HostConfig"]["DeviceRequests"], body["Env"], body["Image"]
@@ -139,16 +143,14 @@ def test_gpu_plans(argv: list[str], probe: Probe | None, image: str, wheel: str,
 
 
 REFUSED = [
-    ("hopper-550", ["--gpus", "all"], probe_of(H100),
-     ("driver 550.54.15 runs CUDA ≤ 12.4; NVIDIA H100 80GB HBM3 (sm_90) needs ≥ 11.8; torch "
-     "2.13.0 wheels: cu126, cu128, cu130 → none fits: upgrade the driver to ≥ 560.28.03"),
-     "upgrade the NVIDIA driver to ≥ 560.28.03 (CUDA 12.6), or run on CPU without --gpus"),
-    ("hopper-535", ["--gpus", "all"], probe_of(H100, driver="535.104.05", cuda=12020), None,
-     "upgrade the NVIDIA driver to ≥ 560.28.03 (CUDA 12.6), or run on CPU without --gpus"),
     ("blackwell-550", ["--gpus", "all"], probe_of(B200),
-     ("driver 550.54.15 runs CUDA ≤ 12.4; NVIDIA B200 (sm_100) needs ≥ 12.8; torch 2.13.0 "
-     "wheels: cu126, cu128, cu130 → none fits: upgrade the driver to ≥ 570.26"),
-     "upgrade the NVIDIA driver to ≥ 570.26 (CUDA 12.8), or run on CPU without --gpus"),
+     ("driver 550.54.15 runs CUDA ≤ 12.4; GPUs: NVIDIA B200 (sm_100); torch 2.13.0 stable "
+      "wheels: cu130 (sm_75…sm_120+PTX), cu126 (sm_50…sm_90); cu130: needs a driver ≥ 580; "
+      "cu126: no code for sm_100 → none fits: install an NVIDIA driver ≥ 580"),
+     "install an NVIDIA driver ≥ 580 (for cu130), or run on CPU without --gpus"),
+    ("kepler", ["--gpus", "all"], probe_of(K80, driver="470.256.02", cuda=11040), None,
+     ("no torch 2.13.0 wheel has kernels for Tesla K80 (sm_37): leave it out with "
+      "--gpus '\"device=...\"', or run on CPU without --gpus")),
     ("require-gpu-without-nvml", ["--gpus", "all", "--require-gpu"], NO_NVML,
      ("--gpus all --require-gpu: no GPU found (NVML library (libnvidia-ml.so.1) not found: "
      "no NVIDIA driver on this host)"),
@@ -241,7 +243,7 @@ def test_build_options_shape_the_image() -> None:
         "debian-py:1", True, wheelhouse)
     tagged = plan(["--tag", "me/svc:1"])
     assert tagged.image == tagged.create["Image"] == "me/svc:1"
-    assert plan(["--cuda", "12.8"]).warnings == ("--cuda 12.8 ignored: this is a CPU plan",)
+    assert plan(["--cuda", "13.0"]).warnings == ("--cuda 13.0 ignored: this is a CPU plan",)
 
 
 def test_plan_label_changes_exactly_when_the_container_would() -> None:
@@ -277,7 +279,7 @@ BAD_FLAGS = [
     (["--name", "a b"], ('invalid argument "a b" for "--name" flag: Invalid container name '
                         "(a b), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")),
     (["--cuda", "twelve"], ('invalid argument "twelve" for "--cuda" flag: invalid CUDA version '
-                           "'twelve': expected MAJOR.MINOR, e.g. 12.8")),
+                           "'twelve': expected MAJOR.MINOR, e.g. 12.6")),
     (["--gpus", "all", "--cuda", "12.4"], ('invalid argument "12.4" for "--cuda" flag: '
                                           "torch 2.13.0 has no wheels for CUDA 12.4")),
     (["--require-gpu"], "--require-gpu needs --gpus"),
@@ -347,3 +349,14 @@ def test_a_new_build_tag_moves_the_create_body_and_its_plan_label() -> None:
     assert without_plan_label(retagged.create) == {**without_plan_label(result.create),
                                                    "Image": "other/svc:2"}
     assert retagged.with_build(result.build) == result  # and back: the same plan
+
+
+def test_cuda_visible_devices_in_a_gpu_plan_is_warned() -> None:
+    result = plan(["--gpus", "all", "-e", "CUDA_VISIBLE_DEVICES=1"],
+                  probe_of(H100, V100, driver="580.65.06", cuda=13000))
+    assert result.warnings == (
+        ("CUDA_VISIBLE_DEVICES=1 is set in the container's environment (from -e/--env-file): "
+        "inside, the --gpus devices are numbered from 0, so this selects other GPUs than you "
+        "meant, or none; select GPUs with --gpus '\"device=...\"' and leave "
+        "CUDA_VISIBLE_DEVICES unset"),)
+    assert plan(["-e", "CUDA_VISIBLE_DEVICES=1"]).warnings == ()  # a CPU plan: no GPUs to miss
