@@ -139,8 +139,9 @@ def test_when_every_replica_failed_predict_and_readyz_are_503() -> None:
         ready = await request(app, "GET", "/readyz")
         alive = await request(app, "GET", "/healthz")
         assert [r.status for r in replies] == [200, 200, 200, 200, 503, 503]
-        assert replies[4].json() == {"detail": (
-            f"model is not ready: device error on replica 1 (cpu), after a retry: {ILLEGAL}")}
+        assert replies[4].json()["detail"] in {  # whichever replica took its retry
+            f"model is not ready: device error on replica {i} (cpu), after a retry: {ILLEGAL}"
+            for i in (0, 1)}
         assert replies[5].json() == {"detail": "model is not ready (failed)"}
         assert (ready.status, ready.json()["status"]) == (503, "failed")
         assert ready.json()["reason"] == f"device error: {ILLEGAL}"
