@@ -89,10 +89,15 @@ class _Service:
             first = replicas.first
             self._decode = first.decode if isinstance(first, HasDecode) else None
             self._encode = first.encode if isinstance(first, HasEncode) else None
-            self.metrics.set_model_info(**replicas.info)
             self.batcher = Batcher(replicas, replicas.width, s.max_batch_rows,
                                    s.max_wait_ms / 1000, self.metrics.observe_batch)
             log.info("ready: %s, input width %d", replicas.info or "predictor", replicas.width)
+        devices = replicas.ready_devices()
+        if devices:
+            info = dict(replicas.info)
+            if "device" in info:  # every device a replica is ready on, not only the first's
+                info["device"] = ",".join(devices)
+            self.metrics.set_model_info(**info)
         if self.batcher is not None:
             self.batcher.wake()
 

@@ -230,6 +230,10 @@ class ReplicaPool:
         """Why the service is failed: each distinct reason once, in replica order."""
         return "; ".join(dict.fromkeys(r.reason for r in self.replicas if r.reason))
 
+    def ready_devices(self) -> list[str]:
+        """The devices with a ready replica, each once, in replica order."""
+        return list(dict.fromkeys(r.device for r in self.replicas if r.state == "ready"))
+
     def health(self) -> list[dict[str, Any]]:
         return [r.health() for r in self.replicas]
 
