@@ -1,14 +1,16 @@
 """Dynamic batching: concurrent requests share one forward pass, run on an idle model replica.
 
 One queue for all replicas (``service/_replicas.py``): a batch is dispatched when a replica is
-idle and as many rows are waiting as were in the system when the last batch finished (its rows plus those then waiting; capped by ``max_rows``),
-or when the oldest request has waited long enough: half the last forward pass, at most
-``max_wait``, and not at all when that is under half a millisecond. Under steady load the
-callers of the last batch come back within that wait, so a heavy model keeps whole batches
-instead of two alternating half-batches (the wide MLP does 30% more rows per second at batch 32
-than at 16); a light model's forward is not worth waiting for, so its batches pipeline; a lone
-client's system holds one row: it waits for nobody. A replica whose device fails hands its
-batch back to the front of the queue, once per request, for another replica.
+idle and its share of the rows that were in the system when the last batch finished is waiting
+(that batch's rows, those then waiting and those on other replicas, over the ready replicas;
+capped by ``max_rows``), or when the oldest request has waited long enough: half the last
+forward pass, at most ``max_wait``, and not at all when that is under half a millisecond. Under
+steady load the callers of the last batch come back within that wait, so a heavy model keeps
+whole batches instead of two alternating half-batches (the wide MLP does 30% more rows per
+second at batch 32 than at 16); a light model's forward is not worth waiting for, so its
+batches pipeline; a lone client's system holds one row: it waits for nobody. Rows that wait
+while several replicas are idle are shared out between them. A replica whose device fails
+hands its batch back to the front of the queue, once per request, for another replica.
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ class Batcher:
         self._pending: list[_Item] = []
         self._pending_rows = 0
         self._running = 0  # batches on replicas now
-        self._target = 1  # rows in the system at the last finish: dispatch when as many wait
+        self._running_rows = 0  # and their rows
+        # a ready replica's share of the rows in the system at the last finish: dispatch to an
+        # idle replica when as many wait
+        self._target = 1
         self._wait = 0.0  # how long to hold a short batch: half the last forward, <= max_wait
         self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,30 +107,33 @@ class Batcher:
             self._handle = loop.call_later(max(0.0, delay), self._dispatch)
 
     def _dispatch(self) -> None:
-        """One batch to each idle replica while enough rows wait (the first batch regardless)."""
+        """One batch to each idle replica while enough rows wait (the first batch regardless);
+        what waits is shared out over the idle replicas, so they all work."""
         self._handle = None
         first = True
         while self._pending and (first or self._pending_rows >= min(self._target,
                                                                      self._max_rows)):
+            idle = self._replicas.ready - self._running
             replica = self._replicas.take()
             if replica is None:
                 return  # a finishing replica dispatches again
-            self._start(replica)
+            self._start(replica, min(self._max_rows, -(-self._pending_rows // max(1, idle))))
             first = False
         if self._pending and self._running < self._replicas.ready and self._loop is not None:
             self._schedule(self._loop)  # a short batch for the next idle replica: hold it
 
-    def _start(self, replica: Replica) -> None:
+    def _start(self, replica: Replica, limit: int) -> None:
         taken: list[_Item] = []
         rows = 0
-        for item in self._pending:
-            if taken and rows + item.rows > self._max_rows:
+        for item in self._pending:  # requests are never split: the first goes however big
+            if taken and rows + item.rows > limit:
                 break
             taken.append(item)
             rows += item.rows
         del self._pending[:len(taken)]
         self._pending_rows -= rows
         self._running += 1
+        self._running_rows += rows
         started = time.monotonic()
         loop = self._loop
         assert loop is not None and replica.predictor is not None
@@ -159,6 +167,7 @@ class Batcher:
     def _finished(self, replica: Replica, items: list[_Item], rows: int, started: float,
                   job: Future[tuple[list[Outputs], float]]) -> None:
         self._running -= 1
+        self._running_rows -= rows
         self._replicas.release(replica)
         error = job.exception()
         if error is not None:
@@ -171,7 +180,9 @@ class Batcher:
                     if not item.future.done():
                         item.future.set_exception(error)
         else:
-            self._target = rows + self._pending_rows
+            # the rows in the system now, each replica's share of them
+            in_system = rows + self._pending_rows + self._running_rows
+            self._target = max(1, -(-in_system // max(1, self._replicas.ready)))
             parts, seconds = job.result()
             self._wait = min(self._max_wait, seconds / 2)
             if self._wait < MIN_HOLD_S:

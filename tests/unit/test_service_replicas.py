@@ -171,3 +171,9 @@ def test_a_replica_that_cannot_start_is_failed_and_the_others_serve(
     pool = pool_of(predictors, slots or ["cpu"] * len(predictors))
     assert serve(pool, ROWS[:3]) == ANSWERS[:3]
     assert [(r["state"], r["reason"]) for r in pool.health()] == health
+
+
+def test_a_burst_is_shared_out_over_the_idle_replicas() -> None:
+    first, second = Sums(seconds=0.05), Sums(seconds=0.05)
+    assert serve(pool_of([first, second]), ROWS[:20], max_rows=64) == ANSWERS[:20]
+    assert (first.batches, second.batches) == ([10], [10])
