@@ -119,8 +119,8 @@ class _Service:
             self.replicas.shutdown()
 
     async def predict(self, body: bytes) -> tuple[int, bytes]:
-        batcher = self.batcher
-        if batcher is None or self.status != "ready":
+        batcher, replicas = self.batcher, self.replicas
+        if batcher is None or replicas is None or not replicas.ready:  # no replica ready
             return 503, orjson.dumps({"detail": f"model is not ready ({self.status})"})
         try:
             payload = decode_json(body)
