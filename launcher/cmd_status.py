@@ -1,25 +1,33 @@
 """launcher status [--name N] [--json]: the containers this launcher manages, with their image,
-health, ports, GPUs and uptime."""
+health, model replicas, ports, GPUs and uptime."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from launcher._engine import connect
+from launcher._engine import connect, is_remote_engine
+from launcher._options import CONTAINER_PORT
 from launcher._plan import LABEL_MANAGED, LABEL_NAME
 
 __all__ = [
     "add_parser",
+    "format_replicas",
     "format_status",
     "gpus_assigned",
     "parse_timestamp",
+    "readyz_replicas",
+    "readyz_url",
     "run",
     "status_row",
 ]
+REPLICA_STATES = ("ready", "starting", "failed")  # the service's (service/_replicas.py)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -65,8 +73,53 @@ def _ports(ports: Mapping[str, Any] | None) -> list[str]:
     return out
 
 
-def status_row(inspect: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """One container as ``status --json`` reports it."""
+def readyz_url(inspect: Mapping[str, Any]) -> str | None:
+    """``http://ADDR:PORT/readyz`` of the service's published port on this host, or None."""
+    ports = (inspect.get("NetworkSettings") or {}).get("Ports") or {}
+    for binding in ports.get(f"{CONTAINER_PORT}/tcp") or ():
+        host, port = binding.get("HostIp") or "", binding.get("HostPort")
+        if port:
+            host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+            return f"http://{f'[{host}]' if ':' in host else host}:{port}/readyz"
+    return None
+
+
+def readyz_replicas(body: Any) -> list[dict[str, Any]] | None:
+    """The ``replicas`` of a ``/readyz`` answer (device, state, reason each), or None when it
+    has none (an older service, or not JSON)."""
+    replicas = body.get("replicas") if isinstance(body, Mapping) else None
+    if not isinstance(replicas, list) or not all(isinstance(r, Mapping) for r in replicas):
+        return None
+    return [{"device": str(r.get("device", "")), "state": str(r.get("state", "")),
+             "reason": r.get("reason")} for r in replicas]
+
+
+def _fetch_readyz(url: str, timeout: float = 2.0) -> Any:
+    """The JSON ``/readyz`` answers (with 200 or 503), or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return json.loads(reply.read())
+    except urllib.error.HTTPError as exc:  # 503: starting, or every replica failed
+        try:
+            return json.loads(exc.read())
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+
+
+def format_replicas(replicas: Sequence[Mapping[str, Any]] | None) -> str:
+    """``2/2 ready``, ``1/2 ready, 1 failed``, ``0/1 starting``; ``-`` when unknown."""
+    if not replicas:
+        return "-"
+    counts = {state: sum(1 for r in replicas if r["state"] == state) for state in REPLICA_STATES}
+    rest = [f"{counts[s]} {s}" for s in REPLICA_STATES[1:] if counts[s]]
+    return ", ".join([f"{counts['ready']}/{len(replicas)} ready", *rest])
+
+
+def status_row(inspect: Mapping[str, Any], now: datetime,
+               replicas: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One container as ``status --json`` reports it; ``replicas`` from its ``/readyz``."""
     state = inspect.get("State") or {}
     config = inspect.get("Config") or {}
     started = parse_timestamp(state.get("StartedAt", "")) if state.get("Running") else None
@@ -76,6 +129,7 @@ def status_row(inspect: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "image": config.get("Image", ""),
         "state": state.get("Status", ""),
         "health": (state.get("Health") or {}).get("Status") or "none",
+        "replicas": replicas,
         "ports": _ports((inspect.get("NetworkSettings") or {}).get("Ports")),
         "gpus": gpus_assigned((inspect.get("HostConfig") or {}).get("DeviceRequests")),
         "uptime_seconds": int((now - started).total_seconds()) if started else None,
@@ -100,10 +154,10 @@ def format_status(rows: Sequence[Mapping[str, Any]]) -> str:
     """A table for people; no rows → a line saying so."""
     if not rows:
         return "no containers managed by launcher"
-    header = ("NAME", "IMAGE", "STATE", "HEALTH", "GPUS", "UPTIME", "PORTS")
+    header = ("NAME", "IMAGE", "STATE", "HEALTH", "REPLICAS", "GPUS", "UPTIME", "PORTS")
     table = [header] + [
-        (r["name"], r["image"], r["state"], r["health"], r["gpus"],
-         _duration(r["uptime_seconds"]), ", ".join(r["ports"]) or "-")
+        (r["name"], r["image"], r["state"], r["health"], format_replicas(r.get("replicas")),
+         r["gpus"], _duration(r["uptime_seconds"]), ", ".join(r["ports"]) or "-")
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
@@ -116,10 +170,16 @@ def run(args: argparse.Namespace) -> int:
     engine = connect()
     try:
         now = datetime.now(timezone.utc)
-        rows = [status_row(engine.inspect_container(c["Id"]), now)
-                for c in engine.containers(labels)]
+        inspects = [engine.inspect_container(c["Id"]) for c in engine.containers(labels)]
     finally:
         engine.close()
+    # the replicas from each running service's /readyz through its published port; a remote
+    # engine publishes on its own host, so there they stay unknown
+    local = not is_remote_engine(os.environ.get("DOCKER_HOST"))
+    rows = []
+    for inspect in inspects:
+        url = readyz_url(inspect) if local and (inspect.get("State") or {}).get("Running") else None
+        rows.append(status_row(inspect, now, readyz_replicas(_fetch_readyz(url)) if url else None))
     rows.sort(key=lambda r: str(r["name"]))
     print(json.dumps(rows, indent=2) if args.json else format_status(rows))
     return 0

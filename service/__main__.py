@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from service._errors import ServiceError
 from service._predictor import Predictor, load_predictor_class
@@ -25,6 +25,13 @@ def build_predictor(settings: Settings) -> Predictor:
     return TorchModelPredictor(settings.model_path)
 
 
+def predictor_factory(settings: Settings) -> Callable[[], Predictor]:
+    """One predictor per replica. The first is built now, so a bad PREDICTOR or MODEL_PATH
+    exits 2 before the server starts; the others when their replica starts."""
+    first = [build_predictor(settings)]
+    return lambda: first.pop() if first else build_predictor(settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("--host", help="address to bind (default: $HOST or 0.0.0.0)")
@@ -37,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env["PORT"] = args.port
     try:
         settings = Settings.from_env(env)
-        predictor = build_predictor(settings)
+        predictors = predictor_factory(settings)
     except ServiceError as exc:
         print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr)
         return 2
@@ -50,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from service._app import create_app
     from service._http import CoalescingHttpToolsProtocol
 
-    app = create_app(predictor, settings, CollectorRegistry())
+    app = create_app(predictors, settings, CollectorRegistry())
     # No proxy-headers middleware: nothing here reads the client address (access log is off).
     # No websockets: no endpoint speaks them, and an upgrade would hand over the wrapped transport.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",

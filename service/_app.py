@@ -1,4 +1,4 @@
-"""``create_app(predictor, settings, registry)``: the HTTP service around one predictor.
+"""``create_app(predictor, settings, registry)``: the HTTP service around the model's replicas.
 
 ``POST /predict`` is answered by a lean ASGI path in front of FastAPI (orjson in and out, no
 per-request pydantic); FastAPI still declares it, so ``/docs`` describes it, and serves the rest.
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from array import array
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,26 +21,22 @@ from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service._batcher import Batcher
-from service._errors import ServiceError
+from service._batcher import Batcher, NoReplica
+from service._cpu import cpu_threads
+from service._device import NO_CUDA, plan_replicas
 from service._inputs import BadRequest, check_rows, decode_json, inputs_of
 from service._metrics import ServiceMetrics
-from service._predictor import Batch, HasDecode, HasEncode, HasInfo, Predictor, PredictorError
+from service._predictor import HasDecode, HasEncode, Predictor, PredictorError
+from service._replicas import ReplicaPool, Runtime, load_runtime
 from service._settings import Settings
 from service.nvml import load_nvml
 
-__all__ = ["Health", "create_app"]
+__all__ = ["PredictorSource", "create_app"]
 
 log = logging.getLogger("service")
 _JSON = [(b"content-type", b"application/json")]
-
-
-class Health:
-    """starting -> ready, or starting -> failed (with the reason)."""
-
-    def __init__(self) -> None:
-        self.state = "starting"
-        self.reason = ""
+# A predictor instance (it serves one replica), or a class / function that makes one per replica.
+PredictorSource = Predictor | Callable[[], Predictor]
 
 
 class PredictResponse(BaseModel):
@@ -56,58 +50,78 @@ class ErrorResponse(BaseModel):
 
 
 class _Service:
-    def __init__(self, predictor: Predictor, settings: Settings, metrics: ServiceMetrics) -> None:
-        self.predictor = predictor
+    def __init__(self, predictor: PredictorSource, settings: Settings, metrics: ServiceMetrics,
+                 runtime: Runtime | None) -> None:
+        self.make_predictor = _factory(predictor)
         self.settings = settings
         self.metrics = metrics
-        self.health = Health()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
-        self.batcher: Batcher | None = None
-        self._decode = predictor.decode if isinstance(predictor, HasDecode) else None
-        self._encode = predictor.encode if isinstance(predictor, HasEncode) else None
-
-    def load(self) -> int:
-        """In the worker thread: setup, settle the input width, warm up at 1 and max rows."""
-        self.predictor.setup(self.settings.device)
-        declared, found = self.settings.input_width, self.predictor.input_width
-        if declared and found and declared != found:
-            raise PredictorError(f"INPUT_WIDTH={declared} but the model takes {found} values",
-                                 "unset INPUT_WIDTH or fix it")
-        width = declared or found
-        if not width:
-            raise PredictorError("the model's input width is unknown",
-                                 "set INPUT_WIDTH to the number of values per row")
-        for rows in sorted({1, self.settings.max_batch_rows}):
-            outputs = self.predictor.predict(Batch(array("f", bytes(4 * rows * width)), rows, width))
-            bad = [k for k, v in outputs.items() if len(v) != rows]
-            if bad:
-                raise PredictorError(f"warm-up: output {bad[0]!r} is not one item per row",
-                                     "predict() must return columns with one item per row")
-        return width
+        self.runtime = runtime
+        self.replicas: ReplicaPool | None = None  # planned once torch has said what it sees
+        self.batcher: Batcher | None = None  # made when the first replica is ready
+        # the hooks of the first replica's predictor (a class has only unbound ones)
+        self._decode: Callable[[Any], Any] | None = None
+        self._encode: Callable[[Any], Any] | None = None
 
     async def start(self) -> None:
-        try:
-            width = await asyncio.get_running_loop().run_in_executor(self.executor, self.load)
-        except Exception as exc:  # noqa: BLE001 - reported by /readyz and the log
-            hint = exc.hint if isinstance(exc, ServiceError) else ""
-            self.health.reason = str(exc) + (f" (hint: {hint})" if hint else "")
-            self.health.state = "failed"
-            log.error("model failed to load: %s", self.health.reason)
-            return
-        predictor = self.predictor
-        info = ({str(k): str(v) for k, v in predictor.info.items()}
-                if isinstance(predictor, HasInfo) else {})
-        self.metrics.set_model_info(**info)
+        """Plan the replicas from DEVICE and what torch sees, then set them all up."""
+        loop = asyncio.get_running_loop()
         s = self.settings
-        self.batcher = Batcher(self.predictor.predict, width, s.max_batch_rows,
-                               s.max_wait_ms / 1000, self.metrics.observe_batch, self.executor)
-        self.health.state = "ready"
-        log.info("ready: %s, input width %d", info or type(self.predictor).__name__, width)
+        runtime = self.runtime
+        if runtime is None:  # imports torch: off the event loop
+            runtime = await loop.run_in_executor(None, load_runtime)
+        facts = NO_CUDA if set(s.devices) == {"cpu"} else await loop.run_in_executor(
+            None, runtime.cuda_facts)
+        slots, fallbacks = plan_replicas(s.devices, s.replicas_per_device, facts)
+        for reason in dict.fromkeys(fallbacks):
+            log.warning("DEVICE=auto: running on the CPU because %s", reason)
+        self.replicas = ReplicaPool(slots, self.make_predictor, runtime, cpu_threads(),
+                                    s.input_width, s.max_batch_rows, self._changed)
+        self._changed()
+        await self.replicas.start()
+
+    def _changed(self) -> None:
+        """A replica changed state: metrics, the batcher once one is ready, and its wake-up."""
+        replicas = self.replicas
+        assert replicas is not None
+        self.metrics.set_replicas(replicas.counts())
+        if self.batcher is None and replicas.width is not None:
+            s = self.settings
+            first = replicas.first
+            self._decode = first.decode if isinstance(first, HasDecode) else None
+            self._encode = first.encode if isinstance(first, HasEncode) else None
+            self.batcher = Batcher(replicas, replicas.width, s.max_batch_rows,
+                                   s.max_wait_ms / 1000, self.metrics.observe_batch)
+            log.info("ready: %s, input width %d", replicas.info or "predictor", replicas.width)
+        devices = replicas.ready_devices()
+        if devices:
+            info = dict(replicas.info)
+            if "device" in info:  # every device a replica is ready on, not only the first's
+                info["device"] = ",".join(devices)
+            self.metrics.set_model_info(**info)
+        if self.batcher is not None:
+            self.batcher.wake()
+
+    @property
+    def status(self) -> str:
+        return "starting" if self.replicas is None else self.replicas.status
+
+    def health(self) -> dict[str, Any]:
+        """``/readyz`` and ``/healthz``: the service's status, and each replica's."""
+        replicas = self.replicas
+        body: dict[str, Any] = {"status": self.status,
+                                "replicas": [] if replicas is None else replicas.health()}
+        if replicas is not None and body["status"] == "failed":
+            body["reason"] = replicas.reason()
+        return body
+
+    def shutdown(self) -> None:
+        if self.replicas is not None:
+            self.replicas.shutdown()
 
     async def predict(self, body: bytes) -> tuple[int, bytes]:
-        batcher = self.batcher
-        if batcher is None:
-            return 503, orjson.dumps({"detail": f"model is not ready ({self.health.state})"})
+        batcher, replicas = self.batcher, self.replicas
+        if batcher is None or replicas is None or not replicas.ready:  # no replica ready
+            return 503, orjson.dumps({"detail": f"model is not ready ({self.status})"})
         try:
             payload = decode_json(body)
             inputs = self._decoded(payload) if self._decode else inputs_of(payload)
@@ -118,6 +132,8 @@ class _Service:
         try:
             outputs = await batcher.submit(values, len(values) // batcher.width)
             return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs)
+        except NoReplica as exc:  # the device failed, not the request: try again later
+            return 503, orjson.dumps({"detail": f"model is not ready: {exc.message}"})
         except Exception as exc:  # the model's (or encode hook's) failure
             log.exception("inference failed")
             return 500, orjson.dumps({"detail": f"inference failed: {type(exc).__name__}: {exc}"})
@@ -213,11 +229,32 @@ def _request_schema(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(predictor: Predictor, settings: Settings, registry: CollectorRegistry,
-               nvml_loader: Callable[[], Any] | None = load_nvml) -> ASGIApp:
-    """The service as an ASGI app; the model loads in the background after startup."""
+def _factory(source: PredictorSource) -> Callable[[], Predictor]:
+    """One new predictor per replica: a class or function is called; an instance serves one."""
+    if isinstance(source, type) or not callable(getattr(source, "predict", None)):
+        return source  # type: ignore[return-value]
+    instance: list[Predictor] = [source]  # type: ignore[list-item]
+
+    def only_one() -> Predictor:
+        if not instance:
+            raise PredictorError("this service was given one predictor instance, which serves "
+                                 "one replica", "pass create_app a class or a function that "
+                                 "makes a new predictor, one per replica")
+        return instance.pop()
+
+    return only_one
+
+
+def create_app(predictor: PredictorSource, settings: Settings, registry: CollectorRegistry,
+               nvml_loader: Callable[[], Any] | None = load_nvml,
+               runtime: Runtime | None = None) -> ASGIApp:
+    """The service as an ASGI app; the replicas load in the background after startup.
+
+    ``predictor`` is one instance (one replica), or a class or function called once per replica
+    (``DEVICE`` x ``REPLICAS_PER_DEVICE``); ``runtime`` defaults to torch's.
+    """
     metrics = ServiceMetrics(registry, nvml_loader)
-    service = _Service(predictor, settings, metrics)
+    service = _Service(predictor, settings, metrics, runtime)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -226,25 +263,24 @@ def create_app(predictor: Predictor, settings: Settings, registry: CollectorRegi
             yield
         finally:
             loading.cancel()
-            service.executor.shutdown(wait=True)  # in-flight work is done by now (uvicorn)
+            service.shutdown()  # in-flight work is done by now (uvicorn)
 
     app = FastAPI(title="predictor", version="0.1.0", lifespan=lifespan)
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        """The process is alive (503 only when the model failed to load)."""
-        failed = service.health.state == "failed"
-        body = {"status": "failed", "reason": service.health.reason} if failed else {"status": "ok"}
+        """The process is alive (503 only when every replica failed); each replica's state."""
+        body = service.health()
+        failed = body["status"] == "failed"
+        if not failed:
+            body["status"] = "ok"
         return Response(orjson.dumps(body), 503 if failed else 200, media_type="application/json")
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        """200 once the model is loaded and warmed up; 503 while starting or after a failure."""
-        health = service.health
-        body: dict[str, str] = {"status": health.state}
-        if health.reason:
-            body["reason"] = health.reason
-        status = 200 if health.state == "ready" else 503
+        """200 once a replica is loaded and warmed up; 503 while starting or when all failed."""
+        body = service.health()
+        status = 200 if body["status"] == "ready" else 503
         return Response(orjson.dumps(body), status, media_type="application/json")
 
     # Load balancers and some probes send HEAD: answer it, without a second OpenAPI operation.
@@ -262,7 +298,7 @@ def create_app(predictor: Predictor, settings: Settings, registry: CollectorRegi
         code: {"model": ErrorResponse, "description": what} for code, what in (
             (400, "the body is not JSON"), (413, "the body is over MAX_BODY_BYTES"),
             (422, "valid JSON but not a batch of rows of the model's width"),
-            (503, "the model is not loaded yet"))}
+            (503, "no replica is ready: still starting, or every one failed"))}
 
     @app.post("/predict", response_model=PredictResponse, responses=errors,
               openapi_extra={"requestBody": {"required": True, "content": {

@@ -9,7 +9,8 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["cpu_threads", "quota_from_cfs", "quota_from_cpu_max", "threads_for"]
+__all__ = ["cpu_threads", "quota_from_cfs", "quota_from_cpu_max", "threads_for",
+           "threads_per_replica"]
 
 
 def quota_from_cpu_max(content: str) -> float | None:
@@ -38,6 +39,12 @@ def threads_for(quota: float | None, affinity: int) -> int:
     """Threads = the CPU quota rounded up, never more than the CPUs we may run on, at least 1."""
     limit = affinity if quota is None else min(affinity, math.ceil(quota))
     return max(1, limit)
+
+
+def threads_per_replica(threads: int, replicas: int) -> int:
+    """CPU replicas share the quota's threads instead of each taking all of them: 2 threads and
+    2 replicas is 1 each (not 4 on 2 CPUs); more replicas than threads still get 1 each."""
+    return max(1, threads // max(1, replicas))
 
 
 def _read(path: Path) -> str | None:

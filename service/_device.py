@@ -1,16 +1,48 @@
-"""Which torch device to run on, decided from facts torch reports (pure; table-tested)."""
+"""Which torch devices to run on, decided from facts torch reports (pure; table-tested)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service._errors import ServiceError
 
-__all__ = ["DeviceChoice", "DeviceError", "choose_device"]
+__all__ = ["NO_CUDA", "CudaFacts", "DeviceChoice", "DeviceError", "DeviceFailure", "ReplicaSlot",
+           "choose_device", "devices_for", "plan_replicas"]
 
 
 class DeviceError(ServiceError):
     """The requested device cannot be used."""
+
+
+class DeviceFailure(Exception):
+    """A replica's device stopped working (a CUDA error, a lost GPU): the replica is failed and
+    its batch retried on another. torch's errors are mapped to it in ``service/_torch.py``; a
+    predictor on another runtime may raise it itself."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CudaFacts:
+    """What torch says about CUDA in this process."""
+
+    built: bool  # torch.version.cuda is not None
+    available: bool  # torch.cuda.is_available()
+    count: int  # torch.cuda.device_count()
+
+
+NO_CUDA = CudaFacts(False, False, 0)
+
+
+@dataclass(frozen=True)
+class ReplicaSlot:
+    """One replica to start: its resolved device, or the DEVICE entry and why it cannot be used."""
+
+    device: str  # "cpu" / "cuda:N"; the entry as given ("cuda", "cuda:3") when ``error`` is set
+    error: DeviceError | None = None
 
 
 @dataclass(frozen=True)
@@ -42,3 +74,34 @@ def choose_device(requested: str, cuda_built: bool, cuda_available: bool,
             f"(cuda:0..cuda:{device_count - 1})",
             "pick an index below the device count, or set DEVICE=cuda for the first GPU")
     return DeviceChoice(f"cuda:{index}")
+
+
+def devices_for(entry: str, facts: CudaFacts) -> list[DeviceChoice]:
+    """The devices one ``DEVICE`` entry means here: ``auto`` and ``cuda`` are every visible GPU
+    (``auto`` falls back to the CPU, ``cuda`` raises :class:`DeviceError`); ``cpu`` / ``cuda:N``
+    are themselves."""
+    choice = choose_device(entry, facts.built, facts.available, facts.count)
+    if entry in ("auto", "cuda") and choice.device != "cpu":
+        return [DeviceChoice(f"cuda:{i}") for i in range(facts.count)]
+    return [choice]
+
+
+def plan_replicas(entries: Sequence[str], per_device: int,
+                  facts: CudaFacts) -> tuple[list[ReplicaSlot], list[str]]:
+    """The replicas of ``DEVICE`` x ``REPLICAS_PER_DEVICE``, and the CPU-fallback reasons to log.
+
+    Ordered round by round (each device's first replica, then each one's second, ...), so the
+    first replicas to come up and to take work are spread over the devices. An entry that cannot
+    be used here becomes failed slots with the reason, so the others still serve.
+    """
+    devices: list[ReplicaSlot] = []
+    fallbacks: list[str] = []
+    for entry in entries:
+        try:
+            choices = devices_for(entry, facts)
+        except DeviceError as exc:
+            devices.append(ReplicaSlot(entry, exc))
+            continue
+        devices += [ReplicaSlot(c.device) for c in choices]
+        fallbacks += [c.fallback_reason for c in choices if c.fallback_reason]
+    return [slot for _ in range(per_device) for slot in devices], fallbacks

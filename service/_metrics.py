@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service._gpu_metrics import NvmlCollector
+from service._replicas import REPLICA_STATES
 from service.nvml import load_nvml
 
 __all__ = [
@@ -72,11 +73,17 @@ class ServiceMetrics:
             "Time a request waited in the batching queue before its forward pass.",
             buckets=REQUEST_BUCKETS, registry=registry)
         self._inference = Histogram(
-            "predictor_inference_duration_seconds", "Time of one batched forward pass.",
-            buckets=REQUEST_BUCKETS, registry=registry)
+            "predictor_inference_duration_seconds",
+            "Time of one batched forward pass, by model replica (index) and its device.",
+            ("replica", "device"), buckets=REQUEST_BUCKETS, registry=registry)
         self._batch_size = Histogram(
-            "predictor_batch_size", "Rows per batched forward pass.",
-            buckets=BATCH_SIZE_BUCKETS, registry=registry)
+            "predictor_batch_size", "Rows per batched forward pass, by replica and device.",
+            ("replica", "device"), buckets=BATCH_SIZE_BUCKETS, registry=registry)
+        self._replicas = Gauge(
+            "predictor_replicas", "Model replicas by state (starting, ready, failed).",
+            ("state",), registry=registry)
+        for state in REPLICA_STATES:
+            self._replicas.labels(state).set(0)
         self._model_info = _ModelInfoCollector()
         registry.register(self._model_info)
         self.nvml: NvmlCollector | None = None
@@ -86,6 +93,7 @@ class ServiceMetrics:
         # Children cached per label set: .labels() takes a lock and builds a key on every call.
         self._request_children: dict[tuple[str, str], Any] = {}
         self._duration_children: dict[str, Any] = {}
+        self._replica_children: dict[tuple[int, str], tuple[Any, Any]] = {}
 
     def asgi(self, app: ASGIApp) -> ASGIApp:
         """Wrap an ASGI app: count, time and track every HTTP request by its matched route."""
@@ -123,13 +131,24 @@ class ServiceMetrics:
             histogram = self._duration_children[endpoint] = self._duration.labels(endpoint)
         histogram.observe(seconds)
 
-    def observe_batch(self, rows: int, queue_seconds: Sequence[float],
-                      inference_seconds: float) -> None:
-        """One forward pass over ``rows`` rows; ``queue_seconds`` has one wait per request."""
-        self._batch_size.observe(rows)
+    def observe_batch(self, rows: int, queue_seconds: Sequence[float], inference_seconds: float,
+                      replica: int, device: str) -> None:
+        """One forward pass over ``rows`` rows on replica ``replica`` (on ``device``);
+        ``queue_seconds`` has one wait per request."""
+        children = self._replica_children.get((replica, device))
+        if children is None:
+            labels = (str(replica), device)
+            children = self._replica_children[replica, device] = (
+                self._batch_size.labels(*labels), self._inference.labels(*labels))
+        children[0].observe(rows)
         for wait in queue_seconds:
             self._queue.observe(wait)
-        self._inference.observe(inference_seconds)
+        children[1].observe(inference_seconds)
+
+    def set_replicas(self, counts: Mapping[str, int]) -> None:
+        """``predictor_replicas{state}``: every state, 0 where no replica is in it."""
+        for state in REPLICA_STATES:
+            self._replicas.labels(state).set(counts.get(state, 0))
 
     def set_model_info(self, **labels: str) -> None:
         """``predictor_model_info{model=..., device=..., ...} 1``; a later call replaces it.

@@ -10,11 +10,15 @@ from pathlib import Path
 
 from service._errors import ServiceError
 
-__all__ = ["DEFAULT_MODEL_PATH", "Settings", "SettingsError", "parse_device"]
+__all__ = ["DEFAULT_MODEL_PATH", "MAX_REPLICAS_PER_DEVICE", "Settings", "SettingsError",
+           "parse_devices"]
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "digits.pt"
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_DEVICE = re.compile(r"auto|cpu|cuda(?::(\d+))?")
+_DEVICE_HINT = ("use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0), or a comma-separated "
+                "list of them (cuda:0,cuda:2 or cpu,cpu: one replica per entry)")
+MAX_REPLICAS_PER_DEVICE = 64
 _PREDICTOR = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _Getter = Callable[[str], "str | None"]
 
@@ -27,7 +31,8 @@ class SettingsError(ServiceError, ValueError):
 class Settings:
     host: str = "0.0.0.0"
     port: int = 8000
-    device: str = "auto"
+    devices: tuple[str, ...] = ("auto",)  # DEVICE, parsed: one entry per listed device
+    replicas_per_device: int = 1  # REPLICAS_PER_DEVICE: model replicas on each device
     model_path: Path = DEFAULT_MODEL_PATH
     predictor: str = ""  # "package.module:Class" selects a Python predictor instead of MODEL_PATH
     input_width: int | None = None  # None: read it from the model
@@ -49,7 +54,9 @@ class Settings:
         d = cls()
         host = get("HOST") or d.host
         port = _int(get, "PORT", d.port, 0, 65535)
-        device = parse_device(get("DEVICE") or d.device)
+        devices = parse_devices(get("DEVICE") or ",".join(d.devices))
+        replicas = _int(get, "REPLICAS_PER_DEVICE", d.replicas_per_device, 1,
+                        MAX_REPLICAS_PER_DEVICE)
         model_path = Path(get("MODEL_PATH") or d.model_path)
         predictor = get("PREDICTOR") or ""
         if predictor and not _PREDICTOR.fullmatch(predictor):
@@ -70,19 +77,30 @@ class Settings:
                 f"use one of: {', '.join(_LOG_LEVELS)}",
             )
         access_log = _bool(get, "ACCESS_LOG", d.access_log)
-        return cls(host, port, device, model_path, predictor, input_width, max_batch_rows,
-                   max_wait_ms, max_request_rows, max_body_bytes, log_level, access_log)
+        return cls(host, port, devices, replicas, model_path, predictor, input_width,
+                   max_batch_rows, max_wait_ms, max_request_rows, max_body_bytes, log_level,
+                   access_log)
 
 
-def parse_device(value: str) -> str:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (normalised to lower case)."""
-    device = value.strip().lower()
-    if not _DEVICE.fullmatch(device):
+def parse_devices(value: str) -> tuple[str, ...]:
+    """``DEVICE``: ``auto``, or a comma-separated list of ``cpu``, ``cuda`` (every visible GPU)
+    and ``cuda:N``; lower case, spaces dropped, ``cuda:01`` -> ``cuda:1``. An entry may repeat
+    (``cpu,cpu``: two replicas on the CPU)."""
+    entries = [entry.strip().lower() for entry in value.split(",")]
+    devices = []
+    for entry in entries:
+        match = _DEVICE.fullmatch(entry)
+        if match is None:
+            what = "Not a valid device." if len(entries) == 1 else (
+                "An empty entry in the list." if not entry else f"{entry!r} is not a valid device.")
+            raise SettingsError(f"Setting 'DEVICE' has value {value!r}. {what}", _DEVICE_HINT)
+        devices.append(f"cuda:{int(match[1])}" if match[1] else entry)
+    if "auto" in devices and len(devices) > 1:
         raise SettingsError(
-            f"Setting 'DEVICE' has value {value!r}. Not a valid device.",
-            "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0)",
-        )
-    return device
+            f"Setting 'DEVICE' has value {value!r}. 'auto' cannot be combined with other devices.",
+            "set DEVICE=auto alone (every visible GPU, else the CPU), or list the devices "
+            "(cpu, cuda, cuda:N)")
+    return tuple(devices)
 
 
 def _int(get: _Getter, key: str, default: int, low: int, high: int) -> int:

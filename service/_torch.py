@@ -1,4 +1,5 @@
-"""The one module that imports torch: the built-in predictor for TorchScript / torch.export files.
+"""The one module that imports torch: the built-in predictor for TorchScript / torch.export files,
+and what the replicas need from torch (CUDA facts, per-thread CPU threads, device errors).
 
 The model maps float32 ``[N, F]`` to ``[N, K]``; predictions are the argmax, scores the softmax.
 """
@@ -14,13 +15,64 @@ from typing import Any
 
 import torch
 
-from service._cpu import cpu_threads
-from service._device import choose_device
+from service._device import CudaFacts, choose_device
 from service._predictor import Batch, PredictorError
 
-__all__ = ["TorchModelPredictor", "pick_device", "torch_version"]
+__all__ = ["DEVICE_ERROR_PREFIXES", "TorchModelPredictor", "TorchRuntime", "device_error_reason",
+           "pick_device", "torch_version"]
 
 log = logging.getLogger("service")
+
+# How a failed CUDA call reads when it reaches Python: the start of the RuntimeError's text, with
+# where torch writes it. Since torch 2.8 C10_CUDA_CHECK raises torch.AcceleratorError (a
+# RuntimeError) instead, matched by type; the others still raise plain RuntimeErrors.
+DEVICE_ERROR_PREFIXES = (
+    # c10/cuda/CUDAException.cpp (C10_CUDA_CHECK: "CUDA error: " + cudaGetErrorString, e.g. "an
+    # illegal memory access was encountered", "unspecified launch failure", "device-side assert
+    # triggered"); STD_CUDA_CHECK (pytorch/pytorch#169385, same text); cuBLAS / cuSPARSE
+    # failures (TORCH_CUDABLAS_CHECK, TORCH_CUDASPARSE_CHECK in aten/src/ATen/cuda/Exceptions.h)
+    "CUDA error: ",
+    # AT_CUDA_DRIVER_CHECK, aten/src/ATen/cuda/Exceptions.h (driver API calls)
+    "CUDA driver error: ",
+)
+# torch.AcceleratorError: pytorch/pytorch#152023 (torch >= 2.8); older torch has no such type.
+_ACCELERATOR_ERROR: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(torch, "AcceleratorError", None),) if isinstance(t, type))
+
+
+def device_error_reason(exc: BaseException) -> str | None:
+    """The text of a torch error that means the device failed, or None for any other error.
+
+    CUDA out of memory is not one (torch.OutOfMemoryError: the batch was too big, the device is
+    fine); neither are the model's own errors (a wrong shape, a bad dtype).
+    """
+    if isinstance(exc, torch.OutOfMemoryError):
+        return None
+    text = str(exc).strip()
+    if isinstance(exc, _ACCELERATOR_ERROR) or (
+            isinstance(exc, RuntimeError) and text.startswith(DEVICE_ERROR_PREFIXES)):
+        return text.splitlines()[0] if text else type(exc).__name__
+    return None
+
+
+class TorchRuntime:
+    """What the replica pool asks torch (``service._replicas.Runtime``)."""
+
+    def cuda_facts(self) -> CudaFacts:
+        available = torch.cuda.is_available()
+        return CudaFacts(torch.version.cuda is not None, available,
+                         torch.cuda.device_count() if available else 0)
+
+    def use_cpu_threads(self, threads: int) -> None:
+        """Intra-op threads for the calling thread (a replica's worker). ``set_num_threads`` sets
+        this thread's OpenMP/MKL count and a process-wide default that every thread copies at its
+        first parallel op (aten/src/ATen/ParallelOpenMP.cpp, ``lazy_init_num_threads``), which
+        would overwrite a count set before it: so make that first copy happen, then set ours."""
+        torch.get_num_threads()
+        torch.set_num_threads(threads)
+
+    def device_error_reason(self, exc: BaseException) -> str | None:
+        return device_error_reason(exc)
 
 
 def torch_version() -> str:
@@ -85,11 +137,7 @@ class TorchModelPredictor:
         self._model: Any = None
 
     def setup(self, device: str) -> None:
-        self.device = pick_device(device)
-        if self.device == "cpu":
-            threads = cpu_threads()
-            torch.set_num_threads(threads)
-            log.info("torch uses %d CPU thread(s) (cgroup quota and affinity)", threads)
+        self.device = pick_device(device)  # the service passes a resolved device: cpu, cuda:N
         if _is_export_archive(self.path):
             program = torch.export.load(str(self.path))
             self.input_width = _export_width(program)

@@ -63,7 +63,7 @@ def in_process(count: int) -> dict[str, Any]:
         m.set_model_info(model="digits", device="cpu")
         for endpoint in ("/predict", "/readyz", "/metrics", "other"):
             m._record(endpoint, 200, 0.001)
-        m.observe_batch(4, [0.001] * 4, 0.002)
+        m.observe_batch(4, [0.001] * 4, 0.002, 0, "cpu")
     result = {
         "render_2_fake_gpus": percentiles(timed(with_gpu.render, count), 1e3, "ms"),
         "render_no_nvml": percentiles(timed(without.render, count), 1e3, "ms"),

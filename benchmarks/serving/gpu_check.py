@@ -6,6 +6,8 @@
    raw ``model(x)`` rows/s on the device with x already there, and the service's rows/s with
    ``MAX_BATCH_ROWS=B`` under 2·B concurrent single-row clients (``loadgen.py``); the serving
    overhead is ``1 - serving / raw``.
+3. Replicas: the wide MLP at one batch size served by 1 and by 2 replicas on one device
+   (``REPLICAS_PER_DEVICE``), same clients: rows/s and p99, and the ratio 2 : 1.
 Without a GPU it runs the same on the CPU with smaller sizes and says what it skipped. Writes
 ``results.json``, ``summary.md`` and logs to OUTDIR; keeps within BUDGET_S.
 """
@@ -110,19 +112,24 @@ def raw_rows_per_s(model_path: Path, device: str, batch: int, seconds: float) ->
 
 
 def batch_stats(url: str) -> tuple[float, float]:
+    """Rows and batches so far, summed over the replicas' series."""
     with urllib.request.urlopen(url + "/metrics", timeout=10) as reply:
         text = reply.read().decode()
-    values = dict(re.findall(r"^(predictor_batch_size_(?:sum|count)) (\S+)$", text, re.MULTILINE))
-    return float(values.get("predictor_batch_size_sum", 0)), float(
-        values.get("predictor_batch_size_count", 0))
+    totals = {"sum": 0.0, "count": 0.0}
+    for kind, value in re.findall(r"^predictor_batch_size_(sum|count)(?:\{[^}]*\})? (\S+)$", text,
+                                  re.MULTILINE):
+        totals[kind] += float(value)
+    return totals["sum"], totals["count"]
 
 
 def serve_rows_per_s(model_path: Path, device: str, batch: int, seconds: float,
-                     log_path: Path) -> dict[str, float]:
+                     log_path: Path, replicas: int = 1,
+                     connections: int | None = None) -> dict[str, float]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DEVICE": device, "MODEL_PATH": str(model_path),
-           "MAX_BATCH_ROWS": str(batch), "LOG_LEVEL": "warning"}
+           "MAX_BATCH_ROWS": str(batch), "LOG_LEVEL": "warning",
+           "REPLICAS_PER_DEVICE": str(replicas)}
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "service", "--host", "127.0.0.1",
                                  "--port", str(port)], cwd=ROOT, env=env, stdout=log,
@@ -132,7 +139,8 @@ def serve_rows_per_s(model_path: Path, device: str, batch: int, seconds: float,
             wait_ready(proc, url + "/readyz")
         except RuntimeError as exc:
             raise RuntimeError(f"service did not get ready: {exc} (see {log_path.name})") from None
-        connections = max(1, 2 * batch) if batch > 1 else 1
+        if connections is None:
+            connections = max(1, 2 * batch) if batch > 1 else 1
         procs = 1 if connections <= 32 else max(1, min(4, (os.cpu_count() or 2) // 4))
         load(url + "/predict", ROW, connections, min(1.0, seconds), procs)  # warm-up
         before = batch_stats(url)
@@ -144,6 +152,25 @@ def serve_rows_per_s(model_path: Path, device: str, batch: int, seconds: float,
         return result
     finally:
         stop_session(proc)  # our own child's session, by its PID
+
+
+def replicas_rows(device: str, batch: int, seconds: float, out: Path) -> list[dict[str, Any]]:
+    """The wide MLP at ``batch`` rows per pass on 1 and 2 replicas of one device, with the same
+    clients (enough for two full batches in flight per replica): rows/s, p99, the ratio."""
+    path = model_file("wide")
+    rows: list[dict[str, Any]] = []
+    for replicas in (1, 2):
+        row: dict[str, Any] = {"replicas": replicas, "device": device, "batch": batch}
+        try:
+            row.update(serve_rows_per_s(path, device, batch, seconds,
+                                        out / f"service-replicas-{replicas}.log", replicas,
+                                        connections=4 * batch))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            row["error"] = str(exc)
+        rows.append(row)
+    if all("requests_per_s" in r for r in rows):
+        rows[1]["ratio"] = rows[1]["requests_per_s"] / max(rows[0]["requests_per_s"], 1e-9)
+    return rows
 
 
 def model_file(kind: str) -> Path:
@@ -176,6 +203,19 @@ def summary_md(report: dict[str, Any]) -> str:
                      f"{r['requests_per_s']:,.0f} | {r['overhead_pct']:.0f}% | "
                      f"{r['mean_batch']:.1f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                      f"{r['errors']:.0f} |")
+    if report.get("replicas"):
+        lines += ["", "Replicas on one device (wide MLP, same clients):", "",
+                  "| replicas | device | batch | rows/s | vs 1 replica | mean batch | p50 ms | "
+                  "p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in report["replicas"]:
+            if "error" in r:
+                lines.append(f"| {r['replicas']} | {r['device']} | {r['batch']} | | | | | | "
+                             f"{r['error']} |")
+                continue
+            ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "1.00x"
+            lines.append(f"| {r['replicas']} | {r['device']} | {r['batch']} | "
+                         f"{r['requests_per_s']:,.0f} | {ratio} | {r['mean_batch']:.1f} | "
+                         f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']:.0f} |")
     if report["skipped"]:
         lines += ["", "Skipped:"] + [f"- {s}" for s in report["skipped"]]
     return "\n".join(lines) + "\n"
@@ -205,7 +245,7 @@ def main() -> int:
     seconds = 4.0 if gpu else 2.0
     plan = [("wide", b) for b in sizes] + [("transformer", b) for b in sizes[:3 if gpu else 2]]
     for kind, batch in plan:
-        if clock.left() < 30:
+        if clock.left() < 30 + 40:  # 40 s kept for the replicas section
             report["skipped"].append(f"{kind} at batch {batch}: out of the time budget")
             continue
         print(f"gpu-check: {kind} batch {batch} ...", file=sys.stderr, flush=True)
@@ -219,13 +259,20 @@ def main() -> int:
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             row["error"] = str(exc)
         report["bench"].append(row)
+    replica_device, replica_batch = ("cuda:0", 32) if gpu else ("cpu", 8)
+    if clock.left() < 40:
+        report["skipped"].append("replicas section: out of the time budget")
+    else:
+        print(f"gpu-check: replicas on {replica_device} ...", file=sys.stderr, flush=True)
+        report["replicas"] = replicas_rows(replica_device, replica_batch, seconds, out)
     report["seconds"] = time.monotonic() - started
     (out / "results.json").write_text(json.dumps(report, indent=1))
     text = summary_md(report)
     (out / "summary.md").write_text(text)
     print(text)
     tests_ok = report["tests"]["returncode"] in (0, 5) or (not gpu)
-    return 0 if tests_ok and not any("error" in r for r in report["bench"]) else 1
+    failed = any("error" in r for r in report["bench"] + report.get("replicas", []))
+    return 0 if tests_ok and not failed else 1
 
 
 if __name__ == "__main__":

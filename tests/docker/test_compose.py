@@ -178,7 +178,9 @@ def _create_from_compose(cfg: dict[str, Any]) -> dict[str, Any]:
                for k, v in svc["ulimits"].items()}
     return {
         "User": svc["user"],
-        "Env": sorted(f"{k}={v}" for k, v in svc.get("environment", {}).items()),
+        # a variable with no value that the shell does not set is not passed (None here)
+        "Env": sorted(f"{k}={v}" for k, v in svc.get("environment", {}).items()
+                      if v is not None),
         "HostConfig": {
             "DeviceRequests": None if devices is None else [
                 {"Driver": d.get("driver", ""), "Count": d.get("count", 0),

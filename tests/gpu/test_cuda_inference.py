@@ -58,3 +58,30 @@ def test_a_cuda_index_past_the_last_gpu_fails_readiness_with_the_reason(
     reply = server.wait_settled(90)
     assert reply is not None and reply.status_code == 503
     assert reply.json()["reason"].startswith("DEVICE=cuda:99 but only ")
+
+
+def test_two_replicas_on_one_gpu_both_take_batches_and_answer_as_one(
+        server_factory: ServerFactory) -> None:
+    server = server_factory(env={"DEVICE": "cuda:0", "REPLICAS_PER_DEVICE": "2",
+                                 "MAX_BATCH_ROWS": "8"})
+    ready = requests.get(server.url + "/readyz", timeout=10).json()
+    assert [(r["device"], r["state"]) for r in ready["replicas"]] == [
+        ("cuda:0", "ready"), ("cuda:0", "ready")]
+    x = rows(200, seed=2)
+    whole = requests.post(server.url + "/predict", json={"inputs": x}, timeout=30).json()
+    with ThreadPoolExecutor(64) as pool:
+        singles = list(pool.map(lambda row: requests.post(
+            server.url + "/predict", json={"inputs": [row]}, timeout=30).json(), x))
+    assert [s["predictions"][0] for s in singles] == whole["predictions"]
+    metrics = requests.get(server.url + "/metrics", timeout=10).text
+    for replica in ("0", "1"):
+        assert f'predictor_batch_size_count{{device="cuda:0",replica="{replica}"}}' in metrics
+
+
+def test_device_cuda_puts_a_replica_on_every_visible_gpu(server_factory: ServerFactory) -> None:
+    import torch
+
+    server = server_factory(env={"DEVICE": "cuda"})
+    ready = requests.get(server.url + "/readyz", timeout=10).json()
+    assert [r["device"] for r in ready["replicas"]] == [
+        f"cuda:{i}" for i in range(torch.cuda.device_count())]

@@ -58,6 +58,9 @@ class HookPredictor(SumPredictor):
 
 
 
+CPU_READY = {"replica": 0, "device": "cpu", "state": "ready", "reason": None}
+
+
 def serve(predictor: Any, scenario: Callable[[ASGIApp], Awaitable[None]], **settings: Any) -> None:
     app = create_app(predictor, Settings(**settings), CollectorRegistry(), nvml_loader=None)
 
@@ -78,10 +81,12 @@ def test_readyz_is_503_until_the_model_is_loaded_then_200() -> None:
         alive = await request(app, "GET", "/healthz")
         predictor.release.set()
         ready = await wait_ready(app)
-        assert (starting.status, starting.json()) == (503, {"status": "starting"})
+        # the replicas are listed once torch has said which devices it sees: maybe not yet
+        assert (starting.status, starting.json()["status"]) == (503, "starting")
+        assert {r["state"] for r in starting.json()["replicas"]} <= {"starting"}
         assert (early.status, early.json()) == (503, {"detail": "model is not ready (starting)"})
-        assert (alive.status, alive.json()) == (200, {"status": "ok"})
-        assert (ready.status, ready.json()) == (200, {"status": "ready"})
+        assert (alive.status, alive.json()["status"]) == (200, "ok")
+        assert (ready.status, ready.json()) == (200, {"status": "ready", "replicas": [CPU_READY]})
 
     serve(predictor, scenario)
 
@@ -110,8 +115,11 @@ def test_a_model_that_cannot_load_reports_failed_with_the_reason(
     async def scenario(app: ASGIApp) -> None:
         ready = await wait_ready(app)
         alive = await request(app, "GET", "/healthz")
-        assert (ready.status, ready.json()) == (503, {"status": "failed", "reason": reason})
-        assert (alive.status, alive.json()) == (503, {"status": "failed", "reason": reason})
+        failed = {"status": "failed", "replicas": [
+            {"replica": 0, "device": "cpu", "state": "failed", "reason": reason}],
+            "reason": reason}
+        assert (ready.status, ready.json()) == (503, failed)
+        assert (alive.status, alive.json()) == (503, failed)
 
     serve(predictor, scenario, **settings)
 

@@ -19,6 +19,8 @@ from tests.service.modelfiles import picker_export, picker_torchscript
 
 pytestmark = pytest.mark.slow
 ROW = [0.0] * 64
+NO_CUDA = ("DEVICE={} but CUDA cannot be used: this torch build has no CUDA support (a CPU wheel) "
+           "(hint: set DEVICE=auto to fall back to the CPU, or give the container a GPU)")
 ROWS_1025 = b'{"inputs": [' + b",".join([b"[" + b",".join([b"0"] * 64) + b"]"] * 1025) + b"]}"
 
 
@@ -129,9 +131,24 @@ def test_device_cuda_without_a_gpu_is_reported_by_readyz(server_factory: Any) ->
     server = server_factory(env={"DEVICE": "cuda"}, wait=False)
     reply = server.wait_settled(60)
     assert reply is not None and reply.status_code == 503
-    assert reply.json() == {"status": "failed", "reason": (
-        "DEVICE=cuda but CUDA cannot be used: this torch build has no CUDA support (a CPU wheel) "
-        "(hint: set DEVICE=auto to fall back to the CPU, or give the container a GPU)")}
+    assert reply.json() == {"status": "failed", "reason": NO_CUDA.format("cuda"), "replicas": [
+        {"replica": 0, "device": "cuda", "state": "failed", "reason": NO_CUDA.format("cuda")}]}
+
+
+def test_device_cpu_and_cuda0_without_a_gpu_serves_from_the_cpu_and_reports_cuda0_failed(
+        server_factory: Any) -> None:
+    server = server_factory(env={"DEVICE": "cpu,cuda:0"})
+    ready = requests.get(server.url + "/readyz", timeout=5)
+    reply = post(server, {"inputs": [ROW, ROW]})
+    metrics = requests.get(server.url + "/metrics", timeout=5).text
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "replicas": [
+        {"replica": 0, "device": "cpu", "state": "ready", "reason": None},
+        {"replica": 1, "device": "cuda:0", "state": "failed", "reason": NO_CUDA.format("cuda:0")}]})
+    assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2
+    for state, count in (("starting", 0), ("ready", 1), ("failed", 1)):
+        assert f'predictor_replicas{{state="{state}"}} {count}.0' in metrics
+    assert 'predictor_batch_size_count{device="cpu",replica="0"}' in metrics
+    assert 'replica="1"' not in metrics
 
 
 @pytest.mark.parametrize("env, message", [
@@ -143,7 +160,15 @@ def test_device_cuda_without_a_gpu_is_reported_by_readyz(server_factory: Any) ->
     ({"PREDICTOR": "tests.service.slow_predictor:Nope"},
      ("error: PREDICTOR=tests.service.slow_predictor:Nope: tests.service.slow_predictor has no "
      "class 'Nope'\nhint: name a class defined in that module\n")),
-], ids=["bad-port", "missing-model", "missing-predictor-class"])
+    ({"DEVICE": "cuda:0,gpu"}, (
+        "error: Setting 'DEVICE' has value 'cuda:0,gpu'. 'gpu' is not a valid device.\nhint: "
+        "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0), or a comma-separated list "
+        "of them (cuda:0,cuda:2 or cpu,cpu: one replica per entry)\n")),
+    ({"REPLICAS_PER_DEVICE": "0"}, (
+        "error: Setting 'REPLICAS_PER_DEVICE' has value '0'. Out of range.\n"
+        "hint: set REPLICAS_PER_DEVICE to a whole number between 1 and 64\n")),
+], ids=["bad-port", "missing-model", "missing-predictor-class", "bad-device-list",
+        "zero-replicas"])
 def test_bad_settings_exit_2_with_a_hint(env: dict[str, str], message: str) -> None:
     import os
 

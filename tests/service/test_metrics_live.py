@@ -72,7 +72,7 @@ def test_promtool_finds_nothing_on_gpu_series() -> None:
             FakeGpu(uuid="GPU-1", processes=[(4242, 1 << 30)])]
     metrics = ServiceMetrics(CollectorRegistry(), loader(FakeNvml(gpus)))
     metrics.set_model_info(model="digits", device="cuda:0", torch_version="2.13.0")
-    metrics.observe_batch(2, [0.001, 0.002], 0.003)
+    metrics.observe_batch(2, [0.001, 0.002], 0.003, 0, "cuda:0")
     body, _ = metrics.render()
     assert b'predictor_gpu_memory_used_bytes{gpu="0/0"' in body
     check = subprocess.run([promtool, "check", "metrics"], input=body,
@@ -90,7 +90,9 @@ def test_live_scrape_counts_requests_by_route_and_reports_gpus(
     assert 'predictor_requests_total{code="200",endpoint="/readyz"}' in body
     assert 'predictor_requests_total{code="404",endpoint="other"} 1.0' in lines
     assert 'predictor_request_duration_seconds_count{endpoint="/predict"} 3.0' in lines
-    assert "predictor_batch_size_sum 6.0" in lines  # 3 requests of 2 rows, however batched
+    # 3 requests of 2 rows, however batched, on the one replica
+    assert 'predictor_batch_size_sum{device="cpu",replica="0"} 6.0' in lines
+    assert 'predictor_replicas{state="ready"} 1.0' in lines
     assert "predictor_queue_duration_seconds_count 3.0" in lines  # one wait per request
     assert "predictor_in_flight_requests 1.0" in lines  # the scrape itself is in flight
     assert f"predictor_gpus {host_gpus():.1f}" in lines  # 0 here: no NVIDIA driver

@@ -105,6 +105,6 @@ def test_prometheus_scrapes_the_service_and_answers_promql(
         '(rate(predictor_request_duration_seconds_bucket{endpoint="/predict"}[1m])))',
         lambda value: not math.isnan(value))
     assert 0 < p99 <= 10
-    rows = prometheus.wait_for("predictor_batch_size_sum", lambda total: total >= TRAFFIC + 1)
+    rows = prometheus.wait_for("sum(predictor_batch_size_sum)", lambda total: total >= TRAFFIC + 1)
     assert rows == TRAFFIC + 1  # one row per request, however the batcher grouped them
     assert prometheus.wait_for("predictor_gpus", lambda gpus: gpus >= 0) == host_gpus()

@@ -26,7 +26,15 @@ from launcher._lifecycle import (
     with_memlock,
 )
 from launcher._probe import GpuInfo, Probe, parse_probe_json
-from launcher.cmd_status import format_status, gpus_assigned, parse_timestamp, status_row
+from launcher.cmd_status import (
+    format_replicas,
+    format_status,
+    gpus_assigned,
+    parse_timestamp,
+    readyz_replicas,
+    readyz_url,
+    status_row,
+)
 
 MANAGED = {"org.gpu-launcher.managed": "true", "org.gpu-launcher.name": "svc",
            "org.gpu-launcher.plan": "aaaa"}
@@ -191,8 +199,8 @@ NOW = datetime(2026, 11, 28, 8, 5, 7, tzinfo=UTC)
 def test_status_row() -> None:
     assert status_row(INSPECT, NOW) == {
         "name": "svc", "image": "gpu-launcher/service:cpu-abc", "state": "running",
-        "health": "healthy", "ports": ["127.0.0.1:8000->8000/tcp"], "gpus": "none",
-        "uptime_seconds": 3906, "restarts": 1}
+        "health": "healthy", "replicas": None, "ports": ["127.0.0.1:8000->8000/tcp"],
+        "gpus": "none", "uptime_seconds": 3906, "restarts": 1}
 
 
 def test_status_row_of_a_stopped_container_has_no_uptime() -> None:
@@ -206,13 +214,48 @@ def test_status_row_of_a_stopped_container_has_no_uptime() -> None:
     (None, "-"), (42, "42s"), (427, "7m07s"), (3906, "1h05m"), (183600, "2d03h"),
 ], ids=["stopped", "seconds", "minutes", "hours", "days"])
 def test_format_status(uptime: int | None, shown: str) -> None:
-    row = {**status_row(INSPECT, NOW), "uptime_seconds": uptime}
+    row = {**status_row(INSPECT, NOW, [READY_CPU]), "uptime_seconds": uptime}
     assert format_status([row]).splitlines() == [
-        "NAME  IMAGE                         STATE    HEALTH   GPUS  UPTIME" + " " * (
+        "NAME  IMAGE                         STATE    HEALTH   REPLICAS   GPUS  UPTIME" + " " * (
             max(len(shown), 6) - 6) + "  PORTS",
-        (f"svc   gpu-launcher/service:cpu-abc  running  healthy  none  {shown.ljust(6)}"
+        (f"svc   gpu-launcher/service:cpu-abc  running  healthy  1/1 ready  none  {shown.ljust(6)}"
         "  127.0.0.1:8000->8000/tcp"),
     ]
+
+
+READY_CPU = {"device": "cpu", "state": "ready", "reason": None}
+FAILED_GPU = {"device": "cuda:1", "state": "failed", "reason": "device error: CUDA error: x"}
+
+
+@pytest.mark.parametrize(("body", "replicas", "shown"), [
+    ({"status": "ready", "replicas": [{"replica": 0, **READY_CPU}]}, [READY_CPU], "1/1 ready"),
+    ({"status": "ready", "replicas": [{"replica": 0, "device": "cuda:0", "state": "ready",
+                                       "reason": None}, {"replica": 1, **FAILED_GPU}]},
+     [{**READY_CPU, "device": "cuda:0"}, FAILED_GPU], "1/2 ready, 1 failed"),
+    ({"status": "starting", "replicas": [{**READY_CPU, "state": "starting"}] * 2},
+     [{**READY_CPU, "state": "starting"}] * 2, "0/2 ready, 2 starting"),
+    ({"status": "starting", "replicas": []}, [], "-"),
+    ({"status": "ready"}, None, "-"),
+    ("<html>", None, "-"),
+    (None, None, "-"),
+], ids=["one-ready", "one-failed", "starting", "not-planned-yet", "older-service", "not-json",
+        "no-answer"])
+def test_replicas_from_readyz(body: Any, replicas: list[dict[str, Any]] | None,
+                              shown: str) -> None:
+    assert readyz_replicas(body) == replicas
+    assert format_replicas(replicas) == shown
+
+
+@pytest.mark.parametrize(("ports", "url"), [
+    ({"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}, "http://127.0.0.1:8080/readyz"),
+    ({"8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}, {"HostIp": "::", "HostPort": "80"}]},
+     "http://127.0.0.1:80/readyz"),
+    ({"8000/tcp": [{"HostIp": "::1", "HostPort": "9"}]}, "http://[::1]:9/readyz"),
+    ({"8000/tcp": None, "9000/tcp": [{"HostIp": "", "HostPort": "9000"}]}, None),
+    ({}, None),
+], ids=["loopback", "all-addresses", "ipv6", "not-published", "no-ports"])
+def test_readyz_url_is_the_published_service_port(ports: dict[str, Any], url: str | None) -> None:
+    assert readyz_url({**INSPECT, "NetworkSettings": {"Ports": ports}}) == url
 
 
 def test_format_status_without_containers() -> None:

@@ -121,17 +121,37 @@ def test_non_http_scopes_pass_through_uncounted() -> None:
     assert m.registry.get_sample_value("predictor_in_flight_requests") == 0
 
 
-def test_observe_batch_feeds_the_three_histograms() -> None:
+def test_observe_batch_feeds_the_three_histograms_by_replica_and_device() -> None:
     m = metrics()
-    m.observe_batch(3, [0.001, 0.002, 0.004], 0.010)
-    m.observe_batch(1, [0.0002], 0.003)
+    m.observe_batch(3, [0.001, 0.002, 0.004], 0.010, 0, "cuda:0")
+    m.observe_batch(1, [0.0002], 0.003, 0, "cuda:0")
+    m.observe_batch(2, [0.0002], 0.005, 1, "cuda:1")
     r = m.registry
-    assert r.get_sample_value("predictor_batch_size_count") == 2
-    assert r.get_sample_value("predictor_batch_size_sum") == 4
-    assert r.get_sample_value("predictor_batch_size_bucket", {"le": "1.0"}) == 1
-    assert r.get_sample_value("predictor_queue_duration_seconds_count") == 4
-    assert r.get_sample_value("predictor_queue_duration_seconds_bucket", {"le": "0.00025"}) == 1
-    assert r.get_sample_value("predictor_inference_duration_seconds_sum") == pytest.approx(0.013)
+    first, second = {"replica": "0", "device": "cuda:0"}, {"replica": "1", "device": "cuda:1"}
+    assert r.get_sample_value("predictor_batch_size_count", first) == 2
+    assert r.get_sample_value("predictor_batch_size_sum", first) == 4
+    assert r.get_sample_value("predictor_batch_size_bucket", {"le": "1.0", **first}) == 1
+    assert r.get_sample_value("predictor_batch_size_sum", second) == 2
+    assert r.get_sample_value("predictor_queue_duration_seconds_count") == 5
+    assert r.get_sample_value("predictor_queue_duration_seconds_bucket", {"le": "0.00025"}) == 2
+    assert r.get_sample_value("predictor_inference_duration_seconds_sum",
+                              first) == pytest.approx(0.013)
+    assert r.get_sample_value("predictor_inference_duration_seconds_sum",
+                              second) == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("counts, expected", [
+    ({}, {"starting": 0, "ready": 0, "failed": 0}),
+    ({"starting": 2}, {"starting": 2, "ready": 0, "failed": 0}),
+    ({"ready": 1, "failed": 1}, {"starting": 0, "ready": 1, "failed": 1}),
+], ids=["before-any", "all-starting", "one-failed"])
+def test_replicas_gauge_has_every_state(counts: dict[str, int],
+                                        expected: dict[str, int]) -> None:
+    m = metrics()
+    m.set_replicas({"starting": 5})
+    m.set_replicas(counts)
+    assert {state: m.registry.get_sample_value("predictor_replicas", {"state": state})
+            for state in expected} == expected
 
 
 def test_model_info_is_one_with_the_latest_labels() -> None:
@@ -150,7 +170,7 @@ def test_render_is_the_text_format_with_every_family() -> None:
     m = ServiceMetrics(CollectorRegistry(), nvml_loader=loader(FakeNvml([FakeGpu()])))
     m.set_model_info(model="digits", device="cpu")
     call(m.asgi(make_app()), "POST", "/v1/predict")
-    m.observe_batch(1, [0.001], 0.002)
+    m.observe_batch(1, [0.001], 0.002, 0, "cpu")
     body, content_type = m.render()
     assert content_type == CONTENT_TYPE_LATEST
     families = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
@@ -161,6 +181,7 @@ def test_render_is_the_text_format_with_every_family() -> None:
         "predictor_queue_duration_seconds": "histogram",
         "predictor_inference_duration_seconds": "histogram",
         "predictor_batch_size": "histogram",
+        "predictor_replicas": "gauge",
         "predictor_model_info": "gauge",
         "predictor_gpus": "gauge",
         "predictor_gpu_scrape_errors": "counter",

@@ -4,41 +4,64 @@ import asyncio
 import threading
 import time
 from array import array
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
 from service._batcher import Batcher
+from service._device import ReplicaSlot
 from service._predictor import Batch
+from service._replicas import CpuOnlyRuntime, ReplicaPool
 
 
 class Recorder:
     """predict(): row sums as predictions; records batch sizes and the thread it ran on."""
 
     def __init__(self, fail: bool = False) -> None:
+        self.input_width = 2
         self.batches: list[int] = []
         self.threads: set[str] = set()
         self.observed: list[tuple[int, int]] = []
         self.fail = fail
 
+    def setup(self, device: str) -> None:
+        pass
+
     def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]:
         self.batches.append(batch.rows)
         self.threads.add(threading.current_thread().name)
-        if self.fail:
+        if self.fail and batch.rows > 0 and batch.values[0] != 0:  # warm-up rows are zeros
             raise RuntimeError("model exploded")
         return {"predictions": [sum(row) for row in batch.tolist()]}
 
-    def observe(self, rows: int, queue_seconds: Sequence[float], seconds: float) -> None:
+    def observe(self, rows: int, queue_seconds: Sequence[float], seconds: float, replica: int,
+                device: str) -> None:
         self.observed.append((rows, len(queue_seconds)))
+
+
+@asynccontextmanager
+async def replicas(*predictors: Any) -> AsyncIterator[ReplicaPool]:
+    """A started pool of CPU replicas, one per predictor (in order); warm-up batches forgotten."""
+    made = list(reversed(predictors))
+    pool = ReplicaPool([ReplicaSlot("cpu")] * len(predictors), made.pop, CpuOnlyRuntime(), 2,
+                       None, 1, lambda: None)
+    try:
+        await pool.start()
+        for predictor in predictors:
+            predictor.batches.clear()
+            predictor.threads.clear()
+        yield pool
+    finally:
+        pool.shutdown()
 
 
 def run(recorder: Recorder, requests: list[list[list[float]]], max_rows: int,
         max_wait_s: float = 0.0) -> list[Any]:
     async def main() -> list[Any]:
-        with ThreadPoolExecutor(1, thread_name_prefix="inference") as executor:
-            batcher = Batcher(recorder.predict, 2, max_rows, max_wait_s, recorder.observe, executor)
+        async with replicas(recorder) as pool:
+            batcher = Batcher(pool, 2, max_rows, max_wait_s, recorder.observe)
             calls = [batcher.submit(array("f", [v for row in rows for v in row]), len(rows))
                      for rows in requests]
             return await asyncio.gather(*calls, return_exceptions=True)
@@ -62,7 +85,7 @@ def test_batches_merge_requests_and_each_caller_gets_its_rows(
     results = run(recorder, requests, max_rows, max_wait_s)
     assert results == [{"predictions": [float(sum(r)) for r in rows]} for rows in requests]
     assert recorder.batches == batches
-    assert recorder.threads == {"inference_0"}  # one worker thread, off the event loop
+    assert recorder.threads == {"inference-0_0"}  # the replica's worker thread, off the loop
     assert [rows for rows, _ in recorder.observed] == batches
     assert sum(n for _, n in recorder.observed) == len(requests)
 
@@ -84,10 +107,12 @@ def test_a_short_batch_waits_for_the_last_load_only_when_the_forward_is_heavy(
         time.sleep(forward_s)
         return predict(batch)
 
+    recorder.predict = slow_predict  # type: ignore[method-assign]
+
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
-        with ThreadPoolExecutor(1, thread_name_prefix="inference") as executor:
-            batcher = Batcher(slow_predict, 2, 64, 0.3, recorder.observe, executor)
+        async with replicas(recorder) as pool:
+            batcher = Batcher(pool, 2, 64, 0.3, recorder.observe)
 
             async def timed(n: int) -> float:
                 start = loop.time()

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from service._cpu import cpu_threads, quota_from_cfs, quota_from_cpu_max, threads_for
+from service._cpu import (
+    cpu_threads,
+    quota_from_cfs,
+    quota_from_cpu_max,
+    threads_for,
+    threads_per_replica,
+)
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -41,6 +47,14 @@ def test_quota_from_cfs(quota: str, period: str, expected: float | None) -> None
 ], ids=["no-quota-uses-affinity", "rounds-up", "at-least-one", "capped-by-affinity", "never-zero"])
 def test_threads_for(quota: float | None, affinity: int, expected: int) -> None:
     assert threads_for(quota, affinity) == expected
+
+
+@pytest.mark.parametrize("threads, replicas, expected", [
+    (2, 1, 2), (2, 2, 1), (8, 3, 2), (2, 3, 1), (1, 4, 1), (4, 0, 4),
+], ids=["one-takes-all", "two-share-two", "rounds-down", "more-replicas-than-threads",
+        "one-thread", "no-cpu-replica"])
+def test_threads_per_replica(threads: int, replicas: int, expected: int) -> None:
+    assert threads_per_replica(threads, replicas) == expected
 
 
 @pytest.mark.parametrize("files, expected", [

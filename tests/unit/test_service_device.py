@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from service._device import DeviceChoice, DeviceError, choose_device
+from service._device import (
+    NO_CUDA,
+    CudaFacts,
+    DeviceChoice,
+    DeviceError,
+    choose_device,
+    plan_replicas,
+)
 
 NO_CUDA_BUILD = "this torch build has no CUDA support (a CPU wheel)"
 NO_DEVICE = "no CUDA device is visible (no GPU, no driver, or the container got no --gpus)"
@@ -33,3 +40,34 @@ def test_choose_device_refuses(requested: str, built: bool, available: bool, cou
         choose_device(requested, built, available, count)
     assert info.value.message == message
     assert info.value.hint
+
+
+GPUS_2 = CudaFacts(True, True, 2)
+NO_GPU = CudaFacts(True, False, 0)
+CUDA_NO_DEVICE = DeviceError(f"DEVICE=cuda but CUDA cannot be used: {NO_DEVICE}", "")
+CUDA3_TOO_HIGH = DeviceError("DEVICE=cuda:3 but only 2 CUDA device(s) are visible "
+                             "(cuda:0..cuda:1)", "")
+
+
+@pytest.mark.parametrize("entries, per_device, facts, devices, failed, fallbacks", [
+    (["auto"], 1, GPUS_2, ["cuda:0", "cuda:1"], {}, []),
+    (["auto"], 1, NO_CUDA, ["cpu"], {}, [NO_CUDA_BUILD]),
+    (["auto"], 2, NO_GPU, ["cpu", "cpu"], {}, [NO_DEVICE]),
+    (["cuda"], 2, GPUS_2, ["cuda:0", "cuda:1", "cuda:0", "cuda:1"], {}, []),
+    (["cuda"], 1, NO_GPU, ["cuda"], {0: CUDA_NO_DEVICE}, []),
+    (["cuda:1"], 1, GPUS_2, ["cuda:1"], {}, []),
+    (["cuda:0", "cuda:3"], 1, GPUS_2, ["cuda:0", "cuda:3"], {1: CUDA3_TOO_HIGH}, []),
+    (["cpu", "cpu"], 1, NO_CUDA, ["cpu", "cpu"], {}, []),
+    (["cpu", "cuda:0"], 1, GPUS_2, ["cpu", "cuda:0"], {}, []),
+    (["cuda", "cpu"], 1, GPUS_2, ["cuda:0", "cuda:1", "cpu"], {}, []),
+    (["cuda:0", "cuda:0"], 2, GPUS_2, ["cuda:0"] * 4, {}, []),
+], ids=["auto-every-gpu", "auto-cpu-wheel", "auto-no-gpu-two-each", "cuda-two-each-interleaved",
+        "cuda-without-gpu-fails", "one-gpu", "index-too-high-fails-alone", "cpu-twice",
+        "cpu-and-gpu", "every-gpu-and-cpu", "same-gpu-listed-twice"])
+def test_plan_replicas(entries: list[str], per_device: int, facts: CudaFacts, devices: list[str],
+                       failed: dict[int, DeviceError], fallbacks: list[str]) -> None:
+    slots, reasons = plan_replicas(entries, per_device, facts)
+    assert [s.device for s in slots] == devices
+    assert {i: s.error.message for i, s in enumerate(slots) if s.error} == {
+        i: e.message for i, e in failed.items()}
+    assert reasons == fallbacks

@@ -4,13 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from service._settings import DEFAULT_MODEL_PATH, Settings, SettingsError, parse_device
+from service._settings import DEFAULT_MODEL_PATH, Settings, SettingsError, parse_devices
+
+DEVICE_HINT = ("use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0), or a comma-separated "
+               "list of them (cuda:0,cuda:2 or cpu,cpu: one replica per entry)")
+AUTO_HINT = ("set DEVICE=auto alone (every visible GPU, else the CPU), or list the devices "
+             "(cpu, cuda, cuda:N)")
 
 
 def test_defaults_when_nothing_is_set() -> None:
     s = Settings.from_env({})
-    assert (s.host, s.port, s.device, s.model_path, s.predictor) == (
-        "0.0.0.0", 8000, "auto", DEFAULT_MODEL_PATH, "")
+    assert (s.host, s.port, s.devices, s.replicas_per_device, s.model_path, s.predictor) == (
+        "0.0.0.0", 8000, ("auto",), 1, DEFAULT_MODEL_PATH, "")
     assert (s.input_width, s.max_batch_rows, s.max_wait_ms, s.max_request_rows,
             s.max_body_bytes, s.log_level, s.access_log) == (None, 64, 5.0, 1024, 1 << 20,
                                                              "info", False)
@@ -21,7 +26,9 @@ def test_defaults_when_nothing_is_set() -> None:
     ({"PORT": "9000"}, "port", 9000),
     ({"PORT": " 9000 "}, "port", 9000),
     ({"PORT": ""}, "port", 8000),
-    ({"DEVICE": "CUDA:1"}, "device", "cuda:1"),
+    ({"DEVICE": "CUDA:1"}, "devices", ("cuda:1",)),
+    ({"DEVICE": "cuda:0,cuda:2"}, "devices", ("cuda:0", "cuda:2")),
+    ({"REPLICAS_PER_DEVICE": "2"}, "replicas_per_device", 2),
     ({"MODEL_PATH": "/m/x.pt"}, "model_path", Path("/m/x.pt")),
     ({"PREDICTOR": "my_pkg.models:Echo"}, "predictor", "my_pkg.models:Echo"),
     ({"INPUT_WIDTH": "3"}, "input_width", 3),
@@ -42,10 +49,12 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
      "set PORT to a whole number between 0 and 65535"),
     ({"PORT": "70000"}, "Setting 'PORT' has value '70000'. Out of range.",
      "set PORT to a whole number between 0 and 65535"),
-    ({"DEVICE": "gpu"}, "Setting 'DEVICE' has value 'gpu'. Not a valid device.",
-     "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0)"),
-    ({"DEVICE": "cuda:x"}, "Setting 'DEVICE' has value 'cuda:x'. Not a valid device.",
-     "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0)"),
+    ({"DEVICE": "gpu"}, "Setting 'DEVICE' has value 'gpu'. Not a valid device.", DEVICE_HINT),
+    ({"REPLICAS_PER_DEVICE": "0"}, "Setting 'REPLICAS_PER_DEVICE' has value '0'. Out of range.",
+     "set REPLICAS_PER_DEVICE to a whole number between 1 and 64"),
+    ({"REPLICAS_PER_DEVICE": "two"},
+     "Setting 'REPLICAS_PER_DEVICE' has value 'two'. Not a valid integer.",
+     "set REPLICAS_PER_DEVICE to a whole number between 1 and 64"),
     ({"PREDICTOR": "my_pkg.Echo"},
      "Setting 'PREDICTOR' has value 'my_pkg.Echo'. Not a 'module:Class' reference.",
      "set PREDICTOR=package.module:ClassName (importable from the working directory)"),
@@ -61,7 +70,8 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
      "use one of: critical, error, warning, info, debug"),
     ({"ACCESS_LOG": "maybe"}, "Setting 'ACCESS_LOG' has value 'maybe'. Not a valid bool.",
      "set ACCESS_LOG to true or false"),
-], ids=["port-word", "port-range", "device-gpu", "device-index", "predictor-no-colon",
+], ids=["port-word", "port-range", "device-gpu", "replicas-zero", "replicas-word",
+        "predictor-no-colon",
         "width-zero", "wait-word", "wait-nan", "batch-negative", "log-level", "access-log"])
 def test_from_env_rejects_bad_values(env: dict[str, str], message: str, hint: str) -> None:
     with pytest.raises(SettingsError) as info:
@@ -69,8 +79,43 @@ def test_from_env_rejects_bad_values(env: dict[str, str], message: str, hint: st
     assert (info.value.message, info.value.hint) == (message, hint)
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda"), ("cuda:0", "cuda:0"), (" Cuda:12 ", "cuda:12"),
-], ids=["auto", "cpu", "cuda", "cuda0", "spaces-case"])
-def test_parse_device(value: str, expected: str) -> None:
-    assert parse_device(value) == expected
+@pytest.mark.parametrize("value, expected, message, hint", [
+    ("auto", ("auto",), None, None),
+    ("cpu", ("cpu",), None, None),
+    ("cuda", ("cuda",), None, None),
+    ("cuda:0", ("cuda:0",), None, None),
+    (" Cuda:12 ", ("cuda:12",), None, None),
+    ("cuda:01", ("cuda:1",), None, None),
+    ("cuda:0,cuda:2", ("cuda:0", "cuda:2"), None, None),
+    ("cuda:0, CUDA:2 ", ("cuda:0", "cuda:2"), None, None),
+    ("cpu,cpu", ("cpu", "cpu"), None, None),
+    ("cpu,cuda:0", ("cpu", "cuda:0"), None, None),
+    ("cuda,cpu", ("cuda", "cpu"), None, None),
+    ("gpu", None, "Setting 'DEVICE' has value 'gpu'. Not a valid device.", DEVICE_HINT),
+    ("cuda:x", None, "Setting 'DEVICE' has value 'cuda:x'. Not a valid device.", DEVICE_HINT),
+    ("cuda:-1", None, "Setting 'DEVICE' has value 'cuda:-1'. Not a valid device.", DEVICE_HINT),
+    ("cuda:0,gpu1", None,
+     "Setting 'DEVICE' has value 'cuda:0,gpu1'. 'gpu1' is not a valid device.", DEVICE_HINT),
+    ("cuda:0,,cuda:1", None,
+     "Setting 'DEVICE' has value 'cuda:0,,cuda:1'. An empty entry in the list.", DEVICE_HINT),
+    ("cpu,", None, "Setting 'DEVICE' has value 'cpu,'. An empty entry in the list.", DEVICE_HINT),
+    ("cuda:0;cuda:1", None,
+     "Setting 'DEVICE' has value 'cuda:0;cuda:1'. Not a valid device.", DEVICE_HINT),
+    ("auto,cpu", None,
+     "Setting 'DEVICE' has value 'auto,cpu'. 'auto' cannot be combined with other devices.",
+     AUTO_HINT),
+    ("auto,auto", None,
+     "Setting 'DEVICE' has value 'auto,auto'. 'auto' cannot be combined with other devices.",
+     AUTO_HINT),
+], ids=["auto", "cpu", "cuda", "cuda0", "spaces-case", "leading-zero", "list", "list-spaces",
+        "cpu-twice", "cpu-and-gpu", "all-gpus-and-cpu", "word", "bad-index", "negative-index",
+        "bad-entry-in-list", "empty-entry", "trailing-comma", "semicolons", "auto-in-list",
+        "auto-twice"])
+def test_parse_devices(value: str, expected: tuple[str, ...] | None, message: str | None,
+                       hint: str | None) -> None:
+    if expected is not None:
+        assert parse_devices(value) == expected
+        return
+    with pytest.raises(SettingsError) as info:
+        parse_devices(value)
+    assert (info.value.message, info.value.hint) == (message, hint)
