@@ -161,16 +161,22 @@ def test_take_spreads_batches_over_devices_first_then_over_replicas() -> None:
 @pytest.mark.parametrize("predictors, slots, health", [
     ([Sums(), RuntimeError("weights are corrupt")], None,
      [("ready", None), ("failed", "weights are corrupt")]),
+    # the first replica to get ready settles the width: either may be first
     ([Sums(), Sums(width=3)], None,
-     [("ready", None), ("failed", "its input width is 3, the other replicas' is 2")]),
+     ([("ready", None), ("failed", "its input width is 3, the other replicas' is 2")],
+      [("failed", "its input width is 2, the other replicas' is 3"), ("ready", None)])),
     ([Sums()], ["cpu", ReplicaSlot("cuda:0", DeviceError("no GPU here", "set DEVICE=cpu"))],
      [("ready", None), ("failed", "no GPU here (hint: set DEVICE=cpu)")]),
 ], ids=["setup-raises", "width-differs", "device-unusable"])
 def test_a_replica_that_cannot_start_is_failed_and_the_others_serve(
-        predictors: list[Any], slots: list[Any] | None, health: list[tuple[str, Any]]) -> None:
+        predictors: list[Any], slots: list[Any] | None, health: Any) -> None:
     pool = pool_of(predictors, slots or ["cpu"] * len(predictors))
-    assert serve(pool, ROWS[:3]) == ANSWERS[:3]
-    assert [(r["state"], r["reason"]) for r in pool.health()] == health
+    outcomes = health if isinstance(health, tuple) else (health,)
+    results = serve(pool, ROWS[:3])
+    seen = [(r["state"], r["reason"]) for r in pool.health()]
+    assert seen in outcomes
+    if seen == outcomes[0]:
+        assert results == ANSWERS[:3]
 
 
 def test_a_burst_is_shared_out_over_the_idle_replicas() -> None:
