@@ -115,6 +115,10 @@ class EngineAPI(Protocol):
 
     def inspect_image(self, ref: str) -> dict[str, Any]: ...
 
+    def tag_image(self, ref: str, repository: str, tag: str) -> None: ...
+
+    def push(self, repository: str, tag: str) -> Iterator[dict[str, Any]]: ...
+
     def build(self, context: IO[bytes], *, dockerfile: str, tag: str,
               build_args: Mapping[str, str], labels: Mapping[str, str] | None = None,
               no_cache: bool = False, on_output: Callable[[str], None] = ...) -> str: ...
@@ -220,6 +224,29 @@ class Engine:
     def remove_image(self, ref: str, force: bool = False) -> None:
         with _calling(f"removing image {ref}", missing=docker.errors.ImageNotFound):
             self._api.remove_image(ref, force=force)
+
+    def tag_image(self, ref: str, repository: str, tag: str) -> None:
+        """``docker tag REF REPOSITORY:TAG``."""
+        with _calling(f"tagging {ref} as {repository}:{tag}"):
+            self._api.tag(ref, repository, tag)
+
+    def push(self, repository: str, tag: str) -> Iterator[dict[str, Any]]:
+        """``docker push REPOSITORY:TAG``: the engine's progress events, decoded. Credentials
+        come from the Docker config as the CLI reads it (the SDK loads ``$DOCKER_CONFIG`` or
+        ``~/.docker/config.json``: ``auths``, ``credsStore``, ``credHelpers``). An error event
+        (the registry refused or did not answer) becomes its typed error."""
+        doing = f"pushing {repository}:{tag}"
+        with _calling(doing):
+            stream: Iterator[dict[str, Any]] = self._api.push(repository, tag=tag, stream=True,
+                                                              decode=True)
+            for event in stream:
+                if "error" in event:
+                    detail = event.get("errorDetail") or {}
+                    text = str(detail.get("message") or event["error"]).strip()
+                    raise classify(text, doing) or EngineError(
+                        f"{doing}: {text}", "see the engine's log (journalctl -u docker)",
+                        detail=text)
+                yield event
 
     def build(
         self,

@@ -22,6 +22,8 @@ __all__ = [
     "MemlockRefused",
     "NotFound",
     "PortInUse",
+    "RegistryRefused",
+    "RegistryUnreachable",
     "classify",
 ]
 
@@ -74,6 +76,14 @@ class MemlockRefused(EngineError):
     inside a container)."""
 
 
+class RegistryUnreachable(EngineError):
+    """A registry the engine cannot reach (nothing listens, no such host, TLS mismatch)."""
+
+
+class RegistryRefused(EngineError):
+    """A registry that answers but will not take the push (no or wrong credentials, no right)."""
+
+
 class BuildFailed(EngineError):
     """A Dockerfile step failed; ``log`` holds the tail of the build output."""
 
@@ -84,6 +94,11 @@ class BuildFailed(EngineError):
 
 _DRIVER_HINT = ("upgrade the driver, or pin an older CUDA with --cuda X.Y "
                 "(launcher probe shows what the driver runs)")
+_REGISTRY_HINT = ("check that the registry runs and the engine can reach it; a registry that "
+                  "speaks plain http outside 127.0.0.0/8 must be in the engine's "
+                  "insecure-registries (daemon.json)")
+_LOGIN_HINT = ("log in as the Docker CLI does (docker login REGISTRY): launcher push reads the "
+               "same config.json ($DOCKER_CONFIG or ~/.docker) and its credential helpers")
 _MEMLOCK_HINT = ("pass a limit it allows, --ulimit memlock=N (bytes), or run dockerd with "
                  "LimitMEMLOCK=infinity (systemd) or ulimit -l unlimited")
 
@@ -108,6 +123,15 @@ _RULES: tuple[tuple[tuple[str, ...], type[EngineError], str], ...] = (
      "the image is not local and cannot be pulled; build it or pass --base-image"),
     (("no such container",), NotFound, "list containers with: docker ps -a"),
     (("no such volume",), NotFound, "list volumes with: docker volume ls"),
+    # A push: the registry did not answer (the daemon names the registry API URL, /v2/) or
+    # answered with a distribution error code ("CODE: message").
+    (("/v2/", "connection refused"), RegistryUnreachable, _REGISTRY_HINT),
+    (("/v2/", "no such host"), RegistryUnreachable, _REGISTRY_HINT),
+    (("/v2/", "i/o timeout"), RegistryUnreachable, _REGISTRY_HINT),
+    (("server gave http response to https client",), RegistryUnreachable, _REGISTRY_HINT),
+    (("no basic auth credentials",), RegistryRefused, _LOGIN_HINT),
+    (("unauthorized:",), RegistryRefused, _LOGIN_HINT),
+    (("denied:",), RegistryRefused, _LOGIN_HINT),
 )
 
 

@@ -36,12 +36,14 @@ __all__ = [
     "CPU_BASE_IMAGE",
     "DEFAULT_NAME",
     "STACK_BYTES",
+    "STOP_GRACE",
     "BuildOptions",
     "PlanOptions",
     "add_build_options",
     "add_run_options",
     "build_options_from_args",
     "plan_options_from_args",
+    "run_defaults",
 ]
 
 DEFAULT_NAME = "gpu-launcher"
@@ -49,6 +51,9 @@ CONTAINER_PORT = 8000
 CPU_BASE_IMAGE = "python:3.11-slim"
 DEFAULT_SHM = "1g"  # PyTorch DataLoader workers share tensors through /dev/shm (docker: 64m)
 STACK_BYTES = 64 * 1024 * 1024
+# Seconds between SIGTERM and SIGKILL when the launcher stops the service (up replacing it,
+# `down -t`); Kubernetes' terminationGracePeriodSeconds is sized from it (launcher/_k8s.py).
+STOP_GRACE = 10
 
 _HINT_GPUS = ("--gpus takes all, N, or key=value pairs (count=, device=, capabilities=, driver=, "
               "options=); quote a device list: --gpus '\"device=0,2\"'")
@@ -123,6 +128,15 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                        help="restart policy (unless-stopped)")
     group.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
                        help="add a label to the container (and the volumes and image up makes)")
+
+
+def run_defaults() -> dict[str, Any]:
+    """What :func:`add_run_options` gives the flags nobody passed: for commands that plan as
+    ``up`` does (``push``, ``render``) without offering all of ``up``'s flags."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_run_options(parser)
+    add_build_options(parser)
+    return vars(parser.parse_args([]))
 
 
 @dataclass(frozen=True)

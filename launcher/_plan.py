@@ -27,6 +27,7 @@ __all__ = [
     "LABEL_MANAGED",
     "LABEL_NAME",
     "LABEL_PLAN",
+    "READY_PATH",
     "ROOT",
     "Plan",
     "build_inputs",
@@ -44,6 +45,15 @@ APP_USER = "10001:10001"  # the images' non-root user
 TMP_SIZE = "1g"
 # Pinned host memory for fast GPU copies needs memlock; a deep stack for recursive models.
 DEFAULT_ULIMITS = (Ulimit("memlock", -1, -1), Ulimit("stack", STACK_BYTES, STACK_BYTES))
+# The probe docker, compose and Kubernetes all run (tests/docker/test_kubernetes.py holds them
+# equal): /readyz every 5 s, 3 s to answer, 3 misses in a row make it unhealthy; a model gets
+# 180 s to load (a CUDA image on a cold GPU) before misses count.
+READY_PATH = "/readyz"
+HEALTH_INTERVAL_S = 5
+HEALTH_TIMEOUT_S = 3
+HEALTH_START_PERIOD_S = 180
+HEALTH_RETRIES = 3
+_NS = 1_000_000_000  # the Engine API's durations are nanoseconds
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,19 @@ def _env(options: PlanOptions, gpu: bool) -> list[str]:
     return [d for d in defaults if d.partition("=")[0] not in user_keys] + list(options.env)
 
 
+def _healthcheck() -> dict[str, Any]:
+    """``Config.Healthcheck``: Python's urllib, so no image needs curl (compose.gpu.yml's too)."""
+    url = f"http://127.0.0.1:{CONTAINER_PORT}{READY_PATH}"
+    return {
+        "Test": ["CMD", "python", "-c",
+                 f'import urllib.request as u; u.urlopen("{url}", timeout={HEALTH_TIMEOUT_S - 1})'],
+        "Interval": HEALTH_INTERVAL_S * _NS,
+        "Timeout": HEALTH_TIMEOUT_S * _NS,
+        "StartPeriod": HEALTH_START_PERIOD_S * _NS,
+        "Retries": HEALTH_RETRIES,
+    }
+
+
 def _create_body(options: PlanOptions, image: str, device_requests: list[dict[str, Any]] | None
                  ) -> dict[str, Any]:
     publish = options.publish or tuple(
@@ -196,6 +219,7 @@ def _create_body(options: PlanOptions, image: str, device_requests: list[dict[st
         "Env": _env(options, device_requests is not None),
         "Labels": {**options.labels, LABEL_MANAGED: "true", LABEL_NAME: options.name},
         "ExposedPorts": exposed,
+        "Healthcheck": _healthcheck(),
         "HostConfig": {
             "DeviceRequests": device_requests,
             "PortBindings": bindings,

@@ -45,7 +45,7 @@ from launcher._lifecycle import (
     service_url,
     with_memlock,
 )
-from launcher._options import PlanOptions
+from launcher._options import STOP_GRACE, PlanOptions
 from launcher._plan import LABEL_MANAGED, LABEL_NAME, Plan, make_plan
 from launcher._probe import Probe
 
@@ -63,7 +63,6 @@ __all__ = [
 ]
 
 LOG_TAIL = 20  # log lines shown when the service does not come up
-STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL when replacing a container
 _POLL = 0.1
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from launcher._cli import build_parser
 from launcher._errors import UsageError
-from launcher._options import build_options_from_args, plan_options_from_args
+from launcher._options import build_options_from_args, plan_options_from_args, run_defaults
+from launcher.cmd_render import k8s_options_from_args
 from tests.conftest import ROOT
 
 # Another tool's command line inside a hint, up to the end of its clause: its flags are its own.
@@ -71,9 +72,24 @@ HINTS = sorted({(p.name, h) for p in (ROOT / "launcher").glob("*.py") for h in h
 
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {"": parser, **sub.choices}
+    """Every command's parser by its name, sub-commands too ("render k8s")."""
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(name: str, parser: argparse.ArgumentParser) -> None:
+        found[name] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, child in action.choices.items():
+                    walk(f"{name} {sub}".strip(), child)
+
+    walk("", build_parser())
+    return found
+
+
+def _positionals(parser: argparse.ArgumentParser) -> list[str]:
+    """A placeholder for each required positional (push's DEST), so a flag parses alone."""
+    return ["x" for a in parser._actions if not a.option_strings and a.required
+            and not isinstance(a, argparse._SubParsersAction)]
 
 
 # Words that continue the sentence after a flag ("--gpus as you need"), not its value.
@@ -101,18 +117,35 @@ def test_every_flag_a_hint_names_exists(module: str, hint: str) -> None:
             pytest.fail(f"{module}: the hint {hint!r} names {flag}, which no command has")
         if not _concrete(value):
             continue
+        # A flag several commands have (--gpus: up's request, render k8s's count) may mean a
+        # different thing to each: the value must be one that some command takes.
+        refusals: list[str] = []
         for cmd, parser in owners.items():
             if parser._option_string_actions[flag].nargs == 0:
-                continue  # a switch: the next word is prose
-            args = parser.parse_args([flag, value])
-            try:  # the values up and build check after argparse
-                if cmd == "up":
-                    plan_options_from_args(args, {}, "/")
-                elif cmd == "build":
-                    build_options_from_args(args)
+                refusals = []
+                break  # a switch: the next word is prose
+            try:
+                _check(cmd, parser.parse_args([flag, value, *_positionals(parser)]))
             except UsageError as exc:
-                pytest.fail(f"{module}: the hint {hint!r} suggests {flag} {value}, which "
-                            f"launcher {cmd} refuses: {exc.message}")
+                refusals.append(f"launcher {cmd} refuses: {exc.message}")
+            else:
+                refusals = []
+                break
+        if refusals:
+            pytest.fail(f"{module}: the hint {hint!r} suggests {flag} {value}, which "
+                        + "; ".join(refusals))
+
+
+def _check(cmd: str, args: argparse.Namespace) -> None:
+    """The values up, build, push and render check after argparse."""
+    if cmd == "up":
+        plan_options_from_args(args, {}, "/")
+    elif cmd == "push":
+        plan_options_from_args(argparse.Namespace(**{**run_defaults(), **vars(args)}), {}, "/")
+    elif cmd == "build":
+        build_options_from_args(args)
+    elif cmd == "render k8s":
+        k8s_options_from_args(args)
 
 
 @pytest.mark.parametrize(("hint", "message"), [

@@ -49,6 +49,12 @@ CPU_CREATE = {
     "Env": ["DEVICE=cpu"],
     "Labels": {"org.gpu-launcher.managed": "true", "org.gpu-launcher.name": "gpu-launcher"},
     "ExposedPorts": {"8000/tcp": {}},
+    "Healthcheck": {
+        "Test": ["CMD", "python", "-c",
+                 'import urllib.request as u; u.urlopen("http://127.0.0.1:8000/readyz", timeout=2)'],
+        "Interval": 5_000_000_000, "Timeout": 3_000_000_000, "StartPeriod": 180_000_000_000,
+        "Retries": 3,
+    },
     "HostConfig": {
         "DeviceRequests": None,
         "PortBindings": {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}]},

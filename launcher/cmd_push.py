@@ -1,0 +1,93 @@
+"""launcher push [--image TAG] DEST: tag the service image as DEST and push it to its registry.
+
+The image is the one ``launcher up`` would run for the same flags (``--gpus``, ``--base-image``,
+``--cuda``, ...) unless ``--image`` names another local one. Credentials are the Docker CLI's
+(``docker login``: ``$DOCKER_CONFIG`` or ``~/.docker/config.json``, credential helpers too).
+One line per layer on stderr; the pushed reference with its digest on stdout, ready for
+``launcher render k8s --image``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from launcher._engine import connect
+from launcher._engine_errors import NotFound
+from launcher._errors import UsageError
+from launcher._options import add_build_options, plan_options_from_args, run_defaults
+from launcher._plan import make_plan
+from launcher._push import PushProgress, split_reference
+from launcher._remote_probe import probe_for
+from service.nvml import load_nvml
+
+__all__ = ["add_parser", "run", "source_image"]
+
+_DEST_HINT = ("name the registry and repository, e.g. launcher push "
+              "registry.example.com/team/predictor:1.0 (127.0.0.1:5000/predictor for a local one)")
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "push", help="tag the service image and push it to a registry",
+        description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("dest", metavar="DEST",
+                        help="[REGISTRY/]REPOSITORY[:TAG] to push to (TAG: latest)")
+    parser.add_argument("--image", metavar="TAG",
+                        help="the local image to push (default: the one launcher up would run "
+                             "for these flags)")
+    parser.add_argument("--gpus", action="append", default=[], metavar="REQUEST",
+                        help="as launcher up --gpus: push the GPU image up would run")
+    add_build_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _log(line: str) -> None:
+    print(f"launcher: {line}", file=sys.stderr)
+
+
+def source_image(args: argparse.Namespace, load: Callable[[], Any]) -> str:
+    """``--image``, else the tag of the image ``launcher up`` would run for these flags."""
+    if args.image:
+        return str(args.image)
+    up_args = argparse.Namespace(**{**run_defaults(), **vars(args)})
+    options = plan_options_from_args(up_args, os.environ, os.getcwd())
+    plan = make_plan(options, probe_for(options, os.environ, False, load))
+    _log(plan.explanation)
+    for warning in plan.warnings:
+        _log(f"warning: {warning}")
+    return plan.image
+
+
+def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
+    try:
+        repository, tag = split_reference(args.dest)
+    except ValueError as exc:
+        raise UsageError(f'invalid argument "{args.dest}" for "DEST": {exc}',
+                         hint=_DEST_HINT) from None
+    image = source_image(args, load)
+    engine = connect(os.environ)
+    try:
+        image_id = engine.image_id(image)
+        if image_id is None:
+            raise NotFound(f"image {image} is not on the engine",
+                           hint="build it first (launcher build, with --gpu for the GPU image), "
+                                "or name a local one with --image")
+        engine.tag_image(image_id, repository, tag)
+        _log(f"pushing {image} ({image_id[7:19]}) as {repository}:{tag}")
+        progress = PushProgress()
+        for event in engine.push(repository, tag):
+            for line in progress.feed(event):
+                _log(line)
+    finally:
+        engine.close()
+    if progress.digest is None:
+        _log(f"pushed {repository}:{tag} (the registry named no digest)")
+        print(f"{repository}:{tag}")
+        return 0
+    _log(f"pushed {repository}:{tag}: {progress.digest}")
+    print(f"{repository}:{tag}@{progress.digest}")
+    return 0
