@@ -9,13 +9,12 @@ its GPU and monitoring add-ons are in :data:`FACTS`, each with its source.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import yaml
 
 from launcher._limits import parse_bytes
 from launcher._options import CONTAINER_PORT, STOP_GRACE
@@ -478,20 +477,27 @@ def render_manifests(plan: Plan, opts: K8sOptions) -> list[dict[str, Any]]:
 # --- YAML -----------------------------------------------------------------------------------
 
 
-class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no types
-    """Block style, keys in the order written, multi-line strings as literal blocks."""
+@functools.cache
+def _dumper() -> Any:
+    """PyYAML's safe dumper, block style, multi-line strings as literal blocks. Imported here,
+    not at the top: every ``launcher`` command imports this module with its parser."""
+    import yaml
 
+    class Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no types
+        pass
 
-def _str(dumper: yaml.SafeDumper, value: str) -> Any:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    def text(dumper: Any, value: str) -> Any:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
-
-_Dumper.add_representer(str, _str)
+    Dumper.add_representer(str, text)
+    return Dumper
 
 
 def _dump(doc: Any) -> str:
-    return str(yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+    import yaml
+
+    return str(yaml.dump(doc, Dumper=_dumper(), sort_keys=False, default_flow_style=False,
                          width=4096, allow_unicode=True))
 
 
