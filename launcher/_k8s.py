@@ -10,12 +10,14 @@ its GPU and monitoring add-ons are in :data:`FACTS`, each with its source.
 from __future__ import annotations
 
 import functools
+import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
+from launcher._k8s_names import quantity_bytes, quantity_cpu
 from launcher._limits import parse_bytes
 from launcher._options import CONTAINER_PORT, STOP_GRACE
 from launcher._plan import LABEL_PLAN, READY_PATH, Plan
@@ -25,19 +27,12 @@ __all__ = [
     "GPU_RESOURCE",
     "LIVE_PATH",
     "METRIC",
+    "OLDEST_KUBERNETES",
     "PRESTOP_PAUSE_S",
     "TERMINATION_GRACE_S",
     "Fact",
     "K8sOptions",
-    "K8sValueError",
     "adapter_rules",
-    "parse_count",
-    "parse_dns_label",
-    "parse_dns_subdomain",
-    "parse_image",
-    "parse_node_selector",
-    "quantity_bytes",
-    "quantity_cpu",
     "render_manifests",
     "to_yaml",
 ]
@@ -47,60 +42,13 @@ __all__ = [
 class Fact:
     value: str
     source: str
+    why: str = ""
 
 
-# What Kubernetes and its add-ons call things. Oldest Kubernetes we claim: 1.30 (the tests
-# validate every document against the 1.30 and the newest schemas kubernetes-validate ships).
-FACTS: Mapping[str, Fact] = {
-    "deployment": Fact("apps/v1", "https://kubernetes.io/docs/reference/kubernetes-api/"
-                       "workload-resources/deployment-v1/"),
-    "service": Fact("v1", "https://kubernetes.io/docs/reference/kubernetes-api/"
-                    "service-resources/service-v1/"),
-    "configmap": Fact("v1", "https://kubernetes.io/docs/reference/kubernetes-api/"
-                      "config-and-storage-resources/config-map-v1/"),
-    "pdb": Fact("policy/v1", "https://kubernetes.io/docs/reference/kubernetes-api/"
-                "policy-resources/pod-disruption-budget-v1/ (GA in 1.21)"),
-    # AlwaysAllow: a drain may evict a pod that never got ready (crash-looping on a bad model)
-    # instead of the budget blocking the drain forever; beta (on) in 1.27, GA in 1.31.
-    "pdb_unhealthy_eviction": Fact("AlwaysAllow", "https://kubernetes.io/docs/tasks/"
-                                   "run-application/configure-pdb/#unhealthy-pod-eviction-policy"),
-    "hpa": Fact("autoscaling/v2", "https://kubernetes.io/docs/reference/kubernetes-api/"
-                "workload-resources/horizontal-pod-autoscaler-v2/ (GA in 1.23)"),
-    # With an HPA, the Deployment leaves spec.replicas out: else every `kubectl apply` resets
-    # the count the autoscaler chose.
-    "hpa_owns_replicas": Fact("spec.replicas omitted", "https://kubernetes.io/docs/tasks/"
-                              "run-application/horizontal-pod-autoscale/#migrating-deployments-"
-                              "and-statefulsets-to-horizontal-autoscaling"),
-    # The NVIDIA device plugin advertises GPUs as this extended resource; set as a limit.
-    "gpu_resource": Fact("nvidia.com/gpu", "https://github.com/NVIDIA/k8s-device-plugin#running-"
-                         "gpu-jobs; https://kubernetes.io/docs/tasks/manage-gpus/scheduling-gpus/"),
-    # GPU Feature Discovery / the GPU Operator label GPU nodes nvidia.com/gpu.present=true.
-    "gpu_node_label": Fact("nvidia.com/gpu.present", "https://github.com/NVIDIA/k8s-device-"
-                           "plugin/blob/main/docs/gpu-feature-discovery/README.md; https://docs."
-                           "nvidia.com/datacenter/cloud-native/gpu-operator/latest/"),
-    # GPU node pools are tainted with this key (GKE does it itself), so only pods that
-    # tolerate it land there; the device plugin's own DaemonSet tolerates it the same way.
-    "gpu_taint": Fact("nvidia.com/gpu", "https://cloud.google.com/kubernetes-engine/docs/how-to/"
-                      "gpus; https://github.com/NVIDIA/k8s-device-plugin/blob/main/deployments/"
-                      "static/nvidia-device-plugin.yml"),
-    # lifecycle.preStop.sleep: no sleep binary needed in the image; beta (on) in 1.30 (KEP-3960).
-    "prestop_sleep": Fact("preStop.sleep", "https://kubernetes.io/docs/concepts/containers/"
-                          "container-lifecycle-hooks/#hook-handler-implementations"),
-    # The annotations the example `kubernetes-pods` scrape job keeps (relabel_configs).
-    "prometheus_annotations": Fact("prometheus.io/scrape, prometheus.io/port, prometheus.io/path",
-                                   "https://github.com/prometheus/prometheus/blob/main/"
-                                   "documentation/examples/prometheus-kubernetes.yml"),
-    "servicemonitor": Fact("monitoring.coreos.com/v1", "https://prometheus-operator.dev/docs/"
-                           "api-reference/api/#monitoring.coreos.com/v1.ServiceMonitor"),
-    # Custom metrics for the HPA's Pods metrics come from prometheus-adapter's rules.
-    "adapter_rules": Fact("rules[].seriesQuery/resources/name/metricsQuery",
-                          "https://github.com/kubernetes-sigs/prometheus-adapter/blob/master/"
-                          "docs/config.md"),
-    "name_rules": Fact("DNS-1035 label, RFC 1123 label/subdomain, label key/value",
-                       "https://github.com/kubernetes/apimachinery/blob/master/pkg/util/"
-                       "validation/validation.go"),
-}
-
+_DATA = json.loads(resources.files("launcher").joinpath("data/kubernetes.json").read_text())
+# What Kubernetes and its add-ons call things, each with its source (launcher/data/kubernetes.json).
+FACTS: Mapping[str, Fact] = {k: Fact(**row) for k, row in _DATA["facts"].items()}
+OLDEST_KUBERNETES: str = _DATA["oldest_kubernetes"]
 GPU_RESOURCE = FACTS["gpu_resource"].value
 GPU_NODE_LABEL = FACTS["gpu_node_label"].value
 GPU_TAINT = FACTS["gpu_taint"].value
@@ -118,10 +66,6 @@ SCRAPE_INTERVAL = "15s"
 MANAGED_BY = "gpu-launcher"
 
 
-class K8sValueError(ValueError):
-    """A value Kubernetes would refuse; the text is apimachinery's own where it has one."""
-
-
 @dataclass(frozen=True)
 class K8sOptions:
     """What Kubernetes adds to the plan (``launcher render k8s``'s own flags, parsed)."""
@@ -135,107 +79,6 @@ class K8sOptions:
     models_pvc: str | None = None
     service_monitor: bool = False
     target_in_flight: int = 16
-
-
-# --- flag values ----------------------------------------------------------------------------
-
-_DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_SUBDOMAIN = re.compile(rf"{_DNS1123.pattern}(\.{_DNS1123.pattern})*")
-_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_LABEL_VALUE = re.compile(rf"({_LABEL_NAME.pattern})?")
-_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]*[a-z0-9_]|[a-z0-9]", re.IGNORECASE)
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def parse_dns_label(value: str, *, dns1035: bool = False) -> str:
-    """A name Kubernetes takes for a Service (``dns1035``) or a namespace (RFC 1123 label)."""
-    if dns1035:
-        rx, what, start = _DNS1035, "a DNS-1035 label", "an alphabetic character"
-    else:
-        rx, what, start = _DNS1123, "a lowercase RFC 1123 label", "an alphanumeric character"
-    if len(value) > 63:
-        raise K8sValueError(f"must be no more than 63 characters ({what})")
-    if not rx.fullmatch(value):
-        raise K8sValueError(f"{what} must consist of lower case alphanumeric characters or '-', "
-                            f"start with {start}, and end with an alphanumeric character "
-                            f"(regex used for validation is '{rx.pattern}')")
-    return value
-
-
-def parse_dns_subdomain(value: str) -> str:
-    """An object name such as a PersistentVolumeClaim's or a RuntimeClass's."""
-    if len(value) > 253 or not _SUBDOMAIN.fullmatch(value):
-        raise K8sValueError("a lowercase RFC 1123 subdomain must consist of lower case "
-                            "alphanumeric characters, '-' or '.', and must start and end with an "
-                            "alphanumeric character (regex used for validation is "
-                            f"'{_SUBDOMAIN.pattern}')")
-    return value
-
-
-def _label_key(key: str) -> str:
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
-        raise K8sValueError("prefix part must be a lowercase RFC 1123 subdomain")
-    if not name or len(name) > 63 or not _LABEL_NAME.fullmatch(name):
-        raise K8sValueError("name part must consist of alphanumeric characters, '-', '_' or "
-                            "'.', and must start and end with an alphanumeric character, at "
-                            "most 63 characters")
-    return key
-
-
-def parse_node_selector(value: str) -> tuple[str, str]:
-    """``KEY=VALUE``: a node label the pods must land on."""
-    key, eq, label = value.partition("=")
-    if not eq:
-        raise K8sValueError("expected KEY=VALUE")
-    _label_key(key)
-    if len(label) > 63 or not _LABEL_VALUE.fullmatch(label):
-        raise K8sValueError("a valid label must be an empty string or consist of alphanumeric "
-                            "characters, '-', '_' or '.', and must start and end with an "
-                            "alphanumeric character, at most 63 characters")
-    return key, label
-
-
-def parse_count(value: str, minimum: int) -> int:
-    try:
-        count = int(value, 10)
-    except ValueError:
-        raise K8sValueError("not an integer") from None
-    if count < minimum:
-        raise K8sValueError(f"must be at least {minimum}")
-    return count
-
-
-def parse_image(value: str) -> str:
-    """An image reference a kubelet pulls: ``[REGISTRY/]REPO[:TAG][@sha256:DIGEST]``."""
-    name, at, digest = value.partition("@")
-    if at and not _DIGEST.fullmatch(digest):
-        raise K8sValueError("the digest must be sha256: and 64 hex digits")
-    if not _IMAGE.fullmatch(name) or "//" in name:
-        raise K8sValueError("invalid reference format")
-    return value
-
-
-# --- quantities -----------------------------------------------------------------------------
-
-_BINARY = (("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10))
-
-
-def quantity_bytes(n: int) -> str:
-    """Bytes as a Kubernetes quantity: the largest binary suffix that divides it (1g → 1Gi)."""
-    for suffix, shift in _BINARY:
-        if n and n % (1 << shift) == 0:
-            return f"{n >> shift}{suffix}"
-    return str(n)
-
-
-def quantity_cpu(nano_cpus: int) -> str:
-    """``NanoCpus`` as a CPU quantity: whole CPUs, else millicores (Kubernetes' finest unit,
-    so a fraction of one rounds up)."""
-    if nano_cpus % 1_000_000_000 == 0:
-        return str(nano_cpus // 1_000_000_000)
-    return f"{math.ceil(nano_cpus / 1_000_000)}m"
 
 
 # --- the documents --------------------------------------------------------------------------

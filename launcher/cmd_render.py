@@ -17,17 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from launcher._errors import LauncherError, UsageError
-from launcher._k8s import (
-    GPU_RESOURCE,
-    K8sOptions,
+from launcher._k8s import GPU_RESOURCE, K8sOptions, render_manifests, to_yaml
+from launcher._k8s_names import (
     K8sValueError,
     parse_count,
     parse_dns_label,
     parse_dns_subdomain,
     parse_image,
     parse_node_selector,
-    render_manifests,
-    to_yaml,
 )
 from launcher._options import DEFAULT_NAME, DEFAULT_SHM, plan_options_from_args, run_defaults
 from launcher._plan import make_plan

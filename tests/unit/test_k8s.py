@@ -19,10 +19,13 @@ from launcher._cli import build_parser, main
 from launcher._k8s import (
     FACTS,
     METRIC,
+    OLDEST_KUBERNETES,
     PRESTOP_PAUSE_S,
     TERMINATION_GRACE_S,
-    K8sValueError,
     adapter_rules,
+)
+from launcher._k8s_names import (
+    K8sValueError,
     parse_count,
     parse_dns_label,
     parse_dns_subdomain,
@@ -36,9 +39,9 @@ from launcher._plan import HEALTH_START_PERIOD_S
 from launcher.cmd_render import _HINTS as RENDER_HINTS
 from service._metrics import ServiceMetrics
 
-# preStop.sleep is beta (on by default) from 1.30: the oldest we claim. The newest: whatever
-# the pinned kubernetes-validate ships.
-OLDEST = "1.30.0"
+# The oldest we claim (launcher/data/kubernetes.json) and the newest the pinned
+# kubernetes-validate ships.
+OLDEST = f"{OLDEST_KUBERNETES}.0"
 NEWEST = kv.latest_version()
 GPU_FLAGS = ["--gpus", "2", "--namespace", "inference", "--runtime-class", "nvidia",
              "--node-selector", "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3",
