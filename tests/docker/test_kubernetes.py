@@ -121,7 +121,7 @@ def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 @pytest.mark.parametrize(("files", "up_flags", "render_flags"), [
     ((GPU_FILE, CPU_FILE), [], []),
-    ((GPU_FILE,), ["--gpus", "all", "--no-probe"], ["--gpus", "1"]),
+    ((GPU_FILE,), ["--gpus", "1", "--no-probe"], ["--gpus", "1"]),
 ], ids=["cpu", "gpu"])
 def test_docker_compose_and_kubernetes_run_the_same_service(
         files: tuple[Path, ...], up_flags: list[str], render_flags: list[str],
@@ -134,6 +134,10 @@ def test_docker_compose_and_kubernetes_run_the_same_service(
                                    facts_from_deployment(deployment))
     assert docker == compose
     assert docker == kubernetes
+    # GPUs: compose.gpu.yml reserves all of a host's; a pod asks for as many as `up --gpus N`
+    requests = create["HostConfig"]["DeviceRequests"] or []
+    limits = deployment["spec"]["template"]["spec"]["containers"][0].get("resources", {})
+    assert sum(r["Count"] for r in requests) == limits.get("limits", {}).get("nvidia.com/gpu", 0)
     # and the facts are the ones a user was promised, not three copies of a mistake
     assert docker["probe"]["path"] == "/readyz" and docker["user"] == "10001:10001"
     assert set(docker["mounts"]) == {"/models", "/data", "/tmp", "/dev/shm"}
