@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,6 +101,25 @@ def small_image(docker_client: Any, standin_image: str) -> Iterator[str]:
     _remove(docker_client, tag)
 
 
+@pytest.fixture
+def tiny_image(docker_client: Any) -> Iterator[str]:
+    """One file FROM scratch (a few hundred bytes to push): for the tests of credentials and
+    failures, where the layers are not the point."""
+    tag = f"gpu-launcher/test-push:{unique('tiny')}"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in (("Dockerfile", b"FROM scratch\nCOPY id /id\n"),
+                           ("id", tag.encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=tag,
+                               labels=dict(TEST_LABEL), rm=True, forcerm=True)
+    yield tag
+    _remove(docker_client, tag)
+
+
 def _remove(docker_client: Any, ref: str) -> None:
     import docker.errors
 
@@ -163,7 +183,7 @@ def _helper(bin_dir: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("how", ["auths", "credential-helper"])
 def test_push_uses_the_docker_config_credentials(docker_client: Any, registry: Registry,
-                                                 small_image: str, tmp_path: Path,
+                                                 tiny_image: str, tmp_path: Path,
                                                  how: str) -> None:
     host = registry(auth=True)
     dest = f"{host}/{unique('glt-auth')}:v1"
@@ -174,7 +194,7 @@ def test_push_uses_the_docker_config_credentials(docker_client: Any, registry: R
         env = {**_docker_config(tmp_path / "docker", {"credHelpers": {host: "glttest"}}),
                **_helper(tmp_path / "bin")}
     try:
-        proc = run_launcher("push", "--image", small_image, dest, env=env, timeout=300)
+        proc = run_launcher("push", "--image", tiny_image, dest, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr
         assert DIGEST_LINE.fullmatch(proc.stdout.strip()), proc.stdout
     finally:
@@ -183,12 +203,12 @@ def test_push_uses_the_docker_config_credentials(docker_client: Any, registry: R
 
 def test_push_without_credentials_is_refused_with_a_login_hint(docker_client: Any,
                                                                registry: Registry,
-                                                               small_image: str,
+                                                               tiny_image: str,
                                                                tmp_path: Path) -> None:
     host = registry(auth=True)
     dest = f"{host}/{unique('glt-denied')}:v1"
     try:
-        proc = run_launcher("push", "--image", small_image, dest,
+        proc = run_launcher("push", "--image", tiny_image, dest,
                             env=_docker_config(tmp_path / "docker", {}), timeout=300)
     finally:
         _remove(docker_client, dest)
@@ -200,11 +220,11 @@ def test_push_without_credentials_is_refused_with_a_login_hint(docker_client: An
 
 
 def test_push_to_a_registry_that_does_not_answer_fails_in_one_line(docker_client: Any,
-                                                                   small_image: str,
+                                                                   tiny_image: str,
                                                                    tmp_path: Path) -> None:
     dest = f"127.0.0.1:{free_port()}/{unique('glt-nobody')}:v1"
     try:
-        proc = run_launcher("push", "--image", small_image, dest,
+        proc = run_launcher("push", "--image", tiny_image, dest,
                             env=_docker_config(tmp_path / "docker", {}), timeout=120)
     finally:
         _remove(docker_client, dest)
