@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +153,11 @@ def _write(path: str, text: str) -> None:
                             hint="-o names a file in a folder that exists") from None
 
 
-def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
+def run(args: argparse.Namespace) -> int:
     _value("--name", args.name, lambda v: parse_dns_label(v, dns1035=True))
     opts = k8s_options_from_args(args)
     image = _value("--image", args.image, parse_image) if args.image is not None else None
-    options = plan_options_from_args(_up_args(args, opts, image), env, os.getcwd())
+    options = plan_options_from_args(_up_args(args, opts, image), os.environ, os.getcwd())
     plan = make_plan(options, None)
     # No --no-probe flag here: a cluster's GPUs are never this host's to probe.
     explanation = plan.explanation.replace("not probed (--no-probe); ", "not probed (a cluster); ")
