@@ -47,17 +47,20 @@ class Prometheus:
 
 
 @pytest.fixture
-def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
-    """Start Prometheus on a free loopback port scraping ``target``; stopped by its PID."""
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
+    """Start Prometheus on a free loopback port scraping ``target`` (its series carrying
+    ``labels`` too); stopped by its PID."""
     binary = require_tool("prometheus")
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(target: str) -> Prometheus:
+    def start(target: str, labels: dict[str, str] | None = None) -> Prometheus:
         config = tmp_path / "prometheus.yml"
+        extra = "".join(f"\n          {k}: '{v}'" for k, v in (labels or {}).items())
         config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
             "scrape_configs:\n  - job_name: predictor\n"
-            f"    static_configs:\n      - targets: ['{target}']\n")
+            f"    static_configs:\n      - targets: ['{target}']\n"
+            + (f"        labels:{extra}\n" if extra else ""))
         port = free_port()
         log_path = tmp_path / "prometheus.log"
         with log_path.open("wb") as log:
