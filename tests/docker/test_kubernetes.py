@@ -75,7 +75,8 @@ def facts_from_compose(cfg: dict[str, Any]) -> dict[str, Any]:
              for p, _, opts in (t.partition(":") for t in svc["tmpfs"])}
     return {
         "image": svc["image"],
-        "env": sorted(f"{k}={v}" for k, v in svc["environment"].items()),
+        # KEY with no value passes this shell's KEY (unset here: not passed), as -e KEY does
+        "env": sorted(f"{k}={v}" for k, v in svc["environment"].items() if v is not None),
         "ports": sorted(p["target"] for p in svc["ports"]),
         "user": svc["user"],
         "probe": {"port": port, "path": path, "every_s": _go_duration(health["interval"]),
