@@ -96,6 +96,9 @@ def add_parser(subparsers: Any) -> None:
     image.add_argument("--wheelhouse", metavar="DIR", type=Path,
                        help="the wheelhouse launcher up builds with")
     image.add_argument("--cuda", metavar="X.Y", help="pin the CUDA version of a GPU image")
+    image.add_argument("--probe-file", metavar="FILE", type=Path,
+                       help="choose the CUDA image for the GPU nodes FILE describes (a node's "
+                            "'launcher probe --json'; default: the unprobed choice)")
     parser.set_defaults(func=run)
 
 
@@ -139,10 +142,11 @@ def k8s_options_from_args(args: argparse.Namespace) -> K8sOptions:
 def _up_args(args: argparse.Namespace, opts: K8sOptions, image: str | None
              ) -> argparse.Namespace:
     """``launcher up``'s flags as render has them: its GPUs as a count, ``--image`` as up's
-    ``--tag``, no probe, nothing published or bound on a host."""
+    ``--tag``, no probe of this host (a node's ``--probe-file`` at most), nothing published or
+    bound on a host."""
     return argparse.Namespace(**{
         **run_defaults(), **vars(args), "gpus": [str(opts.gpus)] if opts.gpus else [],
-        "tag": image, "no_probe": True})
+        "tag": image, "no_probe": args.probe_file is None})
 
 
 def _write(path: str, text: str) -> None:
@@ -158,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     opts = k8s_options_from_args(args)
     image = _value("--image", args.image, parse_image) if args.image is not None else None
     options = plan_options_from_args(_up_args(args, opts, image), os.environ, os.getcwd())
-    plan = make_plan(options, None)
+    plan = make_plan(options, options.build.probed)  # a node's probe file, or none
     # No --no-probe flag here: a cluster's GPUs are never this host's to probe.
     explanation = plan.explanation.replace("not probed (--no-probe); ", "not probed (a cluster); ")
     print(f"launcher: {explanation}", file=sys.stderr)

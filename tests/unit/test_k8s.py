@@ -36,8 +36,11 @@ from launcher._k8s_names import (
 )
 from launcher._options import STOP_GRACE
 from launcher._plan import HEALTH_START_PERIOD_S
+from launcher._probe import probe_host
+from launcher.cmd_probe import probe_json
 from launcher.cmd_render import _HINTS as RENDER_HINTS
 from service._metrics import ServiceMetrics
+from tests.fakenvml import FakeGpu, FakeNvml, loader
 
 # The oldest we claim (launcher/data/kubernetes.json) and the newest the pinned
 # kubernetes-validate ships.
@@ -246,6 +249,22 @@ def test_the_default_image_is_the_one_up_runs_with_a_warning(
     assert container([d for d in yaml.safe_load_all(out) if d])["image"] == image
     assert (f"launcher: warning: {image} is this engine's own tag; a cluster cannot pull it: "
             "push it (launcher push DEST) and render with --image DEST") in err.splitlines()
+
+
+def test_a_nodes_probe_file_picks_the_image_as_it_does_for_up(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A GPU node's `launcher probe --json` (H100, driver 580) gives the image `up` would run
+    there, not the unprobed default."""
+    probe = tmp_path / "node.json"
+    probe.write_text(json.dumps(probe_json(probe_host(loader(FakeNvml(
+        [FakeGpu(uuid="GPU-h100")], "580.65.06", 13000))))))
+    assert main(["up", "--dry-run", "--json", "--gpus", "1", "--probe-file", str(probe)]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert main(["up", "--dry-run", "--json", "--gpus", "1", "--no-probe"]) == 0
+    unprobed = json.loads(capsys.readouterr().out)["image"]
+    _, docs = render(["--gpus", "1", "--probe-file", str(probe)], capsys)
+    assert container(docs)["image"] == planned["image"] != unprobed
+    assert planned["build_args"]["TORCH_INDEX_URL"].endswith("/cu130")
 
 
 def test_unwritable_output_exits_1_with_a_hint(tmp_path: Path,
