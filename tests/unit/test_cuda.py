@@ -151,8 +151,8 @@ REFUSALS = [
     ("maxwell-with-blackwell", "580.65.06", (13, 0), [GTX980, RTX5090], None,
      ("cu130: no code for sm_52; cu126: no code for sm_120 → no stable wheel covers the selected "
      "GPUs together"),
-     ("no torch 2.13.0 wheel has kernels for all of them; select GPUs of one generation with "
-      "--gpus '\"device=...\"', or pin an experimental wheel with --cuda"), ("cu126", "cu130")),
+     ("no stable torch 2.13.0 wheel has kernels for all of them; select GPUs of one generation "
+      "with --gpus '\"device=...\"', or run on CPU without --gpus"), ("cu126", "cu130")),
     ("pinned-cu130-on-volta", "580.65.06", (13, 0), [V100], (13, 0), None,
      "drop --cuda to let the launcher choose (wheels that cover them: --cuda 12.6)",
      ("cu126", "cu130")),
