@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher._build import BuildProgress, BuildSpec, BuildStep, context_files, write_context_tar
-from launcher._cuda import cuda_table
+from launcher._cuda import TORCH_VERSION, cuda_table
 from launcher._engine import EngineAPI
 from launcher._engine_errors import BuildFailed
 from launcher._errors import LauncherError, UsageError
@@ -79,7 +79,11 @@ def prepare_wheelhouse(engine: EngineAPI, spec: BuildSpec, log: Callable[[str], 
     probe = probe_base(engine, spec.base_image, spec.wheelhouse)
     target = parse_probe(probe, spec.base_image, spec.python_version)
     index = spec.build_args.get("TORCH_INDEX_URL", cuda_table().cpu_index_url)
-    fill_wheelhouse(spec.wheelhouse, spec.context / "requirements.lock", target, index, log=log)
+    # The GPU image installs torch by its local version: fetch exactly that build.
+    variant = spec.build_args.get("TORCH_VARIANT")
+    pins = [f"torch=={TORCH_VERSION}+{variant}"] if variant else []
+    fill_wheelhouse(spec.wheelhouse, spec.context / "requirements.lock", target, index,
+                    requirements=pins, log=log)
     if spec.dockerfile.endswith(".gpu") and torch_wheel_variants(spec.wheelhouse) <= {"cpu"}:
         log(f"warning: the wheelhouse {spec.wheelhouse} holds only a CPU torch wheel; "
             "the GPU image will run torch on the CPU")

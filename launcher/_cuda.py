@@ -353,9 +353,9 @@ def choose_cuda(
         raise NoCudaFits(explanation + " → none fits", "pin one with --cuda")
     experimental = [v for v in table.variants if not v.stable
                     and all(v.covers(g.compute_capability) for g in gpus)]
-    pin = (f", or pin the experimental --cuda {format_version(experimental[-1].cuda)}"
-           if experimental else ", or run on CPU without --gpus")
+    alternative = (f", or pin the experimental --cuda {format_version(experimental[-1].cuda)}"
+                   if experimental else ", or run on CPU without --gpus")
     raise NoCudaFits(
         explanation + " → no stable wheel covers the selected GPUs together",
         f"no stable torch {table.torch_version} wheel has kernels for all of them; select GPUs "
-        f"of one generation with --gpus '\"device=...\"'{pin}")
+        f"of one generation with --gpus '\"device=...\"'{alternative}")

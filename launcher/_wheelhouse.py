@@ -111,20 +111,22 @@ def _target_args(target: PythonTarget) -> list[str]:
     return args
 
 
-def offline_check_args(lock: Path, dest: Path, target: PythonTarget) -> list[str]:
+def offline_check_args(lock: Path, dest: Path, target: PythonTarget,
+                       requirements: Sequence[str] = ()) -> list[str]:
     """`pip download` that succeeds, without any network, iff ``dest`` already holds it all."""
     return ["download", "--no-index", "--find-links", str(dest), "--dest", str(dest),
-            *_target_args(target), "-r", str(lock), "--quiet"]
+            *_target_args(target), "-r", str(lock), *requirements, "--quiet"]
 
 
 def download_args(lock: Path, dest: Path, target: PythonTarget,
-                  extra_index_urls: Sequence[str] = ()) -> list[str]:
+                  extra_index_urls: Sequence[str] = (),
+                  requirements: Sequence[str] = ()) -> list[str]:
     """`pip download` of the lock into ``dest`` (pip skips the files already there)."""
     extra: list[str] = []
     for url in extra_index_urls:
         extra += ["--extra-index-url", url]
     return ["download", "--dest", str(dest), "--find-links", str(dest), *extra,
-            *_target_args(target), "-r", str(lock), "--progress-bar", "off"]
+            *_target_args(target), "-r", str(lock), *requirements, "--progress-bar", "off"]
 
 
 def torch_wheel_variants(dest: Path) -> set[str]:
@@ -162,13 +164,16 @@ def fill_wheelhouse(
     target: PythonTarget,
     torch_index_url: str | None = None,
     *,
+    requirements: Sequence[str] = (),
     run: Runner = _run_pip,
     log: Callable[[str], None] = lambda _: None,
 ) -> list[str]:
     """Make ``dest`` hold every wheel of ``lock`` for ``target``; download only when something
-    is missing (checked offline first). Returns the names of the wheels it added."""
+    is missing (checked offline first). ``requirements`` narrow the lock, e.g. the GPU image's
+    ``torch==2.13.0+cu126``: a variant the index lacks fails here, by name. Returns the names of
+    the wheels it added."""
     dest.mkdir(parents=True, exist_ok=True)
-    if run(offline_check_args(lock, dest, target)).returncode == 0:
+    if run(offline_check_args(lock, dest, target, requirements)).returncode == 0:
         log(f"wheelhouse {dest}: complete for Python {target.version} {target.machine}")
         return []
     before = {p.name for p in dest.glob("*.whl")}
@@ -180,7 +185,7 @@ def fill_wheelhouse(
             log(f"wheelhouse: torch index {torch_index_url} unreachable; using pip's own indexes")
     log(f"wheelhouse {dest}: downloading the locked wheels for Python {target.version} "
         f"{target.machine} (glibc 2.{target.glibc_minor})")
-    result = run(download_args(lock, dest, target, extra))
+    result = run(download_args(lock, dest, target, extra, requirements))
     if result.returncode != 0:
         lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
         raise LauncherError(

@@ -167,3 +167,14 @@ def test_a_failed_download_says_why(tmp_path: Path) -> None:
     assert info.value.hint == (
         "check the network to the package index, or fill the directory on a connected host "
         "(launcher build --wheelhouse DIR there, then copy DIR)")
+
+
+def test_a_gpu_wheelhouse_fetches_torch_by_its_local_version() -> None:
+    # Dockerfile.gpu installs torch==X+cu126: the wheelhouse asks for exactly that build, so a
+    # variant the index lacks fails at the fill, by name, not at the image build.
+    pins = ["torch==2.13.0+cu126"]
+    assert offline_check_args(Path("r.lock"), Path("wh"), TARGET, pins)[-2:] == [
+        "torch==2.13.0+cu126", "--quiet"]
+    args = download_args(Path("r.lock"), Path("wh"), TARGET, ["https://idx/cu126"], pins)
+    assert args[args.index("-r"):] == ["-r", "r.lock", "torch==2.13.0+cu126", "--progress-bar",
+                                       "off"]
