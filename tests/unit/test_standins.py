@@ -17,12 +17,19 @@ import pytest
 from tests.conftest import ROOT
 
 # A docker CLI for an engine with no images and no registry: `image inspect` finds only what
-# this shim made, `pull` fails, import/build/tag record the name they create.
+# this shim made (or the test seeded), `pull` fails, import/build/tag record the name they
+# create; `image inspect -f ...` answers the stand-in label for the names in $SHIM_STANDINS.
 DOCKER_SHIM = r"""#!/usr/bin/env bash
 echo "$*" >> "$SHIM_LOG"
 made() { grep -qxF -- "$1" "$SHIM_MADE" 2>/dev/null; }
 case "$1" in
-  image) [ "$2" = inspect ] && made "$3" && exit 0; exit 1 ;;
+  image) [ "$2" = inspect ] || exit 1
+         if [ "$3" = -f ]; then
+           made "$5" || exit 1
+           grep -qxF -- "$5" "$SHIM_STANDINS" 2>/dev/null && echo true || echo "<no value>"
+           exit 0
+         fi
+         made "$3" && exit 0; exit 1 ;;
   pull) echo "Error response from daemon: no registry here" >&2; exit 1 ;;
   import) cat >/dev/null; echo "${@: -1}" >> "$SHIM_MADE"; echo sha256:0 ;;
   build) prev=""; for a in "$@"; do [ "$prev" = -t ] && echo "$a" >> "$SHIM_MADE"; prev=$a; done ;;
@@ -45,7 +52,7 @@ def no_registry(tmp_path: Path) -> dict[str, str]:
     (rootfs / "usr/bin/python3").chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "SHIM_LOG": str(tmp_path / "log"), "SHIM_MADE": str(tmp_path / "made"),
-            "STANDIN_ROOTFS": str(rootfs)}
+            "SHIM_STANDINS": str(tmp_path / "standins"), "STANDIN_ROOTFS": str(rootfs)}
 
 
 def _run(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -93,3 +100,26 @@ def test_standin_images_is_idempotent(no_registry: dict[str, str]) -> None:
     again = _run("standin-images", env=no_registry)
     assert (again.returncode, again.stdout) == (0, "gpu-launcher/standin-bookworm:latest\n")
     assert _made(no_registry) == ["gpu-launcher/standin-bookworm:latest"]
+
+
+def test_a_stand_in_an_older_set_up_left_under_a_real_name_is_named_not_used(
+        no_registry: dict[str, str]) -> None:
+    # The engine holds python:3.11-slim and prom/prometheus:v3.7.3, both stand-ins (labelled).
+    poisoned = ["python:3.11-slim", "prom/prometheus:v3.7.3"]
+    for key in ("SHIM_MADE", "SHIM_STANDINS"):
+        Path(no_registry[key]).write_text("\n".join(poisoned) + "\n")
+    base = _run("standin-images", env=no_registry)
+    assert base.returncode == 0, base.stderr
+    assert ("standin: warning: python:3.11-slim here is a stand-in under the real name (an "
+            "older set-up tagged it); remove that name: docker rmi python:3.11-slim"
+            in base.stderr.splitlines())
+    third = _run("standin-third-party", env=no_registry)
+    assert third.returncode == 0, third.stderr
+    # compose is pointed at the stand-in's own name, which it gets without a rebuild
+    assert third.stdout == "PROMETHEUS_IMAGE=gpu-launcher/standin-prometheus:v3.7.3\n"
+    assert "docker rmi prom/prometheus:v3.7.3" in third.stderr
+    made = _made(no_registry)[len(poisoned):]
+    assert made == ["gpu-launcher/standin-bookworm:latest",
+                    "gpu-launcher/standin-prometheus:v3.7.3"]
+    assert not any(line.startswith("rmi ") for line in
+                   Path(no_registry["SHIM_LOG"]).read_text().splitlines())  # never untags
