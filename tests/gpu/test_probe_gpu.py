@@ -46,12 +46,19 @@ def test_probe_agrees_with_nvidia_smi() -> None:
 
 def test_up_gpus_all_plans_a_gpu_image_or_says_which_driver_to_install() -> None:
     result = run_launcher("up", "--gpus", "all", "--dry-run", "--json")
-    if result.returncode == 1:  # an old driver: refused with the version to upgrade to
-        assert "hint: upgrade the NVIDIA driver to ≥ " in result.stderr
+    if result.returncode == 1:  # an old driver or a GPU no wheel covers: refused, saying why
+        assert ("hint: install an NVIDIA driver " in result.stderr
+                or "wheel has kernels for" in result.stderr), result.stderr
         return
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["gpu"] is True and plan["dockerfile"] == "Dockerfile.gpu"
     assert plan["create"]["HostConfig"]["DeviceRequests"][0]["Count"] == -1
     assert plan["build_args"]["CUDA_IMAGE"].startswith("nvidia/cuda:")
+    assert plan["build_args"]["TORCH_VARIANT"] == plan["cuda"]["wheel"]
+    assert plan["cuda"]["torch"] == f"2.13.0+{plan['cuda']['wheel']}"
     assert plan["cuda"]["explanation"] in result.stderr
+    # the wheel it chose has kernels for every GPU, as `launcher probe --json` lists them
+    probe = json.loads(run_launcher("probe", "--json").stdout)
+    for gpu in probe["gpus"]:
+        assert plan["cuda"]["wheel"] in {w["wheel"] for w in gpu["torch_wheels"]}, gpu
