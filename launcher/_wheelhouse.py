@@ -130,7 +130,7 @@ def download_args(lock: Path, dest: Path, target: PythonTarget,
 
 
 def torch_wheel_variants(dest: Path) -> set[str]:
-    """The local labels of the torch wheels in ``dest`` (``cpu``, ``cu128``; ``""`` for
+    """The local labels of the torch wheels in ``dest`` (``cpu``, ``cu126``; ``""`` for
     PyPI's own build)."""
     variants = set()
     for wheel in dest.glob("torch-*.whl"):
