@@ -1,7 +1,7 @@
 """Which torch wheel and which ``nvidia/cuda`` image really run on a host's GPUs and driver: the
 data table (``data/cuda.json``, each row with its source) and the pure choice over it.
 
-Three facts decide (docs/launcher.md, "Choosing the CUDA image"):
+Three facts decide (docs/launcher.md, "Choosing the torch wheel and the CUDA image"):
 
 * **GPU coverage** is the wheel's, not the toolkit's: a wheel runs on a GPU when it carries SASS
   of the same major with minor ≤ the GPU's (``sm_86`` runs on ``sm_89``), or PTX ≤ the GPU's
