@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/up/bench_up.py --base-image gpu-launcher/standin-bookworm \\
         --wheelhouse .cache/wheelhouse      # builds the image first (not timed)
 
-The image is present in both paths (nothing is built while timing). Each round, alternating
-which goes first: ``launcher up --no-build --tag IMAGE`` until it exits 0 (it returns once
+The image is present in both paths (nothing is built while timing). ``--baseline DIR`` also
+times the ``launcher up`` of another checkout (e.g. the commit before a change) in the same
+rounds, so before and after meet the same load. Each round, rotating which goes first: ``launcher up --no-build --tag IMAGE`` until it exits 0 (it returns once
 /readyz answers 200), then ``launcher down --volumes``; and ``docker run -d -p …`` of the same
 image + ``GET /readyz`` every 0.1 s (the launcher's own poll interval) until 200, then
 ``docker rm -f``. Both use a fresh loopback port and a unique name. Prints one JSON object
@@ -25,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +42,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launcher(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT, text=True,
+def launcher(*argv: str, timeout: float = 600,
+             checkout: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=checkout, text=True,
                           capture_output=True, timeout=timeout, check=False)
 
 
@@ -53,13 +56,14 @@ def ready(url: str) -> bool:
         return False
 
 
-def time_launcher_up(image: str) -> float:
+def time_launcher_up(image: str, checkout: Path = ROOT) -> float:
     name, port = f"bench-up-{uuid.uuid4().hex[:8]}", free_port()
     start = time.perf_counter()
     result = launcher("up", "--name", name, "--tag", image, "--no-build", "--label", LABEL,
-                      "-p", f"127.0.0.1:{port}:8000", "--timeout", str(TIMEOUT))
+                      "-p", f"127.0.0.1:{port}:8000", "--timeout", str(TIMEOUT),
+                      checkout=checkout)
     elapsed = time.perf_counter() - start
-    launcher("down", "--name", name, "--volumes", "-t", "2")
+    launcher("down", "--name", name, "--volumes", "-t", "2", checkout=checkout)
     if result.returncode != 0:
         raise SystemExit(f"launcher up failed:\n{result.stderr[-3000:]}")
     return elapsed
@@ -90,6 +94,8 @@ def main() -> None:
     parser.add_argument("--base-image", help="without --image: build from this base (untimed)")
     parser.add_argument("--wheelhouse", help="without --image: build offline from this folder")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also time this checkout's launcher up, in the same rounds")
     args = parser.parse_args()
     image = args.image
     if image is None:
@@ -99,23 +105,31 @@ def main() -> None:
         if result.returncode != 0:
             raise SystemExit(f"launcher build failed:\n{result.stderr[-3000:]}")
         image = result.stdout.strip()
-    up: list[float] = []
-    run: list[float] = []
+    contenders: dict[str, Callable[[str], float]] = {
+        "launcher_up": time_launcher_up, "docker_run": time_docker_run}
+    if args.baseline is not None:
+        baseline = args.baseline.resolve()
+        contenders["baseline_up"] = lambda img: time_launcher_up(img, checkout=baseline)
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
     for i in range(args.rounds):
-        order = [(up, time_launcher_up), (run, time_docker_run)]
-        for samples, fn in order if i % 2 == 0 else order[::-1]:
-            samples.append(fn(image))
-            print(f"round {i + 1}: {fn.__name__} {samples[-1]:.2f}s", file=sys.stderr)
-    report: dict[str, Any] = {
-        "image": image,
-        "rounds": args.rounds,
-        "launcher_up_s": {"median": round(statistics.median(up), 3),
-                          "min": round(min(up), 3), "max": round(max(up), 3)},
-        "docker_run_s": {"median": round(statistics.median(run), 3),
-                         "min": round(min(run), 3), "max": round(max(run), 3)},
-        "ratio_up_over_docker_run": round(statistics.median(up) / statistics.median(run), 3),
-        "host_cpus": os.cpu_count(),
-    }
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            samples[name].append(contenders[name](image))
+            print(f"round {i + 1}: {name} {samples[name][-1]:.2f}s", file=sys.stderr)
+
+    def summary(values: list[float]) -> dict[str, float]:
+        return {"median": round(statistics.median(values), 3),
+                "min": round(min(values), 3), "max": round(max(values), 3)}
+
+    run = statistics.median(samples["docker_run"])
+    report: dict[str, Any] = {"image": image, "rounds": args.rounds}
+    report |= {f"{name}_s": summary(values) for name, values in samples.items()}
+    report["ratio_up_over_docker_run"] = round(statistics.median(samples["launcher_up"]) / run, 3)
+    if args.baseline is not None:
+        report["baseline"] = str(args.baseline)
+        report["ratio_baseline_up_over_docker_run"] = round(
+            statistics.median(samples["baseline_up"]) / run, 3)
+    report["host_cpus"] = os.cpu_count()
     print(json.dumps(report, indent=2))
 
 
