@@ -3,13 +3,16 @@
 ``POST /predict`` is answered by a lean ASGI path in front of FastAPI (orjson in and out, no
 per-request pydantic); FastAPI still declares it, so ``/docs`` describes it, and serves the rest.
 Every request the ``/predict`` route matches (behind a root path too) takes that one path.
+The Open Inference Protocol's ``/v2`` routes (:mod:`service._v2_server`) take the same lean path,
+into the same batcher; their OpenAPI entries are written by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from array import array
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,9 +29,20 @@ from service._cpu import cpu_threads
 from service._device import NO_CUDA, plan_replicas
 from service._inputs import BadRequest, check_rows, decode_json, inputs_of
 from service._metrics import ServiceMetrics
-from service._predictor import HasDecode, HasEncode, Predictor, PredictorError
+from service._predictor import (
+    HasDecode,
+    HasEncode,
+    HasInfo,
+    HasOutputDatatypes,
+    Predictor,
+    PredictorError,
+)
 from service._replicas import ReplicaPool, Runtime, load_runtime
 from service._settings import Settings
+from service._tensors import TensorError
+from service._v2 import ModelSpec, default_model_name, describe_model
+from service._v2_openapi import openapi_paths
+from service._v2_server import V2Server
 from service.nvml import load_nvml
 
 __all__ = ["PredictorSource", "create_app"]
@@ -61,6 +75,41 @@ class _Service:
         # the hooks of the first replica's predictor (a class has only unbound ones)
         self._decode: Callable[[Any], Any] | None = None
         self._encode: Callable[[Any], Any] | None = None
+        self.model_name = default_model_name(settings.model_name, settings.predictor,
+                                             settings.model_path)
+        self.model: ModelSpec | None = None  # the /v2 metadata, from a warm-up's outputs
+
+    def describe(self, predictor: Predictor, width: int,
+                 outputs: Mapping[str, Sequence[Any]]) -> None:
+        """In a replica's thread, after its warm-up: the model's /v2 metadata (the first one)."""
+        info = ({str(k): str(v) for k, v in predictor.info.items()}
+                if isinstance(predictor, HasInfo) else {})
+        datatypes = (predictor.output_datatypes if isinstance(predictor, HasOutputDatatypes)
+                     else None)
+        try:
+            model = describe_model(self.model_name, info, width, outputs, datatypes)
+        except TensorError as exc:
+            raise PredictorError(f"output_datatypes: {exc.message}",
+                                 "map each output name to a datatype, e.g. 'FP32'") from None
+        if self.model is None:
+            self.model = model
+
+    @property
+    def state(self) -> str:
+        """The /v2 routes' view: ready once a replica is (and the batcher made)."""
+        replicas = self.replicas
+        if self.batcher is None or replicas is None or not replicas.ready:
+            return "failed" if self.status == "failed" else "starting"
+        return "ready"
+
+    @property
+    def reason(self) -> str:
+        return self.replicas.reason() if self.replicas is not None else ""
+
+    def infer(self, values: array[float], rows: int) -> Awaitable[dict[str, list[Any]]]:
+        """Rows into the batcher (the /v2 path; ``predict`` is /predict's)."""
+        assert self.batcher is not None
+        return self.batcher.submit(values, rows)
 
     async def start(self) -> None:
         """Plan the replicas from DEVICE and what torch sees, then set them all up."""
@@ -75,7 +124,8 @@ class _Service:
         for reason in dict.fromkeys(fallbacks):
             log.warning("DEVICE=auto: running on the CPU because %s", reason)
         self.replicas = ReplicaPool(slots, self.make_predictor, runtime, cpu_threads(),
-                                    s.input_width, s.max_batch_rows, self._changed)
+                                    s.input_width, s.max_batch_rows, self._changed,
+                                    on_warmup=self.describe)
         self._changed()
         await self.replicas.start()
 
@@ -153,13 +203,21 @@ class _Service:
 class _PredictPath:
     """ASGI: what the ``/predict`` route matches straight to the service; the rest to FastAPI."""
 
-    def __init__(self, app: ASGIApp, service: _Service, route: BaseRoute) -> None:
+    def __init__(self, app: ASGIApp, service: _Service, route: BaseRoute, v2: V2Server) -> None:
         self.app = app
         self.service = service
         self.route = route
+        self.v2 = v2
         self.limit = service.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"] if scope["type"] == "http" else ""
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        if path == "/v2" or path[:4] == "/v2/":
+            await self.v2(scope, receive, send, self._read, path)
+            return
         # The route's own matcher (root path, method) decides, so FastAPI's router never gets a
         # predict request; the endswith test keeps other paths off the regex.
         if (scope["type"] != "http" or not scope["path"].endswith("/predict")
@@ -183,6 +241,12 @@ class _PredictPath:
         except BadRequest as exc:
             return exc.status, orjson.dumps({"detail": exc.message})
         return await self.service.predict(body)
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
+        try:
+            return await self._body(scope, receive)
+        except _Disconnected:
+            return None
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         for name, value in scope["headers"]:
@@ -315,6 +379,17 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
             return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
         return Response(content, status, media_type="application/json")
 
+    fastapi_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            fastapi_openapi()["paths"].update(openapi_paths(service.model_name))
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     route = next(r for r in app.router.routes if getattr(r, "path", None) == "/predict")
-    front = _PredictPath(app, service, route)
+    # API_TOKEN (issue 15) goes in V2Server(authorize=...): it guards the /v2 inference routes.
+    v2 = V2Server(service, service.model_name, app.version, settings.max_request_rows,
+                  settings.max_body_bytes)
+    front = _PredictPath(app, service, route, v2)
     return metrics.asgi(front)

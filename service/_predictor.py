@@ -5,10 +5,12 @@ A predictor is any object with::
     input_width: int | None            # known after setup (None: INPUT_WIDTH must be set)
     def setup(self, device: str) -> None
     def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]   # columns, one item per row
-    # optional hooks, each its own Protocol (HasDecode, HasEncode, HasInfo)
+    # optional hooks, each its own Protocol (HasDecode, HasEncode, HasInfo, HasOutputDatatypes)
     def decode(self, payload: Any) -> Any   # request JSON -> the list of rows ('inputs' if absent)
     def encode(self, outputs: dict[str, list[Any]]) -> Any   # one request's columns -> response
     info: Mapping[str, str]             # labels for the model-info metric, read after setup
+    output_datatypes: Mapping[str, str] # /v2 datatypes of the columns ("FP32"); default: read
+                                        # from the warm-up's values (float FP64, int INT64, ...)
 
 ``PREDICTOR=package.module:Class`` selects such a class (built with no arguments); otherwise the
 built-in :class:`service._torch.TorchModelPredictor` serves ``MODEL_PATH``.
@@ -24,8 +26,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from service._errors import ServiceError
 
-__all__ = ["Batch", "HasDecode", "HasEncode", "HasInfo", "Predictor", "PredictorError",
-           "check_predictor", "load_predictor_class"]
+__all__ = ["Batch", "HasDecode", "HasEncode", "HasInfo", "HasOutputDatatypes", "Predictor",
+           "PredictorError", "check_predictor", "load_predictor_class"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ class HasEncode(Protocol):
 class HasInfo(Protocol):
     @property
     def info(self) -> Mapping[str, str]: ...  # read-only here, so a plain attribute fits
+
+
+@runtime_checkable
+class HasOutputDatatypes(Protocol):
+    @property
+    def output_datatypes(self) -> Mapping[str, str]: ...  # column -> /v2 datatype ("FP32")
 
 
 class PredictorError(ServiceError):

@@ -24,11 +24,13 @@ from service._device import NO_CUDA, CudaFacts, DeviceFailure, ReplicaSlot
 from service._errors import ServiceError
 from service._predictor import Batch, HasInfo, Predictor, PredictorError
 
-__all__ = ["REPLICA_STATES", "CpuOnlyRuntime", "Replica", "ReplicaPool", "Runtime", "load_runtime",
-           "reason_of"]
+__all__ = ["REPLICA_STATES", "CpuOnlyRuntime", "Replica", "ReplicaPool", "Runtime", "WarmupHook",
+           "load_runtime", "reason_of"]
 
 log = logging.getLogger("service")
 REPLICA_STATES = ("starting", "ready", "failed")
+# Called in a replica's thread after its warm-up: (predictor, width, the warm-up's columns).
+WarmupHook = Callable[[Predictor, int, Mapping[str, Sequence[Any]]], None]
 
 
 class Runtime(Protocol):
@@ -93,7 +95,8 @@ class ReplicaPool:
 
     def __init__(self, slots: Sequence[ReplicaSlot], make_predictor: Callable[[], Predictor],
                  runtime: Runtime, cpu_threads: int, input_width: int | None,
-                 warmup_rows: int, on_change: Callable[[], None]) -> None:
+                 warmup_rows: int, on_change: Callable[[], None],
+                 on_warmup: WarmupHook | None = None) -> None:
         cpu_replicas = sum(1 for s in slots if s.error is None and s.device == "cpu")
         share = threads_per_replica(cpu_threads, cpu_replicas or len(slots))
         self.replicas = [Replica(i, slot.device, ThreadPoolExecutor(
@@ -111,6 +114,7 @@ class ReplicaPool:
         self._input_width = input_width
         self._warmup_rows = warmup_rows
         self._on_change = on_change
+        self._on_warmup = on_warmup
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -165,6 +169,8 @@ class ReplicaPool:
             if bad:
                 raise PredictorError(f"warm-up: output {bad[0]!r} is not one item per row",
                                      "predict() must return columns with one item per row")
+        if self._on_warmup is not None:  # its error fails the replica, with its reason
+            self._on_warmup(predictor, width, outputs)
         return predictor, width
 
     # -- dispatch (on the event loop) --------------------------------------------------------

@@ -20,6 +20,7 @@ _DEVICE_HINT = ("use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0), or 
                 "list of them (cuda:0,cuda:2 or cpu,cpu: one replica per entry)")
 MAX_REPLICAS_PER_DEVICE = 64
 _PREDICTOR = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _Getter = Callable[[str], "str | None"]
 
 
@@ -42,6 +43,7 @@ class Settings:
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
     access_log: bool = False
+    model_name: str = ""  # the Open Inference Protocol's model name ("": the model file's stem)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -77,9 +79,15 @@ class Settings:
                 f"use one of: {', '.join(_LOG_LEVELS)}",
             )
         access_log = _bool(get, "ACCESS_LOG", d.access_log)
+        model_name = get("MODEL_NAME") or ""
+        if model_name and not _MODEL_NAME.fullmatch(model_name):
+            raise SettingsError(
+                f"Setting 'MODEL_NAME' has value {model_name!r}. Not a model name.",
+                "use letters, digits, '_', '.' and '-' (up to 128; it is part of the /v2 URLs)",
+            )
         return cls(host, port, devices, replicas, model_path, predictor, input_width,
                    max_batch_rows, max_wait_ms, max_request_rows, max_body_bytes, log_level,
-                   access_log)
+                   access_log, model_name)
 
 
 def parse_devices(value: str) -> tuple[str, ...]:

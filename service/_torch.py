@@ -134,6 +134,8 @@ class TorchModelPredictor:
         self.input_width: int | None = None
         self.device = "cpu"
         self.info: Mapping[str, str] = {}
+        # The Open Inference Protocol's datatypes for the columns predict() returns.
+        self.output_datatypes: Mapping[str, str] = {"predictions": "INT64", "scores": "FP32"}
         self._model: Any = None
 
     def setup(self, device: str) -> None:

@@ -8,6 +8,11 @@ Each contender is started alone (pinned to CPU 0 with taskset when there are two
 CPU 1), warmed up, then driven by wrk with single-row ``POST /predict`` bodies. Prints req/s,
 p50, p99, errors, our throughput ratio to each peer and the server's CPU time per request; the
 1-connection rows are one sequential client.
+
+``v2-json`` and ``v2-binary`` are our service again, driven with the Open Inference Protocol's
+single-row ``POST /v2/models/digits/infer`` (JSON tensors; or binary tensors in and out, as
+tritonclient.http sends by default); their ratio to ``ours`` (``/predict``) is printed after the
+table.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ import json
 import os
 import re
 import shutil
+import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -33,6 +42,22 @@ DIGIT_ROW = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0
              12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10,
              12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]  # load_digits().data[0], a zero
 RESULT = re.compile(r"RESULT (.*)")
+V2 = ("v2-json", "v2-binary")  # our service again, driven with v2 infer requests
+
+
+def v2_bodies(folder: Path) -> dict[str, tuple[Path, int]]:
+    """The single-row v2 infer bodies and their JSON header's length (0: all JSON)."""
+    tensor = {"name": "input", "shape": [1, len(DIGIT_ROW)], "datatype": "FP32"}
+    as_json = json.dumps({"inputs": [{**tensor, "data": DIGIT_ROW}]}).encode()
+    head = json.dumps({"inputs": [{**tensor, "parameters": {
+        "binary_data_size": 4 * len(DIGIT_ROW)}}], "parameters": {"binary_data_output": True}})
+    binary = head.encode() + struct.pack(f"<{len(DIGIT_ROW)}f", *DIGIT_ROW)
+    bodies = {}
+    for name, body, header in (("v2-json", as_json, 0), ("v2-binary", binary, len(head))):
+        path = folder / f"{name}.body"
+        path.write_bytes(body)
+        bodies[name] = (path, header)
+    return bodies
 
 
 @dataclass
@@ -104,10 +129,11 @@ def session_cpu_seconds(sid: int) -> float:
 
 
 def run_wrk(url: str, connections: int, seconds: float, body_file: Path,
-            cpu: str | None) -> dict[str, int]:
+            cpu: str | None, script: str = "report.lua", header_length: int = 0) -> dict[str, int]:
     if shutil.which("wrk") is None:  # the Python load generator: slower, same numbers reported
         argv = [sys.executable, str(HERE / "loadgen.py"), url, str(body_file), "--connections",
-                str(connections), "--seconds", str(seconds)]
+                str(connections), "--seconds", str(seconds), "--header-length",
+                str(header_length)]
         if cpu is not None:
             argv = ["taskset", "-c", cpu, *argv]
         done = subprocess.run(argv, check=True, capture_output=True, text=True,
@@ -118,11 +144,12 @@ def run_wrk(url: str, connections: int, seconds: float, body_file: Path,
                 "non2xx": r["errors"], "connect": 0, "read": 0, "write": 0, "timeout": 0,
                 "p50_us": round(r["p50_ms"] * 1000), "p99_us": round(r["p99_ms"] * 1000)}
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-            "-s", str(HERE / "report.lua"), url]
+            "-s", str(HERE / script), url]
     if cpu is not None:
         argv = ["taskset", "-c", cpu, *argv]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True,
-                         env={**os.environ, "WRK_BODY_FILE": str(body_file)},
+    env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_SCRIPT_DIR": str(HERE),
+           "WRK_HEADER_LENGTH": str(header_length), "WRK_PATH": urlsplit(url).path}
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env,
                          timeout=seconds + 60).stdout
     match = RESULT.search(out)
     if match is None:
@@ -130,13 +157,29 @@ def run_wrk(url: str, connections: int, seconds: float, body_file: Path,
     return {k: int(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
 
 
+@dataclass
+class Shape:
+    """A request shape: the row label, the path, the body and the wrk script that sends it."""
+
+    name: str
+    path: str
+    body: Path
+    script: str = "report.lua"
+    header_length: int = 0
+
+
 def measure(contender: str, model: Path, connections: list[int], seconds: float, warmup: float,
-            body_file: Path, pin: bool, logs: Path) -> list[Row]:
+            shapes: list[Shape], pin: bool, logs: Path, rounds: int = 1) -> list[Row]:
+    """Start ``contender`` once; for each connection count, drive it with each request shape in
+    turn, ``rounds`` slices of ``seconds / rounds`` each, interleaved, so the shapes of one
+    server share the box's conditions (req/s: all slices; p50: their median; p99: their max).
+    With several shapes, a last run drives them all at once, the connections split between them
+    (note ``together``): the same seconds on the same server, whatever else the box does."""
     port = free_port()
     spec = command(contender, model, port)
     if isinstance(spec, str):
         log(f"{contender}: skipped: {spec}")
-        return [Row(contender, c, note=f"skipped: {spec}") for c in connections]
+        return [Row(s.name, c, note=f"skipped: {spec}") for c in connections for s in shapes]
     argv, env, ready_path = spec
     if pin:
         argv = ["taskset", "-c", "0", *argv]
@@ -144,43 +187,90 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
     with log_path.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    rows = []
+    rows: list[Row] = []
+    wrk_cpu = "1" if pin else None
+    base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(proc, f"http://127.0.0.1:{port}{ready_path}")
-        url = f"http://127.0.0.1:{port}/predict"
-        if warmup > 0:
-            run_wrk(url, max(connections), warmup, body_file, "1" if pin else None)
+        wait_ready(proc, base + ready_path)
+        for shape in shapes if warmup > 0 else []:
+            run_wrk(base + shape.path, max(connections), warmup, shape.body, wrk_cpu,
+                    shape.script, shape.header_length)
         for c in connections:
-            log(f"{contender}: {c} connection(s), {seconds:g}s")
-            cpu = session_cpu_seconds(proc.pid)
-            r = run_wrk(url, c, seconds, body_file, "1" if pin else None)
-            cpu = session_cpu_seconds(proc.pid) - cpu
-            errors = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
-            rows.append(Row(contender, c, r["requests"] / (r["duration_us"] / 1e6),
-                            r["p50_us"] / 1000, r["p99_us"] / 1000, errors,
-                            cpu * 1e6 / max(1, r["requests"])))
+            slices: dict[str, list[tuple[dict[str, int], float]]] = {s.name: [] for s in shapes}
+            for _ in range(rounds):
+                for shape in shapes:
+                    log(f"{shape.name}: {c} connection(s), {seconds / rounds:g}s")
+                    cpu = session_cpu_seconds(proc.pid)
+                    r = run_wrk(base + shape.path, c, seconds / rounds, shape.body, wrk_cpu,
+                                shape.script, shape.header_length)
+                    slices[shape.name].append((r, session_cpu_seconds(proc.pid) - cpu))
+            for name, runs in slices.items():
+                requests = sum(r["requests"] for r, _ in runs)
+                errors = sum(r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+                             for r, _ in runs)
+                rows.append(Row(name, c, requests / (sum(r["duration_us"] for r, _ in runs) / 1e6),
+                                statistics.median(r["p50_us"] for r, _ in runs) / 1000,
+                                max(r["p99_us"] for r, _ in runs) / 1000, errors,
+                                sum(cpu for _, cpu in runs) * 1e6 / max(1, requests)))
+        if len(shapes) > 1:
+            rows += _together(base, shapes, max(connections), seconds, wrk_cpu, proc.pid)
     except (RuntimeError, subprocess.SubprocessError) as exc:
         tail = log_path.read_text(errors="replace")[-2000:]
         log(f"{contender}: failed: {exc}\n{tail}")
-        rows += [Row(contender, c, note=f"failed: {exc}") for c in connections[len(rows):]]
+        done = {(r.contender, r.connections) for r in rows}
+        rows += [Row(s.name, c, note=f"failed: {exc}") for c in connections for s in shapes
+                 if (s.name, c) not in done]
     finally:
         stop_session(proc)  # our own child's session, by its PID
     return rows
 
 
+def _together(base: str, shapes: list[Shape], connections: int, seconds: float,
+              wrk_cpu: str | None, pid: int) -> list[Row]:
+    """All shapes at once, one wrk each with an equal share of the connections; the server's
+    CPU per request is over all of them."""
+    share = max(1, connections // len(shapes))
+    log(f"{', '.join(s.name for s in shapes)} together: {share} connection(s) each, "
+        f"{seconds:g}s")
+    cpu = session_cpu_seconds(pid)
+    with ThreadPoolExecutor(len(shapes)) as pool:
+        results = list(pool.map(lambda s: run_wrk(base + s.path, share, seconds, s.body, wrk_cpu,
+                                                  s.script, s.header_length), shapes))
+    cpu = session_cpu_seconds(pid) - cpu
+    total = sum(r["requests"] for r in results)
+    return [Row(s.name, share, r["requests"] / (r["duration_us"] / 1e6), r["p50_us"] / 1000,
+                r["p99_us"] / 1000,
+                r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"],
+                cpu * 1e6 / max(1, total), "together") for s, r in zip(shapes, results)]
+
+
 def table(rows: list[Row]) -> str:
-    ours = {r.connections: r for r in rows if r.contender == "ours"}
+    ours = {(r.connections, r.note): r for r in rows if r.contender == "ours"}
     header = (f"{'contender':<12} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'errors':>6} {'ours/peer':>9} {'cpu us/req':>10}  note")
     lines = [header]
     for r in sorted(rows, key=lambda r: -r.connections):
         ratio = ""
-        mine = ours.get(r.connections)
+        mine = ours.get((r.connections, r.note))
         if mine and r.contender != "ours" and r.requests_per_s and mine.requests_per_s:
             ratio = f"{mine.requests_per_s / r.requests_per_s:.2f}x"
         lines.append(f"{r.contender:<12} {r.connections:>5} {r.requests_per_s:>9.0f} "
                      f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {ratio:>9} "
                      f"{r.cpu_us_per_req:>10.0f}  {r.note}")
+    return "\n".join(lines)
+
+
+def v2_ratios(rows: list[Row]) -> str:
+    """The v2 request shapes' req/s over /predict's, per connection count."""
+    ours = {(r.connections, r.note): r for r in rows
+            if r.contender == "ours" and r.requests_per_s}
+    lines = []
+    for r in rows:
+        mine = ours.get((r.connections, r.note))
+        if r.contender in V2 and mine and r.requests_per_s:
+            how = ", together" if r.note == "together" else ""
+            lines.append(f"{r.contender} / predict at {r.connections} connection(s){how}: "
+                         f"{r.requests_per_s / mine.requests_per_s:.2f}x")
     return "\n".join(lines)
 
 
@@ -190,9 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--contenders", default="ours,naive,litserve,noop",
-                        help="noop: a model-less ASGI app on the same uvicorn stack (the ceiling)")
+    parser.add_argument("--contenders", default="ours,v2-json,v2-binary,naive,litserve,noop",
+                        help="noop: a model-less ASGI app on the same uvicorn stack (the "
+                             "ceiling); v2-json, v2-binary: ours over the Open Inference Protocol")
     parser.add_argument("--no-single", action="store_true", help="skip the 1-connection runs")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="split each measurement into this many interleaved slices (with "
+                             "v2-json/v2-binary: less drift between the shapes on a busy box)")
     parser.add_argument("--no-pin", action="store_true", help="do not taskset server/wrk")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--no-setup", action="store_true",
@@ -207,14 +301,29 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         body = Path(tmp) / "body.json"
         body.write_text(json.dumps({"inputs": [DIGIT_ROW]}))
-        for contender in args.contenders.split(","):
-            conns = [args.connections] if args.no_single else [args.connections, 1]
-            rows += measure(contender, model, conns, args.duration, args.warmup, body,
-                            bool(pin), Path(tmp))
+        v2_path = f"/v2/models/{model.stem}/infer"
+        shapes = {name: Shape(name, v2_path, file, name.replace("-", "_") + ".lua", header)
+                  for name, (file, header) in v2_bodies(Path(tmp)).items()}
+        chosen = args.contenders.split(",")
+        v2 = [shapes[c] for c in chosen if c in V2]
+        if v2 and "ours" not in chosen:
+            chosen.insert(0, "ours")
+        conns = [args.connections] if args.no_single else [args.connections, 1]
+        for contender in chosen:
+            if contender in V2:
+                continue  # measured on our server, between its /predict runs
+            own = [Shape("ours" if contender == "ours" else contender, "/predict", body)]
+            if contender == "ours":
+                own += v2
+            rows += measure(contender, model, conns, args.duration, args.warmup, own,
+                            bool(pin), Path(tmp), args.rounds)
     print(f"model {model.name}, {args.connections} connections, {args.duration:g}s each, "
           f"single-row POST /predict, load by {generator}, "
           f"{'server on CPU 0, load on CPU 1' if pin else 'unpinned'}")
     print(table(rows))
+    ratios = v2_ratios(rows)
+    if ratios:
+        print(ratios)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return 0

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """A small closed-loop HTTP/1.1 load generator for hosts without wrk (stdlib + optional uvloop).
 
-    loadgen.py URL BODY_FILE --connections 32 --seconds 5 [--procs 2]  -> one JSON line
+    loadgen.py URL BODY_FILE --connections 32 --seconds 5 [--procs 2] [--header-length N]
+        -> one JSON line
 
 Each connection sends the body as ``POST`` over keep-alive, waits for the whole answer, repeats.
 Several processes split the connections (one Python process tops out near 15k req/s).
+``--header-length N`` sends the body as an Open Inference Protocol binary request: a JSON header
+of N bytes, then binary tensor data (``Inference-Header-Content-Length: N``).
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ async def _connection(host: str, port: int, request: bytes, deadline: float,
         writer.close()
 
 
-def _run(url: str, body: bytes, connections: int, seconds: float) -> tuple[list[float], list[int]]:
+def _run(url: str, body: bytes, connections: int, seconds: float,
+         header_length: int = 0) -> tuple[list[float], list[int]]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    kind = "application/octet-stream" if header_length else "application/json"
+    extra = f"Inference-Header-Content-Length: {header_length}\r\n" if header_length else ""
+    request = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}"
+               f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     request += body
     latencies: list[float] = []
     errors = [0, 0]  # non-200 answers, broken connections
@@ -63,20 +69,21 @@ def _run(url: str, body: bytes, connections: int, seconds: float) -> tuple[list[
     return latencies, errors
 
 
-def _worker(args: tuple[str, bytes, int, float]) -> tuple[list[float], list[int]]:
+def _worker(args: tuple[str, bytes, int, float, int]) -> tuple[list[float], list[int]]:
     return _run(*args)
 
 
-def load(url: str, body: bytes, connections: int, seconds: float, procs: int = 1) -> dict[str, float]:
+def load(url: str, body: bytes, connections: int, seconds: float, procs: int = 1,
+         header_length: int = 0) -> dict[str, float]:
     """Drive ``url``; req/s, p50/p99 (ms) and errors over all connections."""
     procs = max(1, min(procs, connections))
     shares = [connections // procs + (i < connections % procs) for i in range(procs)]
     started = time.perf_counter()
     if procs == 1:
-        results = [_run(url, body, connections, seconds)]
+        results = [_run(url, body, connections, seconds, header_length)]
     else:
         with multiprocessing.get_context("spawn").Pool(procs) as pool:
-            results = pool.map(_worker, [(url, body, n, seconds) for n in shares])
+            results = pool.map(_worker, [(url, body, n, seconds, header_length) for n in shares])
     elapsed = time.perf_counter() - started
     latencies = sorted(x for lat, _ in results for x in lat)
     n = len(latencies)
@@ -96,10 +103,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--procs", type=int, default=1)
+    parser.add_argument("--header-length", type=int, default=0,
+                        help="the JSON header's length of a v2 binary-tensor body")
     args = parser.parse_args()
     with open(args.body_file, "rb") as f:
         body = f.read()
-    print(json.dumps(load(args.url, body, args.connections, args.seconds, args.procs)))
+    print(json.dumps(load(args.url, body, args.connections, args.seconds, args.procs,
+                          args.header_length)))
     return 0
 
 

@@ -39,6 +39,8 @@ def test_defaults_when_nothing_is_set() -> None:
     ({"LOG_LEVEL": "DEBUG"}, "log_level", "debug"),
     ({"ACCESS_LOG": "yes"}, "access_log", True),
     ({"ACCESS_LOG": "0"}, "access_log", False),
+    ({"MODEL_NAME": "mnist-v2.1"}, "model_name", "mnist-v2.1"),
+    ({"MODEL_NAME": ""}, "model_name", ""),
 ], ids=lambda v: str(v) if not isinstance(v, dict) else ",".join(f"{k}={x}" for k, x in v.items()))
 def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: object) -> None:
     assert getattr(Settings.from_env(env), field) == expected
@@ -70,9 +72,14 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
      "use one of: critical, error, warning, info, debug"),
     ({"ACCESS_LOG": "maybe"}, "Setting 'ACCESS_LOG' has value 'maybe'. Not a valid bool.",
      "set ACCESS_LOG to true or false"),
+    ({"MODEL_NAME": "my/model"}, "Setting 'MODEL_NAME' has value 'my/model'. Not a model name.",
+     "use letters, digits, '_', '.' and '-' (up to 128; it is part of the /v2 URLs)"),
+    ({"MODEL_NAME": "-x"}, "Setting 'MODEL_NAME' has value '-x'. Not a model name.",
+     "use letters, digits, '_', '.' and '-' (up to 128; it is part of the /v2 URLs)"),
 ], ids=["port-word", "port-range", "device-gpu", "replicas-zero", "replicas-word",
         "predictor-no-colon",
-        "width-zero", "wait-word", "wait-nan", "batch-negative", "log-level", "access-log"])
+        "width-zero", "wait-word", "wait-nan", "batch-negative", "log-level", "access-log",
+        "model-name-slash", "model-name-dash-first"])
 def test_from_env_rejects_bad_values(env: dict[str, str], message: str, hint: str) -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env(env)

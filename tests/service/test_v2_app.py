@@ -1,0 +1,201 @@
+"""The Open Inference Protocol in-process (no sockets): readiness answers, one batcher shared
+with /predict, the admission hook, HEAD, root paths and the OpenAPI entries."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from service._app import create_app
+from service._errors import ServiceError
+from service._predictor import Batch
+from service._settings import Settings
+from service._v2 import ROUTES
+from tests.service.asgi import request, running, wait_ready
+from tests.service.test_app import SumPredictor
+
+
+def infer_body(*rows: list[float]) -> bytes:
+    return orjson.dumps({"inputs": [{"name": "input", "shape": [len(rows), 3],
+                                     "datatype": "FP32", "data": list(rows)}]})
+
+
+def serve(predictor: Any, scenario: Any, **settings: Any) -> None:
+    app = create_app(predictor, Settings(**settings), CollectorRegistry(), nvml_loader=None)
+
+    async def main() -> None:
+        async with running(app):
+            await scenario(app)
+
+    asyncio.run(main())
+
+
+def test_while_the_model_loads_v2_answers_503_with_retry_after_and_live_is_200() -> None:
+    predictor = SumPredictor()
+    predictor.release.clear()
+    not_ready = "model 'sum' is not ready (starting)"
+
+    async def scenario(app: ASGIApp) -> None:
+        replies = {path: await request(app, "GET", path) for path in (
+            "/v2/health/live", "/v2/health/ready", "/v2/models/sum/ready",
+            "/v2/models/sum")}
+        infer = await request(app, "POST", "/v2/models/sum/infer", infer_body([1, 2, 3]))
+        predictor.release.set()
+        await wait_ready(app)
+        ready = await request(app, "GET", "/v2/health/ready")
+        assert {p: (r.status, r.json()) for p, r in replies.items()} == {
+            "/v2/health/live": (200, {"live": True}),
+            "/v2/health/ready": (503, {"ready": False, "error": not_ready}),
+            "/v2/models/sum/ready": (503, {"name": "sum", "ready": False,
+                                                    "error": not_ready}),
+            "/v2/models/sum": (503, {"error": not_ready})}
+        assert [replies[p].headers.get("retry-after") for p in replies] == [None, "1", "1", "1"]
+        assert (infer.status, infer.json(), infer.headers["retry-after"]) == (
+            503, {"error": not_ready}, "1")
+        assert (ready.status, ready.json()) == (200, {"ready": True})
+
+    serve(predictor, scenario, model_name="sum")
+
+
+def test_a_model_that_failed_to_load_is_not_live_and_says_why() -> None:
+    async def scenario(app: ASGIApp) -> None:
+        await wait_ready(app)
+        live = await request(app, "GET", "/v2/health/live")
+        infer = await request(app, "POST", "/v2/models/sum/infer", infer_body([1, 2, 3]))
+        assert (live.status, live.json()) == (503, {"live": False})
+        assert (infer.status, infer.json()) == (
+            503, {"error": "model 'sum' is not ready (failed: weights are corrupt)"})
+
+    serve(SumPredictor(fail_setup=True), scenario, model_name="sum")
+
+
+class GatedSum(SumPredictor):
+    """Records each batch's first values; once armed, the next batch waits for the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.gate = threading.Event()
+        self.batches: list[list[float]] = []
+
+    def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]:
+        if self.armed:
+            self.armed = False
+            self.gate.wait(10)
+        self.batches.append([row[0] for row in batch.tolist()])
+        return super().predict(batch)
+
+
+def test_v2_and_predict_requests_join_the_same_batches() -> None:
+    predictor = GatedSum()
+
+    async def scenario(app: ASGIApp) -> None:
+        await wait_ready(app)
+        predictor.batches.clear()
+        predictor.armed = True
+        first = asyncio.ensure_future(request(app, "POST", "/predict", b'{"inputs": [[0, 0, 0]]}'))
+        await asyncio.sleep(0.05)  # the first batch is in its forward pass, held by the gate
+        calls = [request(app, "POST", "/predict", orjson.dumps({"inputs": [[i, 0, 0]]}))
+                 for i in range(1, 4)]
+        calls += [request(app, "POST", "/v2/models/sum/infer", infer_body([i, 0, 0]))
+                  for i in range(10, 13)]
+        pending = asyncio.gather(*calls)
+        await asyncio.sleep(0.05)
+        predictor.gate.set()
+        replies = await pending
+        await first
+        assert [r.status for r in replies] == [200] * 6
+        assert [r.json()["predictions"] for r in replies[:3]] == [[1], [2], [3]]
+        assert [r.json()["outputs"][0]["data"] for r in replies[3:]] == [[10], [11], [12]]
+        assert predictor.batches == [[0.0], [1.0, 2.0, 3.0, 10.0, 11.0, 12.0]]
+        metrics = (await request(app, "GET", "/metrics")).body.decode()
+        assert 'predictor_requests_total{code="200",endpoint="/predict"} 4.0' in metrics
+        assert ('predictor_requests_total{code="200",endpoint="/v2/models/{model_name}/infer"} '
+                '3.0') in metrics
+
+    serve(predictor, scenario, model_name="sum", max_wait_ms=0)
+
+
+class QueueFull(ServiceError):
+    """The shape of an admission answer (issue 15): a status and a Retry-After."""
+
+    status = 503
+    retry_after = 2.4
+
+
+class Admitting(SumPredictor):
+    def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]:
+        if batch.rows == 1 and batch.values[0] == 9:
+            raise QueueFull("the queue is full (MAX_QUEUE_ROWS=0)", "retry later")
+        if batch.rows == 1 and batch.values[0] == 7:
+            raise RuntimeError("bad kernel")
+        return super().predict(batch)
+
+
+@pytest.mark.parametrize("row, status, error, retry_after", [
+    ([9, 0, 0], 503, "the queue is full (MAX_QUEUE_ROWS=0)", "2"),
+    ([7, 0, 0], 500, "inference failed: RuntimeError: bad kernel", None),
+], ids=["service-error-with-status", "model-failure"])
+def test_a_failed_inference_answers_with_the_errors_status_or_500(
+        row: list[float], status: int, error: str, retry_after: str | None) -> None:
+    async def scenario(app: ASGIApp) -> None:
+        await wait_ready(app)
+        reply = await request(app, "POST", "/v2/models/sum/infer", infer_body(row))
+        assert (reply.status, reply.json(), reply.headers.get("retry-after")) == (
+            status, {"error": error}, retry_after)
+        again = await request(app, "POST", "/v2/models/sum/infer", infer_body([1, 1, 1]))
+        assert again.status == 200
+
+    serve(Admitting(), scenario, model_name="sum")
+
+
+def test_head_probes_get_the_status_without_a_body_and_root_paths_are_honoured() -> None:
+    async def scenario(app: ASGIApp) -> None:
+        await wait_ready(app)
+        head = await request(app, "HEAD", "/v2/health/ready")
+        assert (head.status, head.body, head.headers["content-length"]) == (200, b"", "14")
+        proxied = await request(app, "POST", "/v2/models/sum/infer", infer_body([1, 2, 3]),
+                                root_path="/api")
+        assert (proxied.status, proxied.json()["outputs"][0]["data"]) == (200, [6])
+
+    serve(SumPredictor(), scenario, model_name="sum")
+
+
+def test_openapi_documents_every_v2_route() -> None:
+    async def scenario(app: ASGIApp) -> None:
+        spec = (await request(app, "GET", "/openapi.json")).json()
+        assert set(ROUTES.values()) <= set(spec["paths"])
+        infer = spec["paths"]["/v2/models/{model_name}/infer"]["post"]
+        assert {"200", "400", "404", "413", "503"} <= set(infer["responses"])
+        assert set(infer["requestBody"]["content"]) == {"application/json",
+                                                        "application/octet-stream"}
+        ready = spec["paths"]["/v2/models/{model_name}/versions/{model_version}/ready"]["get"]
+        assert [p["name"] for p in ready["parameters"]] == ["model_name", "model_version"]
+        assert "/predict" in spec["paths"]
+
+    serve(SumPredictor(), scenario)
+
+
+class MisDeclared(SumPredictor):
+    output_datatypes = {"predictions": "FLOAT"}
+
+
+def test_a_predictor_declaring_an_unknown_datatype_fails_to_load_with_the_reason() -> None:
+    async def scenario(app: ASGIApp) -> None:
+        ready = await wait_ready(app)
+        infer = await request(app, "POST", "/v2/models/sum/infer", infer_body([1, 2, 3]))
+        reason = ("output_datatypes: datatype 'FLOAT' is not a tensor datatype: use one of BOOL, "
+                  "UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, "
+                  "BF16, BYTES (hint: map each output name to a datatype, e.g. 'FP32')")
+        assert (ready.status, ready.json()["reason"]) == (503, reason)
+        assert (infer.status, infer.json()) == (
+            503, {"error": f"model 'sum' is not ready (failed: {reason})"})
+
+    serve(MisDeclared(), scenario, model_name="sum")
