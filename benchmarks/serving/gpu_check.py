@@ -205,8 +205,8 @@ def summary_md(report: dict[str, Any]) -> str:
                      f"{r['errors']:.0f} |")
     if report.get("replicas"):
         lines += ["", "Replicas on one device (wide MLP, same clients):", "",
-                  "| replicas | device | batch | rows/s | vs 1 replica | mean batch | p50 ms | "
-                  "p99 ms | errors |", "|---|---|---|---|---|---|---|---|---|"]
+                  ("| replicas | device | batch | rows/s | vs 1 replica | mean batch | p50 ms | "
+                  "p99 ms | errors |"), "|---|---|---|---|---|---|---|---|---|"]
         for r in report["replicas"]:
             if "error" in r:
                 lines.append(f"| {r['replicas']} | {r['device']} | {r['batch']} | | | | | | "

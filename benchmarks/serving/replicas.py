@@ -82,14 +82,14 @@ def measure(config: str, device: str, model: Path, cpus: str, connections: list[
 
 
 def table(runs: list[Run]) -> str:
-    lines = [f"{'config':<24} {'round':>5} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'errors':>6} {'cpu us/req':>10}"]
+    lines = [(f"{'config':<24} {'round':>5} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+             f"{'errors':>6} {'cpu us/req':>10}")]
     for r in sorted(runs, key=lambda r: (-r.connections, r.config, r.round)):
         lines.append(f"{r.config:<24} {r.round:>5} {r.connections:>5} {r.requests_per_s:>8.0f} "
                      f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {r.cpu_us_per_req:>10.0f}")
-    lines += ["", f"{'medians':<24} {'':>5} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'ratio':>6}"]
-    base = list(CONFIGS)[0]
+    lines += ["", (f"{'medians':<24} {'':>5} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+                  f"{'ratio':>6}")]
+    base = next(iter(CONFIGS))
     for c in sorted({r.connections for r in runs}, reverse=True):
         rate = {}
         for config in CONFIGS:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pytest
@@ -184,7 +184,7 @@ def test_openapi_documents_every_v2_route() -> None:
 
 
 class MisDeclared(SumPredictor):
-    output_datatypes = {"predictions": "FLOAT"}
+    output_datatypes: ClassVar[dict[str, str]] = {"predictions": "FLOAT"}
 
 
 def test_a_predictor_declaring_an_unknown_datatype_fails_to_load_with_the_reason() -> None:
