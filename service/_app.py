@@ -66,7 +66,7 @@ class ErrorResponse(BaseModel):
 class _Service:
     def __init__(self, predictor: PredictorSource, settings: Settings, metrics: ServiceMetrics,
                  runtime: Runtime | None) -> None:
-        self.make_predictor = _factory(predictor)
+        self.make_predictor, self.one_instance = _factory(predictor)
         self.settings = settings
         self.metrics = metrics
         self.runtime = runtime
@@ -120,10 +120,18 @@ class _Service:
             runtime = await loop.run_in_executor(None, load_runtime)
         facts = NO_CUDA if set(s.devices) == {"cpu"} else await loop.run_in_executor(
             None, runtime.cuda_facts)
-        slots, fallbacks = plan_replicas(s.devices, s.replicas_per_device, facts)
+        per_device = 1 if s.replicas_per_device is None and self.one_instance else (
+            s.replicas_per_device)  # auto, but one instance serves one replica
+        threads = cpu_threads()
+        slots, fallbacks = plan_replicas(s.devices, per_device, facts, threads)
         for reason in dict.fromkeys(fallbacks):
             log.warning("DEVICE=auto: running on the CPU because %s", reason)
-        self.replicas = ReplicaPool(slots, self.make_predictor, runtime, cpu_threads(),
+        cpu = sum(1 for slot in slots if slot.device == "cpu" and slot.error is None)
+        if per_device is None and cpu > 1:
+            log.info("REPLICAS_PER_DEVICE=auto: %d CPU replicas for %d CPU thread(s), each "
+                     "holding the model (REPLICAS_PER_DEVICE=1: one with every thread)",
+                     cpu, threads)
+        self.replicas = ReplicaPool(slots, self.make_predictor, runtime, threads,
                                     s.input_width, s.max_batch_rows, self._changed,
                                     on_warmup=self.describe)
         self._changed()
@@ -293,10 +301,11 @@ def _request_schema(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _factory(source: PredictorSource) -> Callable[[], Predictor]:
-    """One new predictor per replica: a class or function is called; an instance serves one."""
+def _factory(source: PredictorSource) -> tuple[Callable[[], Predictor], bool]:
+    """One new predictor per replica: a class or function is called; an instance serves one
+    (True: it is an instance)."""
     if isinstance(source, type) or not callable(getattr(source, "predict", None)):
-        return source  # type: ignore[return-value]
+        return source, False  # type: ignore[return-value]
     instance: list[Predictor] = [source]  # type: ignore[list-item]
 
     def only_one() -> Predictor:
@@ -306,7 +315,7 @@ def _factory(source: PredictorSource) -> Callable[[], Predictor]:
                                  "makes a new predictor, one per replica")
         return instance.pop()
 
-    return only_one
+    return only_one, True
 
 
 def create_app(predictor: PredictorSource, settings: Settings, registry: CollectorRegistry,

@@ -17,7 +17,7 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "digits.pt"
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 _DEVICE = re.compile(r"auto|cpu|cuda(?::(\d+))?")
 _DEVICE_HINT = ("use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0), or a comma-separated "
-                "list of them (cuda:0,cuda:2 or cpu,cpu: one replica per entry)")
+                "list of them (cuda:0,cuda:2 or cpu,cpu)")
 MAX_REPLICAS_PER_DEVICE = 64
 _PREDICTOR = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -33,7 +33,8 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 8000
     devices: tuple[str, ...] = ("auto",)  # DEVICE, parsed: one entry per listed device
-    replicas_per_device: int = 1  # REPLICAS_PER_DEVICE: model replicas on each device
+    # REPLICAS_PER_DEVICE: model replicas on each device; None = auto (service/_device.py)
+    replicas_per_device: int | None = None
     model_path: Path = DEFAULT_MODEL_PATH
     predictor: str = ""  # "package.module:Class" selects a Python predictor instead of MODEL_PATH
     input_width: int | None = None  # None: read it from the model
@@ -57,8 +58,7 @@ class Settings:
         host = get("HOST") or d.host
         port = _int(get, "PORT", d.port, 0, 65535)
         devices = parse_devices(get("DEVICE") or ",".join(d.devices))
-        replicas = _int(get, "REPLICAS_PER_DEVICE", d.replicas_per_device, 1,
-                        MAX_REPLICAS_PER_DEVICE)
+        replicas = _replicas(get)
         model_path = Path(get("MODEL_PATH") or d.model_path)
         predictor = get("PREDICTOR") or ""
         if predictor and not _PREDICTOR.fullmatch(predictor):
@@ -109,6 +109,24 @@ def parse_devices(value: str) -> tuple[str, ...]:
             "set DEVICE=auto alone (every visible GPU, else the CPU), or list the devices "
             "(cpu, cuda, cuda:N)")
     return tuple(devices)
+
+
+def _replicas(get: _Getter) -> int | None:
+    """``REPLICAS_PER_DEVICE``: ``auto`` (the default) or 1..MAX_REPLICAS_PER_DEVICE."""
+    raw = get("REPLICAS_PER_DEVICE")
+    if raw is None or raw.lower() == "auto":
+        return None
+    hint = f"set REPLICAS_PER_DEVICE to auto or a whole number between 1 and " \
+           f"{MAX_REPLICAS_PER_DEVICE}"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"Setting 'REPLICAS_PER_DEVICE' has value {raw!r}. Not auto or a "
+                            "whole number.", hint) from None
+    if not 1 <= value <= MAX_REPLICAS_PER_DEVICE:
+        raise SettingsError(f"Setting 'REPLICAS_PER_DEVICE' has value {raw!r}. Out of range.",
+                            hint)
+    return value
 
 
 def _int(get: _Getter, key: str, default: int, low: int, high: int) -> int:

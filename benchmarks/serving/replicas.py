@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/serving/replicas.py [--model wide|digits|PATH] [--duration 10]
         [--connections 32] [--rounds 2] [--cpus 0,1] [--json out.json]
 
-Each server is ``python -m service`` pinned to the same CPUs (taskset): ``DEVICE=cpu`` gives one
-replica with a thread per CPU, ``DEVICE=cpu,cpu`` two replicas sharing them (one thread each on
-two CPUs). The configurations alternate, A B B A per round, so drift on a shared box falls on
+Each server is ``python -m service`` pinned to the same CPUs (taskset), ``REPLICAS_PER_DEVICE=1``:
+``DEVICE=cpu`` gives one replica with a thread per CPU, ``DEVICE=cpu,cpu`` two replicas sharing
+them (one thread each on two CPUs; what ``REPLICAS_PER_DEVICE=auto`` does there). The configurations alternate, A B B A per round, so drift on a shared box falls on
 both; each is driven by wrk with single-row ``POST /predict`` at ``--connections`` and at 1.
 Prints req/s, p50, p99 and the server's CPU time per request for every run, and the medians.
 """
@@ -50,8 +50,8 @@ def measure(config: str, device: str, model: Path, cpus: str, connections: list[
             seconds: float, warmup: float, body: Path, logs: Path, round_: int) -> list[Run]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DEVICE": device, "MODEL_PATH": str(model), "LOG_LEVEL": "warning",
-           "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DEVICE": device, "REPLICAS_PER_DEVICE": "1", "MODEL_PATH": str(model),
+           "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"}
     argv = ["taskset", "-c", cpus, sys.executable, "-m", "service", "--host", "127.0.0.1",
             "--port", str(port)]
     log_path = logs / f"{device}-{round_}.log"

@@ -137,7 +137,7 @@ def test_device_cuda_without_a_gpu_is_reported_by_readyz(server_factory: Any) ->
 
 def test_device_cpu_and_cuda0_without_a_gpu_serves_from_the_cpu_and_reports_cuda0_failed(
         server_factory: Any) -> None:
-    server = server_factory(env={"DEVICE": "cpu,cuda:0"})
+    server = server_factory(env={"DEVICE": "cpu,cuda:0", "REPLICAS_PER_DEVICE": "1"})
     ready = requests.get(server.url + "/readyz", timeout=5)
     reply = post(server, {"inputs": [ROW, ROW]})
     metrics = requests.get(server.url + "/metrics", timeout=5).text
@@ -163,10 +163,10 @@ def test_device_cpu_and_cuda0_without_a_gpu_serves_from_the_cpu_and_reports_cuda
     ({"DEVICE": "cuda:0,gpu"}, (
         "error: Setting 'DEVICE' has value 'cuda:0,gpu'. 'gpu' is not a valid device.\nhint: "
         "use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0), or a comma-separated list "
-        "of them (cuda:0,cuda:2 or cpu,cpu: one replica per entry)\n")),
+        "of them (cuda:0,cuda:2 or cpu,cpu)\n")),
     ({"REPLICAS_PER_DEVICE": "0"}, (
         "error: Setting 'REPLICAS_PER_DEVICE' has value '0'. Out of range.\n"
-        "hint: set REPLICAS_PER_DEVICE to a whole number between 1 and 64\n")),
+        "hint: set REPLICAS_PER_DEVICE to auto or a whole number between 1 and 64\n")),
 ], ids=["bad-port", "missing-model", "missing-predictor-class", "bad-device-list",
         "zero-replicas"])
 def test_bad_settings_exit_2_with_a_hint(env: dict[str, str], message: str) -> None:

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from service._app import PredictorSource, create_app
 from service._cpu import cpu_threads, threads_per_replica
+from service._device import AUTO_CPU_REPLICAS
 from service._predictor import Batch
 from service._settings import DEFAULT_MODEL_PATH, Settings
 from service._torch import TorchModelPredictor
@@ -71,7 +72,7 @@ def test_two_cpu_replicas_answer_exactly_as_one_and_both_take_batches() -> None:
         return scenario
 
     serve(digits_model(), scenario_for(1), devices=("cpu",))
-    serve(digits_model, scenario_for(2), devices=("cpu", "cpu"))
+    serve(digits_model, scenario_for(2), devices=("cpu", "cpu"), replicas_per_device=1)
     one, two = answers[1], answers[2]
     assert [[a["predictions"] for a in wave] for wave in two] == [
         [a["predictions"] for a in wave] for wave in one]
@@ -148,7 +149,7 @@ def test_when_every_replica_failed_predict_and_readyz_are_503() -> None:
         assert (alive.status, alive.json()["status"]) == (503, "failed")
         assert registry.get_sample_value("predictor_replicas", {"state": "failed"}) == 2
 
-    serve(AllFail, scenario, devices=("cpu", "cpu"))
+    serve(AllFail, scenario, devices=("cpu", "cpu"), replicas_per_device=1)
 
 
 class Threads:
@@ -167,14 +168,18 @@ class Threads:
         return {"predictions": [0] * batch.rows}
 
 
-@pytest.mark.parametrize("replicas", [1, 2, 3], ids=["one", "two", "three"])
-def test_cpu_replicas_share_the_cpu_quota_threads_each_in_its_own_thread(replicas: int) -> None:
+@pytest.mark.parametrize("entries, per_device", [
+    (1, 1), (2, 1), (3, 1), (1, None),
+], ids=["one", "two", "three", "auto-one-per-cpu"])
+def test_cpu_replicas_share_the_cpu_quota_threads_each_in_its_own_thread(
+        entries: int, per_device: int | None) -> None:
     Threads.seen = set()
 
     async def scenario(app: ASGIApp, registry: CollectorRegistry) -> None:
         await wait_ready(app)
 
-    serve(Threads, scenario, devices=("cpu",) * replicas)
+    serve(Threads, scenario, devices=("cpu",) * entries, replicas_per_device=per_device)
+    replicas = entries if per_device else min(AUTO_CPU_REPLICAS, cpu_threads())
     share = threads_per_replica(cpu_threads(), replicas)
     assert Threads.seen == {(f"inference-{i}_0", share) for i in range(replicas)}
 

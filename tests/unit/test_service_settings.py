@@ -7,7 +7,7 @@ import pytest
 from service._settings import DEFAULT_MODEL_PATH, Settings, SettingsError, parse_devices
 
 DEVICE_HINT = ("use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0), or a comma-separated "
-               "list of them (cuda:0,cuda:2 or cpu,cpu: one replica per entry)")
+               "list of them (cuda:0,cuda:2 or cpu,cpu)")
 AUTO_HINT = ("set DEVICE=auto alone (every visible GPU, else the CPU), or list the devices "
              "(cpu, cuda, cuda:N)")
 
@@ -15,7 +15,7 @@ AUTO_HINT = ("set DEVICE=auto alone (every visible GPU, else the CPU), or list t
 def test_defaults_when_nothing_is_set() -> None:
     s = Settings.from_env({})
     assert (s.host, s.port, s.devices, s.replicas_per_device, s.model_path, s.predictor) == (
-        "0.0.0.0", 8000, ("auto",), 1, DEFAULT_MODEL_PATH, "")
+        "0.0.0.0", 8000, ("auto",), None, DEFAULT_MODEL_PATH, "")
     assert (s.input_width, s.max_batch_rows, s.max_wait_ms, s.max_request_rows,
             s.max_body_bytes, s.log_level, s.access_log) == (None, 64, 5.0, 1024, 1 << 20,
                                                              "info", False)
@@ -29,6 +29,7 @@ def test_defaults_when_nothing_is_set() -> None:
     ({"DEVICE": "CUDA:1"}, "devices", ("cuda:1",)),
     ({"DEVICE": "cuda:0,cuda:2"}, "devices", ("cuda:0", "cuda:2")),
     ({"REPLICAS_PER_DEVICE": "2"}, "replicas_per_device", 2),
+    ({"REPLICAS_PER_DEVICE": "AUTO"}, "replicas_per_device", None),
     ({"MODEL_PATH": "/m/x.pt"}, "model_path", Path("/m/x.pt")),
     ({"PREDICTOR": "my_pkg.models:Echo"}, "predictor", "my_pkg.models:Echo"),
     ({"INPUT_WIDTH": "3"}, "input_width", 3),
@@ -53,10 +54,10 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
      "set PORT to a whole number between 0 and 65535"),
     ({"DEVICE": "gpu"}, "Setting 'DEVICE' has value 'gpu'. Not a valid device.", DEVICE_HINT),
     ({"REPLICAS_PER_DEVICE": "0"}, "Setting 'REPLICAS_PER_DEVICE' has value '0'. Out of range.",
-     "set REPLICAS_PER_DEVICE to a whole number between 1 and 64"),
+     "set REPLICAS_PER_DEVICE to auto or a whole number between 1 and 64"),
     ({"REPLICAS_PER_DEVICE": "two"},
-     "Setting 'REPLICAS_PER_DEVICE' has value 'two'. Not a valid integer.",
-     "set REPLICAS_PER_DEVICE to a whole number between 1 and 64"),
+     "Setting 'REPLICAS_PER_DEVICE' has value 'two'. Not auto or a whole number.",
+     "set REPLICAS_PER_DEVICE to auto or a whole number between 1 and 64"),
     ({"PREDICTOR": "my_pkg.Echo"},
      "Setting 'PREDICTOR' has value 'my_pkg.Echo'. Not a 'module:Class' reference.",
      "set PREDICTOR=package.module:ClassName (importable from the working directory)"),
