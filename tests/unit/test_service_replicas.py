@@ -46,10 +46,8 @@ class Sums:
 
 def pool_of(predictors: list[Any], devices: Sequence[str | ReplicaSlot] | None = None,
             changes: list[dict[str, int]] | None = None) -> ReplicaPool:
-    made = list(reversed(predictors))
-
-    def make() -> Any:
-        item = made.pop()
+    def make() -> Any:  # replica i (its thread is inference-i_0) gets predictors[i]
+        item = predictors[int(threading.current_thread().name.split("-")[1].split("_")[0])]
         if isinstance(item, Exception):
             raise item
         return item
