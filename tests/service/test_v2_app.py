@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope
 
 from service._app import create_app
+from service._batcher import NoReplica
 from service._errors import ServiceError
 from service._predictor import Batch
 from service._settings import Settings
-from service._v2 import ROUTES
+from service._v2 import ROUTES, ModelSpec, TensorSpec
+from service._v2_server import V2Server
 from tests.service.asgi import request, running, wait_ready
 from tests.service.test_app import SumPredictor
 
@@ -199,3 +201,37 @@ def test_a_predictor_declaring_an_unknown_datatype_fails_to_load_with_the_reason
             503, {"error": f"model 'sum' is not ready (failed: {reason})"})
 
     serve(MisDeclared(), scenario, model_name="sum")
+
+
+class NoReplicaLeft:
+    """The service's side as V2Server sees it, when every replica has just failed."""
+
+    state, reason = "ready", ""
+    model = ModelSpec("sum", "python", TensorSpec("input", "FP32", (-1, 3)),
+                      (TensorSpec("predictions", "INT64", (-1,)),))
+
+    def infer(self, values: Any, rows: int) -> Awaitable[Mapping[str, Sequence[Any]]]:
+        async def fail() -> Mapping[str, Sequence[Any]]:
+            raise NoReplica("every replica failed: CUDA error: an illegal memory access")
+        return fail()
+
+
+def test_a_request_no_replica_could_run_gets_503_with_retry_after() -> None:
+    server = V2Server(NoReplicaLeft(), "sum", "0.1.0", 8, 1 << 20)
+    sent: list[Message] = []
+
+    async def read_body(scope: Scope, receive: Receive) -> bytes:
+        return infer_body([1, 2, 3])
+
+    async def receive() -> Message:  # the body comes from read_body
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v2/models/sum/infer", "headers": []}
+    asyncio.run(server(scope, receive, send, read_body, "/v2/models/sum/infer"))
+    start, body = sent
+    assert (start["status"], dict(start["headers"])[b"retry-after"]) == (503, b"1")
+    assert orjson.loads(body["body"]) == {"error": (
+        "model 'sum' is not ready: every replica failed: CUDA error: an illegal memory access")}
