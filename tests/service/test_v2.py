@@ -144,6 +144,26 @@ def test_digits_hold_out_accuracy_through_v2_binary_is_at_least_95_percent(clien
     assert accuracy >= 0.95, accuracy
 
 
+def test_concurrent_tritonclient_requests_on_two_cpu_replicas_each_get_their_own_rows(
+        server_factory: Any) -> None:
+    server = server_factory(env={"DEVICE": "cpu,cpu"})
+    _, x_test, _, _ = digits_split()
+    rows = x_test[:40]
+    expected = requests.post(server.url + "/predict", json={"inputs": rows.tolist()},
+                             timeout=30).json()["predictions"]
+    client = triton.InferenceServerClient(f"127.0.0.1:{server.port}", concurrency=8)
+    try:
+        pending = [client.async_infer("digits", [digits_input(rows[i:i + 1])], request_id=str(i))
+                   for i in range(len(rows))]
+        results = [p.get_result() for p in pending]
+    finally:
+        client.close()
+    assert [r.get_response()["id"] for r in results] == [str(i) for i in range(len(rows))]
+    assert [int(r.as_numpy("predictions")[0]) for r in results] == expected
+    replicas = requests.get(server.url + "/readyz", timeout=5).json()["replicas"]
+    assert [r["state"] for r in replicas] == ["ready", "ready"]
+
+
 def test_gzip_requests_from_tritonclient_are_inflated(client: Any) -> None:
     result = client.infer("digits", [digits_input(np.zeros((3, 64)))],
                           request_compression_algorithm="gzip")
