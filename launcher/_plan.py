@@ -49,7 +49,8 @@ TMP_SIZE = "1g"
 DEFAULT_ULIMITS = (Ulimit("memlock", -1, -1), Ulimit("stack", STACK_BYTES, STACK_BYTES))
 # Processes and threads in the container (CIS Docker Benchmark v1.6.0, 5.28): a fork bomb
 # stops here.
-# The service runs ~60 threads (torch's intra-op pool, anyio's 40 workers, uvloop, inference).
+# The service ran 10 threads here (measured after requests and scrapes): torch's intra-op pool
+# grows with the CPU quota, anyio's worker pool to 40 at most, one thread per replica.
 PIDS_LIMIT = 1024
 # Env values the plan never prints (--dry-run --json shows the key, not the value).
 SECRET_ENV = frozenset({"API_TOKEN"})
