@@ -231,6 +231,9 @@ def plan_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
     for path in args.env_file:
         env += _read_env_file(path, environ)
     env += [_flag("--env", e, lambda v: parse_env(v, environ)) for e in args.env]
+    keys = {e.partition("=")[0] for e in env}
+    if environ.get("API_TOKEN") and not keys & {"API_TOKEN", "API_TOKEN_FILE"}:
+        env.append(f"API_TOKEN={environ['API_TOKEN']}")  # as compose passes ${API_TOKEN}
     return PlanOptions(
         name=_flag("--name", args.name, validate_name),
         gpus=tuple(_flag("--gpus", g, parse_gpus) for g in args.gpus),

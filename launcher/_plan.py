@@ -27,8 +27,10 @@ __all__ = [
     "LABEL_MANAGED",
     "LABEL_NAME",
     "LABEL_PLAN",
+    "PIDS_LIMIT",
     "READY_PATH",
     "ROOT",
+    "SECRET_ENV",
     "Plan",
     "build_inputs",
     "cuda_choice",
@@ -45,6 +47,13 @@ APP_USER = "10001:10001"  # the images' non-root user
 TMP_SIZE = "1g"
 # Pinned host memory for fast GPU copies needs memlock; a deep stack for recursive models.
 DEFAULT_ULIMITS = (Ulimit("memlock", -1, -1), Ulimit("stack", STACK_BYTES, STACK_BYTES))
+# Processes and threads in the container (CIS Docker Benchmark v1.6.0, 5.28): a fork bomb
+# stops here.
+# The service ran 10 threads here (measured after requests and scrapes): torch's intra-op pool
+# grows with the CPU quota, anyio's worker pool to 40 at most, one thread per replica.
+PIDS_LIMIT = 1024
+# Env values the plan never prints (--dry-run --json shows the key, not the value).
+SECRET_ENV = frozenset({"API_TOKEN"})
 # The probe docker, compose and Kubernetes all run (tests/docker/test_kubernetes.py holds them
 # equal): /readyz every 5 s, 3 s to answer, 3 misses in a row make it unhealthy; a model gets
 # 180 s to load (a CUDA image on a cold GPU) before misses count.
@@ -96,7 +105,7 @@ class Plan:
             "gpu": self.gpu,
             "cuda": self.cuda.to_json() if self.cuda else None,
             "explanation": self.explanation,
-            "create": self.create,
+            "create": {**self.create, "Env": [_hidden(e) for e in self.create["Env"]]},
             "warnings": list(self.warnings),
         }
 
@@ -194,6 +203,11 @@ def _env(options: PlanOptions, gpu: bool) -> list[str]:
     return [d for d in defaults if d.partition("=")[0] not in user_keys] + list(options.env)
 
 
+def _hidden(entry: str) -> str:
+    key, eq, _ = entry.partition("=")
+    return f"{key}=<hidden>" if eq and key in SECRET_ENV else entry
+
+
 def _healthcheck() -> dict[str, Any]:
     """``Config.Healthcheck``: Python's urllib, so no image needs curl (compose.gpu.yml's too)."""
     url = f"http://127.0.0.1:{CONTAINER_PORT}{READY_PATH}"
@@ -233,6 +247,7 @@ def _create_body(options: PlanOptions, image: str, device_requests: list[dict[st
             "Tmpfs": {"/tmp": f"rw,nosuid,nodev,size={TMP_SIZE}"},
             "SecurityOpt": ["no-new-privileges"],
             "CapDrop": ["ALL"],
+            "PidsLimit": PIDS_LIMIT,
         },
     }
     if anonymous:

@@ -11,10 +11,7 @@ from collections.abc import Callable, Sequence
 
 from service._errors import ServiceError
 from service._predictor import Predictor, load_predictor_class
-from service._settings import Settings
-
-# Lets in-flight requests finish on SIGTERM; a request still running after this is cut.
-GRACEFUL_SECONDS = 30
+from service._settings import IN_FLIGHT_SECONDS, Settings
 
 
 def build_predictor(settings: Settings) -> Predictor:
@@ -34,7 +31,7 @@ def predictor_factory(settings: Settings) -> Callable[[], Predictor]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("--host", help="address to bind (default: $HOST or 0.0.0.0)")
+    parser.add_argument("--host", help="address to bind (default: $HOST or 127.0.0.1)")
     parser.add_argument("--port", help="port to bind (default: $PORT or 8000)")
     args = parser.parse_args(argv)
     env = dict(os.environ)
@@ -55,17 +52,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from prometheus_client import CollectorRegistry
 
     from service._app import create_app
-    from service._http import CoalescingHttpToolsProtocol
+    from service._drain import Drain, DrainingServer
+    from service._http import guarded_protocol
 
-    app = create_app(predictors, settings, CollectorRegistry())
+    drain = Drain(settings.drain_seconds)
+    app = create_app(predictors, settings, CollectorRegistry(), drain=drain)
+    protocol = guarded_protocol(settings.header_timeout_seconds, settings.max_head_bytes, drain)
     # No proxy-headers middleware: nothing here reads the client address (access log is off).
     # No websockets: no endpoint speaks them, and an upgrade would hand over the wrapped transport.
+    # limit_concurrency counts the connection asking too: +1 serves MAX_CONNECTIONS of them.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop",
-                            http=CoalescingHttpToolsProtocol, ws="none", lifespan="on",
+                            http=protocol, ws="none", lifespan="on",
                             access_log=settings.access_log, log_level=settings.log_level,
                             proxy_headers=False, server_header=False,
-                            timeout_graceful_shutdown=GRACEFUL_SECONDS)
-    server = uvicorn.Server(config)
+                            timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
+                            limit_concurrency=settings.max_connections + 1,
+                            timeout_graceful_shutdown=IN_FLIGHT_SECONDS)  # type: ignore[arg-type]
+    server = DrainingServer(config, drain)
     # uvicorn re-raises the captured SIGTERM after its graceful shutdown; with a Python handler
     # in place that is a no-op and the process exits 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)

@@ -10,10 +10,13 @@ into the same batcher; their OpenAPI entries are written by hand.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import sys
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import orjson
@@ -24,9 +27,12 @@ from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service._batcher import Batcher, NoReplica
+from service._admission import Admission, DeadlineExceeded, Disconnected, QueueFull, parse_timeout
+from service._batcher import Batcher, NoReplica, Ticket
 from service._cpu import cpu_threads
 from service._device import NO_CUDA, plan_replicas
+from service._drain import Drain
+from service._http import DISCONNECT_HOOK
 from service._inputs import BadRequest, check_rows, decode_json, inputs_of
 from service._metrics import ServiceMetrics
 from service._predictor import (
@@ -34,13 +40,14 @@ from service._predictor import (
     HasEncode,
     HasInfo,
     HasOutputDatatypes,
+    OutOfMemory,
     Predictor,
     PredictorError,
 )
 from service._replicas import ReplicaPool, Runtime, load_runtime
 from service._settings import Settings
 from service._tensors import TensorError
-from service._v2 import ModelSpec, default_model_name, describe_model
+from service._v2 import ModelSpec, V2Error, default_model_name, describe_model
 from service._v2_openapi import openapi_paths
 from service._v2_server import V2Server
 from service.nvml import load_nvml
@@ -49,6 +56,9 @@ __all__ = ["PredictorSource", "create_app"]
 
 log = logging.getLogger("service")
 _JSON = [(b"content-type", b"application/json")]
+Headers = list[tuple[bytes, bytes]]
+# What the metrics record for a request whose client left before its answer (nginx's code).
+CLIENT_CLOSED = 499
 # A predictor instance (it serves one replica), or a class / function that makes one per replica.
 PredictorSource = Predictor | Callable[[], Predictor]
 
@@ -78,6 +88,7 @@ class _Service:
         self.model_name = default_model_name(settings.model_name, settings.predictor,
                                              settings.model_path)
         self.model: ModelSpec | None = None  # the /v2 metadata, from a warm-up's outputs
+        self.timeout = settings.request_timeout_seconds or None  # the default deadline
 
     def describe(self, predictor: Predictor, width: int,
                  outputs: Mapping[str, Sequence[Any]]) -> None:
@@ -109,7 +120,7 @@ class _Service:
     def infer(self, values: array[float], rows: int) -> Awaitable[dict[str, list[Any]]]:
         """Rows into the batcher (the /v2 path; ``predict`` is /predict's)."""
         assert self.batcher is not None
-        return self.batcher.submit(values, rows)
+        return self.batcher.submit(values, rows, self.timeout)
 
     async def start(self) -> None:
         """Plan the replicas from DEVICE and what torch sees, then set them all up."""
@@ -147,8 +158,12 @@ class _Service:
             first = replicas.first
             self._decode = first.decode if isinstance(first, HasDecode) else None
             self._encode = first.encode if isinstance(first, HasEncode) else None
+            admission = Admission(s.max_queue_rows, s.max_queue_seconds, s.max_batch_rows)
             self.batcher = Batcher(replicas, replicas.width, s.max_batch_rows,
-                                   s.max_wait_ms / 1000, self.metrics.observe_batch)
+                                   s.max_wait_ms / 1000, self.metrics.observe_batch, admission,
+                                   _torch_oom)
+            batcher = self.batcher
+            self.metrics.watch_queue(lambda: batcher.queued_rows)
             log.info("ready: %s, input width %d", replicas.info or "predictor", replicas.width)
         devices = replicas.ready_devices()
         if devices:
@@ -176,25 +191,54 @@ class _Service:
         if self.replicas is not None:
             self.replicas.shutdown()
 
-    async def predict(self, body: bytes) -> tuple[int, bytes]:
+    async def predict(self, body: bytes, timeout: float | None = None,
+                      receive: Receive | None = None,
+                      on_disconnect: Callable[[Callable[[], None]], None] | None = None
+                      ) -> tuple[int, bytes, Headers]:
+        """Status, JSON body and extra headers. A client that disconnects takes its request
+        out of the queue: told by the server's ``on_disconnect`` hook where it has one (ours),
+        else by ``receive`` (after the body, its next message is the disconnect)."""
         batcher, replicas = self.batcher, self.replicas
         if batcher is None or replicas is None or not replicas.ready:  # no replica ready
-            return 503, orjson.dumps({"detail": f"model is not ready ({self.status})"})
+            return 503, _detail(f"model is not ready ({self.status})"), []
         try:
             payload = decode_json(body)
             inputs = self._decoded(payload) if self._decode else inputs_of(payload)
             values = check_rows(inputs, batcher.width, self.settings.max_request_rows,
                                 b"true" in body or b"false" in body or self._decode is not None)
         except BadRequest as exc:
-            return exc.status, orjson.dumps({"detail": exc.message})
+            return exc.status, _detail(exc.message), []
         try:
-            outputs = await batcher.submit(values, len(values) // batcher.width)
-            return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs)
+            ticket = batcher.enqueue(values, len(values) // batcher.width, timeout)
+        except QueueFull as exc:
+            self.metrics.reject(exc.reason)
+            return 503, _detail(exc.message), [(b"retry-after", b"%d" % exc.retry_after)]
+        watcher = None
+        if on_disconnect is not None:
+            on_disconnect(partial(batcher.withdraw, ticket))
+        elif receive is not None:
+            watcher = asyncio.ensure_future(_watch(receive, batcher, ticket))
+        try:
+            outputs = await ticket.future
+            return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs), []
+        except DeadlineExceeded as exc:
+            self.metrics.reject("deadline")
+            return 504, _detail(exc.message), []
+        except Disconnected as exc:
+            self.metrics.reject("disconnected")
+            return CLIENT_CLOSED, _detail(exc.message), []
+        except OutOfMemory as exc:
+            self.metrics.reject("out_of_memory")
+            log.error("inference failed: %s", exc.message)
+            return 503, _detail(f"inference failed: {exc.message}; {exc.hint}"), []
         except NoReplica as exc:  # the device failed, not the request: try again later
-            return 503, orjson.dumps({"detail": f"model is not ready: {exc.message}"})
+            return 503, _detail(f"model is not ready: {exc.message}"), []
         except Exception as exc:  # the model's (or encode hook's) failure
             log.exception("inference failed")
-            return 500, orjson.dumps({"detail": f"inference failed: {type(exc).__name__}: {exc}"})
+            return 500, _detail(f"inference failed: {type(exc).__name__}: {exc}"), []
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     def _decoded(self, payload: Any) -> Any:
         """A decode hook's rows; its ValueError/TypeError/KeyError is the client's mistake."""
@@ -208,8 +252,29 @@ class _Service:
                                   f"{exc}") from None
 
 
+def _detail(message: str) -> bytes:
+    return orjson.dumps({"detail": message})
+
+
+async def _watch(receive: Receive, batcher: Batcher, ticket: Ticket) -> None:
+    """Once the body is read, the next message is ``http.disconnect``: the client left."""
+    if (await receive())["type"] == "http.disconnect":
+        batcher.withdraw(ticket)
+
+
+def _torch_oom(error: BaseException) -> OutOfMemory | None:
+    """torch's out-of-memory error as :class:`OutOfMemory` (torch is asked only when a
+    predictor has loaded it: no other module raises torch's errors)."""
+    if "torch" not in sys.modules:
+        return None
+    from service._torch import out_of_memory
+
+    return out_of_memory(error)
+
+
 class _PredictPath:
-    """ASGI: what the ``/predict`` route matches straight to the service; the rest to FastAPI."""
+    """ASGI: the bearer token on every POST (``API_TOKEN``); what the ``/predict`` route
+    matches straight to the service; ``/v2`` to its server; the rest to FastAPI."""
 
     def __init__(self, app: ASGIApp, service: _Service, route: BaseRoute, v2: V2Server) -> None:
         self.app = app
@@ -217,6 +282,9 @@ class _PredictPath:
         self.route = route
         self.v2 = v2
         self.limit = service.settings.max_body_bytes
+        self.token = service.settings.api_token.encode()
+        if self.token:
+            v2.authorize = self._v2_authorize
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
@@ -224,31 +292,70 @@ class _PredictPath:
         if root and path.startswith(root):
             path = path[len(root):]
         if path == "/v2" or path[:4] == "/v2/":
-            await self.v2(scope, receive, send, self._read, path)
+            await self.v2(scope, receive, send, self._read, path)  # guarded by authorize
+            return
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
             return
         # The route's own matcher (root path, method) decides, so FastAPI's router never gets a
         # predict request; the endswith test keeps other paths off the regex.
-        if (scope["type"] != "http" or not scope["path"].endswith("/predict")
-                or self.route.matches(scope)[0] is not Match.FULL):
+        predict = (scope["path"].endswith("/predict")
+                   and self.route.matches(scope)[0] is Match.FULL)
+        if predict:
+            scope["route"] = self.route  # what the metrics label the request with
+        refused = self._unauthorized(scope) if self.token else None
+        if refused is not None:  # before the body is read: no work for a stranger
+            await _respond(send, 401, _detail(refused[0]), [(b"www-authenticate", refused[1])])
+            return
+        if not predict:
             await self.app(scope, receive, send)
             return
-        scope["route"] = self.route  # what the metrics label the request with
         try:
-            status, content = await self.answer(scope, receive)
+            status, content, headers = await self.answer(scope, receive)
         except _Disconnected:
             return
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*_JSON, (b"content-length", b"%d" % len(content))]})
-        await send({"type": "http.response.body", "body": content})
+        await _respond(send, status, content, headers)
 
-    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        """The body (at most MAX_BODY_BYTES) → the service's status and JSON; raises
-        ``_Disconnected`` when the client left first."""
+    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Headers]:
+        """The deadline and the body (at most MAX_BODY_BYTES) -> the service's status, JSON and
+        headers; raises ``_Disconnected`` when the client left first."""
         try:
+            timeout = self._timeout(scope)
             body = await self._body(scope, receive)
         except BadRequest as exc:
-            return exc.status, orjson.dumps({"detail": exc.message})
-        return await self.service.predict(body)
+            return exc.status, _detail(exc.message), []
+        hook = scope.get("extensions", {}).get(DISCONNECT_HOOK)
+        return await self.service.predict(body, timeout, receive, hook)
+
+    def _unauthorized(self, scope: Scope) -> tuple[str, bytes] | None:
+        """None for the right bearer token (compared in constant time); else why, and the
+        ``WWW-Authenticate`` challenge (RFC 6750)."""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() != b"bearer" or not token.strip():
+                    break
+                if hmac.compare_digest(token.strip(), self.token):
+                    return None
+                return ("wrong bearer token in Authorization",
+                        b'Bearer realm="predictor", error="invalid_token"')
+        return ("missing bearer token: send the header Authorization: Bearer <API_TOKEN>",
+                b'Bearer realm="predictor"')
+
+    def _v2_authorize(self, scope: Scope) -> V2Error | None:
+        refused = self._unauthorized(scope)
+        if refused is None:
+            return None
+        return V2Error(401, refused[0], [(b"www-authenticate", refused[1])])
+
+    def _timeout(self, scope: Scope) -> float | None:
+        for name, value in scope["headers"]:
+            if name == b"x-request-timeout":
+                try:
+                    return parse_timeout(value.decode("latin-1"))
+                except ValueError as exc:
+                    raise BadRequest(400, str(exc)) from None
+        return self.service.timeout
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
         try:
@@ -287,6 +394,12 @@ class _Disconnected(Exception):
     pass
 
 
+async def _respond(send: Send, status: int, content: bytes, headers: Headers) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_JSON, (b"content-length", b"%d" % len(content)), *headers]})
+    await send({"type": "http.response.body", "body": content})
+
+
 def _request_schema(settings: Settings) -> dict[str, Any]:
     return {
         "type": "object",
@@ -320,11 +433,12 @@ def _factory(source: PredictorSource) -> tuple[Callable[[], Predictor], bool]:
 
 def create_app(predictor: PredictorSource, settings: Settings, registry: CollectorRegistry,
                nvml_loader: Callable[[], Any] | None = load_nvml,
-               runtime: Runtime | None = None) -> ASGIApp:
+               runtime: Runtime | None = None, drain: Drain | None = None) -> ASGIApp:
     """The service as an ASGI app; the replicas load in the background after startup.
 
     ``predictor`` is one instance (one replica), or a class or function called once per replica
-    (``DEVICE`` x ``REPLICAS_PER_DEVICE``); ``runtime`` defaults to torch's.
+    (``DEVICE`` x ``REPLICAS_PER_DEVICE``); ``runtime`` defaults to torch's. ``drain`` (the
+    server's) turns readiness to 503 once the server drains (SIGTERM).
     """
     metrics = ServiceMetrics(registry, nvml_loader)
     service = _Service(predictor, settings, metrics, runtime)
@@ -351,8 +465,11 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        """200 once a replica is loaded and warmed up; 503 while starting or when all failed."""
+        """200 once a replica is loaded and warmed up; 503 while starting, when all failed and
+        while draining for shutdown."""
         body = service.health()
+        if drain is not None and drain.draining:
+            body["status"] = "draining"
         status = 200 if body["status"] == "ready" else 503
         return Response(orjson.dumps(body), status, media_type="application/json")
 
@@ -369,13 +486,30 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
 
     errors: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorResponse, "description": what} for code, what in (
-            (400, "the body is not JSON"), (413, "the body is over MAX_BODY_BYTES"),
+            (400, "the body is not JSON, or X-Request-Timeout is not a number of seconds"),
+            (401, "API_TOKEN is set and the bearer token is missing or wrong"),
+            (413, "the body is over MAX_BODY_BYTES"),
             (422, "valid JSON but not a batch of rows of the model's width"),
-            (503, "no replica is ready: still starting, or every one failed"))}
+            (503, ("no replica is ready (still starting, or every one failed), the queue is "
+                   "full (with Retry-After), or the batch ran out of device memory")),
+            (504, "the request's deadline passed while it waited in the queue"))}
+    errors[503]["headers"] = {"Retry-After": {
+        "description": "when the queue is full: seconds until it is expected to have room",
+        "schema": {"type": "integer", "minimum": 1}}}
+    extra: dict[str, Any] = {
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _request_schema(settings)}}},
+        "parameters": [{
+            "name": "X-Request-Timeout", "in": "header", "required": False,
+            "description": "seconds this request may wait in the queue before it is answered "
+                           "504 (0: no deadline; default REQUEST_TIMEOUT_SECONDS)",
+            "schema": {"type": "number", "minimum": 0, "maximum": 86400}}],
+    }
+    if settings.api_token:
+        extra["security"] = [{"bearer": []}]
 
     @app.post("/predict", response_model=PredictResponse, responses=errors,
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": _request_schema(settings)}}}})
+              openapi_extra=extra)
     async def predict(request: Request) -> Response:
         """Predict a batch: ``{"inputs": [[...], ...]}`` -> one prediction and score row each.
 
@@ -383,21 +517,26 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
         # The front answers whatever this route matches; should a request get here anyway, it
         # gets the same answer and the same body limit.
         try:
-            status, content = await front.answer(request.scope, request.receive)
+            status, content, headers = await front.answer(request.scope, request.receive)
         except _Disconnected:
-            return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
-        return Response(content, status, media_type="application/json")
+            return Response(status_code=CLIENT_CLOSED)  # nobody reads it
+        return Response(content, status, media_type="application/json",
+                        headers={k.decode(): v.decode() for k, v in headers})
 
     fastapi_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            fastapi_openapi()["paths"].update(openapi_paths(service.model_name))
+            schema = fastapi_openapi()
+            schema["paths"].update(openapi_paths(service.model_name))
+            if settings.api_token:
+                schema.setdefault("components", {}).setdefault("securitySchemes", {})[
+                    "bearer"] = {"type": "http", "scheme": "bearer"}
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
     route = next(r for r in app.router.routes if getattr(r, "path", None) == "/predict")
-    # API_TOKEN (issue 15) goes in V2Server(authorize=...): it guards the /v2 inference routes.
+    # API_TOKEN: _PredictPath sets V2Server.authorize, which guards the /v2 inference routes.
     v2 = V2Server(service, service.model_name, app.version, settings.max_request_rows,
                   settings.max_body_bytes)
     front = _PredictPath(app, service, route, v2)

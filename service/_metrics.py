@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service._admission import REASONS
 from service._gpu_metrics import NvmlCollector
 from service._replicas import REPLICA_STATES
 from service.nvml import load_nvml
@@ -84,6 +85,16 @@ class ServiceMetrics:
             ("state",), registry=registry)
         for state in REPLICA_STATES:
             self._replicas.labels(state).set(0)
+        rejected = Counter(
+            "predictor_rejected_requests",
+            "Requests answered without a forward pass, by reason: queue_rows / queue_wait "
+            "(503, queue full), deadline (504), disconnected (client left while queued), "
+            "out_of_memory (503, the batch did not fit the device even in halves).",
+            ("reason",), registry=registry)
+        self._rejected = {reason: rejected.labels(reason) for reason in REASONS}
+        self._queue_rows = Gauge(
+            "predictor_queue_rows", "Rows waiting in the batching queue or in the running batch.",
+            registry=registry)
         self._model_info = _ModelInfoCollector()
         registry.register(self._model_info)
         self.nvml: NvmlCollector | None = None
@@ -149,6 +160,14 @@ class ServiceMetrics:
         """``predictor_replicas{state}``: every state, 0 where no replica is in it."""
         for state in REPLICA_STATES:
             self._replicas.labels(state).set(counts.get(state, 0))
+
+    def reject(self, reason: str) -> None:
+        """One request answered without a forward pass (a reason from ``REASONS``)."""
+        self._rejected[reason].inc()
+
+    def watch_queue(self, rows: Callable[[], int]) -> None:
+        """``predictor_queue_rows`` reads ``rows()`` at scrape time."""
+        self._queue_rows.set_function(rows)
 
     def set_model_info(self, **labels: str) -> None:
         """``predictor_model_info{model=..., device=..., ...} 1``; a later call replaces it.

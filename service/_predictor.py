@@ -26,8 +26,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from service._errors import ServiceError
 
-__all__ = ["Batch", "HasDecode", "HasEncode", "HasInfo", "HasOutputDatatypes", "Predictor",
-           "PredictorError", "check_predictor", "load_predictor_class"]
+__all__ = ["Batch", "HasDecode", "HasEncode", "HasInfo", "HasOutputDatatypes", "OutOfMemory",
+           "Predictor", "PredictorError", "check_predictor", "load_predictor_class"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,17 @@ class HasOutputDatatypes(Protocol):
 
 class PredictorError(ServiceError):
     """A predictor that cannot be used; the message says which and how to fix it."""
+
+
+class OutOfMemory(ServiceError):
+    """A forward pass ran out of device memory (``service._torch`` maps torch's error to it);
+    the batcher retries the batch in halves once, then answers 503."""
+
+    status = 503
+
+    def __init__(self, message: str,
+                 hint: str = "send fewer rows per request or lower MAX_BATCH_ROWS") -> None:
+        super().__init__(message, hint)
 
 
 def check_predictor(predictor: object, name: str) -> Predictor:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from service._errors import ServiceError
 
-__all__ = ["DEFAULT_MODEL_PATH", "MAX_REPLICAS_PER_DEVICE", "Settings", "SettingsError",
-           "parse_devices"]
+__all__ = ["DEFAULT_DRAIN_SECONDS", "DEFAULT_MODEL_PATH", "IN_FLIGHT_SECONDS",
+           "MAX_REPLICAS_PER_DEVICE", "STOP_SECONDS", "Settings", "SettingsError",
+           "parse_devices", "read_api_token"]
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "digits.pt"
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -22,6 +23,12 @@ MAX_REPLICAS_PER_DEVICE = 64
 _PREDICTOR = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _Getter = Callable[[str], "str | None"]
+# SIGTERM -> exit: DRAIN_SECONDS of draining, then up to IN_FLIGHT_SECONDS for the requests
+# still running. STOP_SECONDS fits the 10 s stop grace of `launcher down` and compose; a
+# Kubernetes pod's terminationGracePeriodSeconds must be above it.
+DEFAULT_DRAIN_SECONDS = 5.0
+IN_FLIGHT_SECONDS = 3.0
+STOP_SECONDS = DEFAULT_DRAIN_SECONDS + IN_FLIGHT_SECONDS
 
 
 class SettingsError(ServiceError, ValueError):
@@ -30,7 +37,7 @@ class SettingsError(ServiceError, ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # the images set HOST=0.0.0.0
     port: int = 8000
     devices: tuple[str, ...] = ("auto",)  # DEVICE, parsed: one entry per listed device
     # REPLICAS_PER_DEVICE: model replicas on each device; None = auto (service/_device.py)
@@ -45,6 +52,17 @@ class Settings:
     log_level: str = "info"
     access_log: bool = False
     model_name: str = ""  # the Open Inference Protocol's model name ("": the model file's stem)
+    # Admission: past either bound a request is answered 503 at once (see docs/reliability.md).
+    max_queue_rows: int = 4096
+    max_queue_seconds: float = 1.0
+    request_timeout_seconds: float = 30.0  # 0: no deadline unless X-Request-Timeout sets one
+    # Connections (uvicorn's own knobs: timeout_keep_alive, limit_concurrency; ours: the rest)
+    header_timeout_seconds: float = 10.0
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 1024
+    max_head_bytes: int = 32768
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    api_token: str = field(default="", repr=False)  # never in a log line or a repr
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -85,9 +103,46 @@ class Settings:
                 f"Setting 'MODEL_NAME' has value {model_name!r}. Not a model name.",
                 "use letters, digits, '_', '.' and '-' (up to 128; it is part of the /v2 URLs)",
             )
-        return cls(host, port, devices, replicas, model_path, predictor, input_width,
-                   max_batch_rows, max_wait_ms, max_request_rows, max_body_bytes, log_level,
-                   access_log, model_name)
+        return cls(
+            host, port, devices, replicas, model_path, predictor, input_width,
+            max_batch_rows, max_wait_ms, max_request_rows, max_body_bytes, log_level, access_log,
+            model_name,
+            max_queue_rows=_int(get, "MAX_QUEUE_ROWS", d.max_queue_rows, 1, 1 << 30),
+            max_queue_seconds=_float(get, "MAX_QUEUE_SECONDS", d.max_queue_seconds, 0.001,
+                                     3600.0),
+            request_timeout_seconds=_float(get, "REQUEST_TIMEOUT_SECONDS",
+                                           d.request_timeout_seconds, 0.0, 86400.0),
+            header_timeout_seconds=_float(get, "HEADER_TIMEOUT_SECONDS",
+                                          d.header_timeout_seconds, 0.1, 3600.0),
+            keep_alive_seconds=_float(get, "KEEP_ALIVE_SECONDS", d.keep_alive_seconds, 0.1,
+                                      3600.0),
+            max_connections=_int(get, "MAX_CONNECTIONS", d.max_connections, 1, 1 << 20),
+            max_head_bytes=_int(get, "MAX_HEAD_BYTES", d.max_head_bytes, 1024, 1 << 24),
+            drain_seconds=_float(get, "DRAIN_SECONDS", d.drain_seconds, 0.0, 3600.0),
+            api_token=read_api_token(get("API_TOKEN"), get("API_TOKEN_FILE")),
+        )
+
+
+def read_api_token(token: str | None, path: str | None) -> str:
+    """``API_TOKEN``, or the first line of the file ``API_TOKEN_FILE`` names (a mounted
+    secret); empty when neither is set. Both set is ambiguous and refused."""
+    if token and path:
+        raise SettingsError("Settings 'API_TOKEN' and 'API_TOKEN_FILE' are both set.",
+                            "set one of them: API_TOKEN_FILE for a mounted secret")
+    if not path:
+        return token or ""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"Setting 'API_TOKEN_FILE' has value {path!r}. Cannot read it "
+                            f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}).",
+                            "point API_TOKEN_FILE at a readable file holding the token") from None
+    lines = text.strip().splitlines()
+    value = lines[0].strip() if lines else ""
+    if not value:
+        raise SettingsError(f"Setting 'API_TOKEN_FILE' has value {path!r}. The file is empty.",
+                            "write the token on the file's first line")
+    return value
 
 
 def parse_devices(value: str) -> tuple[str, ...]:

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from service._device import CudaFacts, choose_device
-from service._predictor import Batch, PredictorError
+from service._predictor import Batch, OutOfMemory, PredictorError
 
 __all__ = ["DEVICE_ERROR_PREFIXES", "TorchModelPredictor", "TorchRuntime", "device_error_reason",
-           "pick_device", "torch_version"]
+           "out_of_memory", "pick_device", "torch_version"]
 
 log = logging.getLogger("service")
 
@@ -77,6 +77,17 @@ class TorchRuntime:
 
 def torch_version() -> str:
     return str(torch.__version__)
+
+
+def out_of_memory(error: BaseException) -> OutOfMemory | None:
+    """torch's device out-of-memory error as the service's :class:`OutOfMemory` (after freeing
+    the allocator's cached blocks, so a retry in halves can fit); None for any other error."""
+    if not isinstance(error, torch.OutOfMemoryError):  # torch.cuda.OutOfMemoryError is this
+        return None
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    first = str(error).strip().splitlines()
+    return OutOfMemory(f"out of device memory: {first[0] if first else type(error).__name__}")
 
 
 def pick_device(requested: str) -> str:

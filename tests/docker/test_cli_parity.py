@@ -246,7 +246,8 @@ def test_engine_accepts_the_plan_create_body(docker_client: Any, standin_image: 
         info = docker_client.api.inspect_container(name)
         host = info["HostConfig"]
         for key in ("PortBindings", "Binds", "Memory", "NanoCpus", "ShmSize", "Ulimits",
-                    "RestartPolicy", "ReadonlyRootfs", "Tmpfs", "SecurityOpt", "CapDrop"):
+                    "RestartPolicy", "ReadonlyRootfs", "Tmpfs", "SecurityOpt", "CapDrop",
+                    "PidsLimit"):
             assert host[key] == body["HostConfig"][key], key
         assert info["Config"]["User"] == "10001:10001"
         assert info["Config"]["Labels"]["org.gpu-launcher.plan"] == (

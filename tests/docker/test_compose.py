@@ -10,6 +10,7 @@ import os
 import re
 import resource
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from launcher._build import IMAGE_REPO
 from launcher._gpus import parse_gpus
 from launcher._options import PlanOptions
 from launcher._plan import Plan, make_plan
+from launcher._up import STOP_GRACE
+from service._settings import STOP_SECONDS
 from tests.conftest import IN_CI, ROOT, TEST_LABEL, free_port, unique
 from tests.docker.conftest import BuiltImage
 
@@ -119,11 +122,11 @@ def test_compose_service_is_hardened(service: str, files: tuple[Path, ...]) -> N
     svc = config(files, profiles=("grafana",))["services"][service]
     host = _plan(gpu=False).create["HostConfig"]
     hardening = {k: svc.get(k) for k in ("read_only", "cap_drop", "security_opt", "tmpfs",
-                                         "restart")}
+                                         "restart", "pids_limit")}
     assert hardening == {"read_only": True, "cap_drop": ["ALL"],
                          "security_opt": host["SecurityOpt"],
                          "tmpfs": [f"{p}:{o}" for p, o in host["Tmpfs"].items()],
-                         "restart": "unless-stopped"}
+                         "restart": "unless-stopped", "pids_limit": host["PidsLimit"]}
     uid = svc["user"].split(":")[0]
     assert uid.isdigit() and uid != "0", f"{service} runs as user {svc['user']!r}"
     assert "healthcheck" in svc and svc["healthcheck"]["test"][0] == "CMD"
@@ -199,6 +202,7 @@ def _create_from_compose(cfg: dict[str, Any]) -> dict[str, Any]:
             "Tmpfs": dict(t.split(":", 1) for t in svc["tmpfs"]),
             "SecurityOpt": svc["security_opt"],
             "CapDrop": svc["cap_drop"],
+            "PidsLimit": svc["pids_limit"],
         },
     }
 
@@ -212,6 +216,29 @@ def _create_from_plan(plan: Plan) -> dict[str, Any]:
         host["DeviceRequests"] = [{**r, "Driver": r["Driver"] or "nvidia"}
                                   for r in host["DeviceRequests"]]
     return {"User": create["User"], "Env": sorted(create["Env"]), "HostConfig": host}
+
+
+def test_api_token_from_the_shell_reaches_the_predictor_in_both_and_the_drain_fits() -> None:
+    cfg = config(env={"API_TOKEN": "from-the-shell"})
+    up = cli_main_dry_run_json({"API_TOKEN": "from-the-shell"})
+    assert cfg["services"]["predictor"]["environment"]["API_TOKEN"] == "from-the-shell"
+    assert "API_TOKEN" not in config()["services"]["predictor"]["environment"] or (
+        config()["services"]["predictor"]["environment"]["API_TOKEN"] is None)
+    assert "API_TOKEN=<hidden>" in up["create"]["Env"]
+    assert "from-the-shell" not in json.dumps(up)
+    grace = cfg["services"]["predictor"]["stop_grace_period"]
+    assert re.fullmatch(r"\d+s", grace) and int(grace[:-1]) > STOP_SECONDS, grace
+    assert STOP_GRACE > STOP_SECONDS
+
+
+def cli_main_dry_run_json(environ: dict[str, str]) -> Any:
+    """`launcher up --dry-run --json --no-probe` with ``environ`` added, as a real process."""
+    proc = subprocess.run([sys.executable, "-m", "launcher", "up", "--dry-run", "--json",
+                           "--no-probe"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+                          env={**os.environ, **environ})
+    assert "from-the-shell" not in proc.stderr
+    return json.loads(proc.stdout)
 
 
 @pytest.mark.parametrize(("files", "gpu"), [((GPU_FILE,), True), ((GPU_FILE, CPU_FILE), False)],
@@ -366,7 +393,7 @@ def test_compose_cpu_stack_serves_and_is_scraped(docker_client: Any, predictor_i
             f"com.docker.compose.project={project}", "com.docker.compose.service=predictor"]})
         host = container.attrs["HostConfig"]
         assert [b["HostIp"] for b in host["PortBindings"]["8000/tcp"]] == ["127.0.0.1"]
-        hardening = ("ReadonlyRootfs", "CapDrop", "SecurityOpt", "Tmpfs", "ShmSize")
+        hardening = ("ReadonlyRootfs", "CapDrop", "SecurityOpt", "Tmpfs", "ShmSize", "PidsLimit")
         planned = _plan(gpu=False).create["HostConfig"]
         assert {k: host[k] for k in hardening} == {k: planned[k] for k in hardening}
         assert container.attrs["Config"]["User"] == "10001:10001"

@@ -114,7 +114,8 @@ def test_a_model_file_from_model_path_is_served_with_its_own_width(
 
 def test_sigterm_with_requests_in_flight_loses_none_and_exits_0(server_factory: Any) -> None:
     server = server_factory(env={"PREDICTOR": "tests.service.slow_predictor:SlowEcho",
-                                 "SLOW_SECONDS": "1.0", "MAX_BATCH_ROWS": "4"})
+                                 "SLOW_SECONDS": "1.0", "MAX_BATCH_ROWS": "4",
+                                 "MAX_QUEUE_SECONDS": "10"})  # 3 s of work: none shed
     with ThreadPoolExecutor(12) as pool:
         futures = [pool.submit(post, server, {"inputs": [[i, 0]]}) for i in range(12)]
         time.sleep(0.5)  # all 12 are sent; the first batch is in its forward pass

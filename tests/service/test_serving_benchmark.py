@@ -41,3 +41,16 @@ def test_serving_benchmark_runs_every_contender_and_prints_the_table_and_v2_rati
     assert all(line.endswith("x") for line in ratios), ratios
     litserve = rows[("litserve", "4")]
     assert float(litserve[2]) > 0 or "skipped:" in litserve, lines
+
+
+def test_overload_benchmark_runs_and_prints_the_table() -> None:
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/serving/overload.py", "--levels", "2", "--duration", "1",
+         "--contenders", "ours"], check=False, cwd=ROOT, capture_output=True, text=True,
+        timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1].startswith("| contender | load | offered req/s | answered 200/s |")
+    cells = [c.strip() for c in lines[3].strip("|").split("|")]
+    assert cells[:3] == ["ours", "2×", "800"], lines
+    assert float(cells[3]) > 0 and cells[-1] == "0", lines  # served, and no errors

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from service._admission import REASONS
 from service._metrics import OTHER_ENDPOINT, ServiceMetrics, label_name
 from tests.fakenvml import FakeGpu, FakeNvml, loader
 
@@ -182,6 +183,8 @@ def test_render_is_the_text_format_with_every_family() -> None:
         "predictor_inference_duration_seconds": "histogram",
         "predictor_batch_size": "histogram",
         "predictor_replicas": "gauge",
+        "predictor_rejected_requests": "counter",
+        "predictor_queue_rows": "gauge",
         "predictor_model_info": "gauge",
         "predictor_gpus": "gauge",
         "predictor_gpu_scrape_errors": "counter",
@@ -228,3 +231,14 @@ def test_model_info_with_awkward_keys_still_renders() -> None:
     m.set_model_info(**{"model": "digits", "torch-version": "2.13.0", "device": "cpu"})
     assert m.registry.get_sample_value("predictor_model_info", {
         "model": "digits", "torch_version": "2.13.0", "device": "cpu"}) == 1
+
+
+def test_every_rejection_reason_is_exported_from_the_start_and_counts() -> None:
+    m = metrics()
+    r = m.registry
+    assert {reason: r.get_sample_value("predictor_rejected_requests_total", {"reason": reason})
+            for reason in REASONS} == dict.fromkeys(REASONS, 0.0)
+    m.reject("queue_wait")
+    m.watch_queue(lambda: 7)
+    assert r.get_sample_value("predictor_rejected_requests_total", {"reason": "queue_wait"}) == 1
+    assert r.get_sample_value("predictor_queue_rows") == 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ CPU_CREATE = {
         "Tmpfs": {"/tmp": "rw,nosuid,nodev,size=1g"},
         "SecurityOpt": ["no-new-privileges"],
         "CapDrop": ["ALL"],
+        "PidsLimit": 1024,
     },
 }
 
@@ -329,6 +331,34 @@ def test_cpu_fallback_is_the_lifecycles_to_ask_for() -> None:
     assert result.create["HostConfig"]["DeviceRequests"] is None
     assert result.warnings == ("--gpus all: the engine has no NVIDIA runtime; running on CPU",)
     assert options.gpus[0].names_devices is False
+
+
+@pytest.mark.parametrize("environ, argv, env", [
+    ({"API_TOKEN": "s3cret"}, [], ["DEVICE=cpu", "API_TOKEN=s3cret"]),
+    ({"API_TOKEN": "s3cret"}, ["-e", "API_TOKEN=other"], ["DEVICE=cpu", "API_TOKEN=other"]),
+    ({"API_TOKEN": "s3cret"}, ["-e", "API_TOKEN_FILE=/run/secrets/token"],
+     ["DEVICE=cpu", "API_TOKEN_FILE=/run/secrets/token"]),
+    ({"API_TOKEN": ""}, [], ["DEVICE=cpu"]),
+    ({}, [], ["DEVICE=cpu"]),
+], ids=["from-the-shell", "flag-wins", "file-instead", "empty-is-unset", "unset"])
+def test_api_token_passes_from_the_environment_and_is_never_printed(
+        environ: dict[str, str], argv: list[str], env: list[str]) -> None:
+    args = build_parser().parse_args(["up", "--dry-run", *argv])
+    result = make_plan(plan_options_from_args(args, {**ENVIRON, **environ}, "/work"), NO_NVML,
+                       tag=fake_tag)
+    assert result.create["Env"] == env
+    shown = result.to_json()
+    assert shown["create"]["Env"] == [
+        "API_TOKEN=<hidden>" if e.startswith("API_TOKEN=") else e for e in env]
+    assert "s3cret" not in json.dumps(shown) and "other" not in json.dumps(shown)
+    assert result.create["HostConfig"]["PidsLimit"] == 1024
+
+
+def test_the_services_drain_fits_the_stop_grace_of_launcher_down() -> None:
+    from launcher._up import STOP_GRACE
+    from service._settings import STOP_SECONDS
+
+    assert STOP_GRACE > STOP_SECONDS  # SIGKILL comes only after drain + in-flight work
 
 
 def test_the_plan_json_keeps_its_keys_and_reads_the_build_from_the_plans_build_spec() -> None:

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from service._settings import DEFAULT_MODEL_PATH, Settings, SettingsError, parse_devices
+from service._settings import (
+    DEFAULT_MODEL_PATH,
+    IN_FLIGHT_SECONDS,
+    STOP_SECONDS,
+    Settings,
+    SettingsError,
+    parse_devices,
+)
 
 DEVICE_HINT = ("use auto, cpu, cuda or cuda:N (N = GPU index, e.g. cuda:0), or a comma-separated "
                "list of them (cuda:0,cuda:2 or cpu,cpu)")
@@ -15,10 +22,15 @@ AUTO_HINT = ("set DEVICE=auto alone (every visible GPU, else the CPU), or list t
 def test_defaults_when_nothing_is_set() -> None:
     s = Settings.from_env({})
     assert (s.host, s.port, s.devices, s.replicas_per_device, s.model_path, s.predictor) == (
-        "0.0.0.0", 8000, ("auto",), None, DEFAULT_MODEL_PATH, "")
+        "127.0.0.1", 8000, ("auto",), None, DEFAULT_MODEL_PATH, "")
     assert (s.input_width, s.max_batch_rows, s.max_wait_ms, s.max_request_rows,
             s.max_body_bytes, s.log_level, s.access_log) == (None, 64, 5.0, 1024, 1 << 20,
                                                              "info", False)
+    assert (s.max_queue_rows, s.max_queue_seconds, s.request_timeout_seconds,
+            s.header_timeout_seconds, s.keep_alive_seconds, s.max_connections,
+            s.max_head_bytes, s.drain_seconds, s.api_token) == (
+        4096, 1.0, 30.0, 10.0, 5.0, 1024, 32768, 5.0, "")
+    assert STOP_SECONDS == s.drain_seconds + IN_FLIGHT_SECONDS == 8.0
 
 
 @pytest.mark.parametrize("env, field, expected", [
@@ -40,6 +52,16 @@ def test_defaults_when_nothing_is_set() -> None:
     ({"LOG_LEVEL": "DEBUG"}, "log_level", "debug"),
     ({"ACCESS_LOG": "yes"}, "access_log", True),
     ({"ACCESS_LOG": "0"}, "access_log", False),
+    ({"MAX_QUEUE_ROWS": "100"}, "max_queue_rows", 100),
+    ({"MAX_QUEUE_SECONDS": "0.25"}, "max_queue_seconds", 0.25),
+    ({"REQUEST_TIMEOUT_SECONDS": "0"}, "request_timeout_seconds", 0.0),
+    ({"REQUEST_TIMEOUT_SECONDS": "2.5"}, "request_timeout_seconds", 2.5),
+    ({"HEADER_TIMEOUT_SECONDS": "3"}, "header_timeout_seconds", 3.0),
+    ({"KEEP_ALIVE_SECONDS": "30"}, "keep_alive_seconds", 30.0),
+    ({"MAX_CONNECTIONS": "10"}, "max_connections", 10),
+    ({"MAX_HEAD_BYTES": "8192"}, "max_head_bytes", 8192),
+    ({"DRAIN_SECONDS": "0"}, "drain_seconds", 0.0),
+    ({"API_TOKEN": " s3cret "}, "api_token", "s3cret"),
     ({"MODEL_NAME": "mnist-v2.1"}, "model_name", "mnist-v2.1"),
     ({"MODEL_NAME": ""}, "model_name", ""),
 ], ids=lambda v: str(v) if not isinstance(v, dict) else ",".join(f"{k}={x}" for k, x in v.items()))
@@ -73,6 +95,23 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
      "use one of: critical, error, warning, info, debug"),
     ({"ACCESS_LOG": "maybe"}, "Setting 'ACCESS_LOG' has value 'maybe'. Not a valid bool.",
      "set ACCESS_LOG to true or false"),
+    ({"MAX_QUEUE_ROWS": "0"}, "Setting 'MAX_QUEUE_ROWS' has value '0'. Out of range.",
+     "set MAX_QUEUE_ROWS to a whole number between 1 and 1073741824"),
+    ({"MAX_QUEUE_SECONDS": "0"},
+     "Setting 'MAX_QUEUE_SECONDS' has value '0'. Not a number in range.",
+     "set MAX_QUEUE_SECONDS to a number between 0.001 and 3600"),
+    ({"REQUEST_TIMEOUT_SECONDS": "-1"},
+     "Setting 'REQUEST_TIMEOUT_SECONDS' has value '-1'. Not a number in range.",
+     "set REQUEST_TIMEOUT_SECONDS to a number between 0 and 86400"),
+    ({"MAX_HEAD_BYTES": "100"}, "Setting 'MAX_HEAD_BYTES' has value '100'. Out of range.",
+     "set MAX_HEAD_BYTES to a whole number between 1024 and 16777216"),
+    ({"API_TOKEN": "a", "API_TOKEN_FILE": "/run/secrets/t"},
+     "Settings 'API_TOKEN' and 'API_TOKEN_FILE' are both set.",
+     "set one of them: API_TOKEN_FILE for a mounted secret"),
+    ({"API_TOKEN_FILE": "/nonexistent/token"},
+     ("Setting 'API_TOKEN_FILE' has value '/nonexistent/token'. Cannot read it "
+     "(FileNotFoundError: No such file or directory)."),
+     "point API_TOKEN_FILE at a readable file holding the token"),
     ({"MODEL_NAME": "my/model"}, "Setting 'MODEL_NAME' has value 'my/model'. Not a model name.",
      "use letters, digits, '_', '.' and '-' (up to 128; it is part of the /v2 URLs)"),
     ({"MODEL_NAME": "-x"}, "Setting 'MODEL_NAME' has value '-x'. Not a model name.",
@@ -80,7 +119,8 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
 ], ids=["port-word", "port-range", "device-gpu", "replicas-zero", "replicas-word",
         "predictor-no-colon",
         "width-zero", "wait-word", "wait-nan", "batch-negative", "log-level", "access-log",
-        "model-name-slash", "model-name-dash-first"])
+        "queue-rows-zero", "queue-seconds-zero", "timeout-negative", "head-too-small",
+        "token-twice", "token-file-missing", "model-name-slash", "model-name-dash-first"])
 def test_from_env_rejects_bad_values(env: dict[str, str], message: str, hint: str) -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env(env)
@@ -127,3 +167,23 @@ def test_parse_devices(value: str, expected: tuple[str, ...] | None, message: st
     with pytest.raises(SettingsError) as info:
         parse_devices(value)
     assert (info.value.message, info.value.hint) == (message, hint)
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("s3cret\n", "s3cret"), ("  s3cret  \nsecond line\n", "s3cret"),
+], ids=["one-line", "first-line-stripped"])
+def test_api_token_file_holds_the_token(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "token"
+    path.write_text(content)
+    settings = Settings.from_env({"API_TOKEN_FILE": str(path)})
+    assert settings.api_token == expected
+    assert expected not in repr(settings)
+
+
+def test_an_empty_api_token_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("\n")
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"API_TOKEN_FILE": str(path)})
+    assert info.value.message == (f"Setting 'API_TOKEN_FILE' has value {str(path)!r}. "
+                                  "The file is empty.")

@@ -1,0 +1,100 @@
+"""Admission to the batching queue: what may enter it, and how long it may wait there.
+
+Two bounds, both checked before a request is queued, so an overloaded service answers at once
+instead of late: ``MAX_QUEUE_ROWS`` (rows waiting or in the running batch) and
+``MAX_QUEUE_SECONDS``, the expected wait: the rows ahead over the rows per second the queue
+drains at. That rate is measured on recent batches at least half of ``MAX_BATCH_ROWS`` (the
+batches an overloaded queue runs; a lone client's one-row batches say nothing about capacity),
+times the replicas that run them side by side; the first batch seeds it. Past either bound the request gets a
+:class:`QueueFull` with the seconds to wait before retrying (HTTP 503 + ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from service._errors import ServiceError
+
+__all__ = ["REASONS", "Admission", "DeadlineExceeded", "Disconnected", "QueueFull",
+           "parse_timeout"]
+
+# predictor_rejected_requests_total{reason}: every value is exported from the start (at 0).
+REASONS = ("queue_rows", "queue_wait", "deadline", "disconnected", "out_of_memory")
+_SMOOTHING = 0.3  # weight of the newest batch in the drain rate
+
+
+class QueueFull(ServiceError):
+    """The queue is over one of its bounds (HTTP ``status`` 503); ``retry_after`` is whole
+    seconds (>= 1), for ``Retry-After``; ``reason`` labels the rejection metric."""
+
+    status = 503
+
+    def __init__(self, reason: str, message: str, retry_after: int) -> None:
+        super().__init__(message, f"retry after {retry_after} s, or add capacity")
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(ServiceError):
+    """The request's deadline passed while it waited; it never reached a forward pass (504)."""
+
+    status = 504
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "allow more time (X-Request-Timeout, REQUEST_TIMEOUT_SECONDS) "
+                                  "or add capacity")
+
+
+class Disconnected(ServiceError):
+    """The client went away while its request waited; it never reached a forward pass."""
+
+    status = 499  # nginx's "client closed request": recorded, never sent
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "")
+
+
+class Admission:
+    def __init__(self, max_rows: int, max_seconds: float, batch_rows: int) -> None:
+        self.max_rows = max_rows
+        self.max_seconds = max_seconds
+        self._full = max(1, batch_rows // 2)
+        self.rate: float | None = None  # rows per second the queue drains at; None: unknown
+
+    def observe(self, rows: int, seconds: float, parallel: int = 1) -> None:
+        """A batch of ``rows`` took ``seconds`` from dispatch to its answers, on one of
+        ``parallel`` replicas that drain the queue side by side."""
+        if seconds <= 0 or (rows < self._full and self.rate is not None):
+            return
+        rate = rows / seconds * max(1, parallel)
+        self.rate = rate if self.rate is None else (
+            _SMOOTHING * rate + (1 - _SMOOTHING) * self.rate)
+
+    def expected_wait(self, rows_ahead: int) -> float:
+        return rows_ahead / self.rate if self.rate else 0.0
+
+    def check(self, rows_ahead: int, rows: int) -> None:
+        """Raise :class:`QueueFull` unless a request of ``rows`` may join ``rows_ahead``."""
+        wait = self.expected_wait(rows_ahead)
+        retry = max(1, math.ceil(wait))
+        if rows_ahead + rows > self.max_rows:
+            raise QueueFull("queue_rows", (
+                f"queue is full: {rows_ahead} rows ahead, {rows} more would pass the limit of "
+                f"{self.max_rows} rows (MAX_QUEUE_ROWS); retry in {retry} s"), retry)
+        if wait > self.max_seconds:
+            raise QueueFull("queue_wait", (
+                f"queue is full: the expected wait is {wait:.2f} s, over the limit of "
+                f"{self.max_seconds:g} s (MAX_QUEUE_SECONDS); retry in {retry} s"), retry)
+
+
+def parse_timeout(raw: str) -> float | None:
+    """An ``X-Request-Timeout`` value: seconds > 0 (None for 0: no deadline); ValueError with
+    the message for the client otherwise."""
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= 86400:  # also false for NaN
+        raise ValueError(f"header 'X-Request-Timeout' has value {raw!r}: not a number of "
+                         "seconds between 0 and 86400 (0: no deadline), e.g. 2.5")
+    return seconds or None
