@@ -17,6 +17,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from typing import Any, NoReturn, TextIO
 
 from launcher._errors import EXIT_FAILURE, EXIT_INTERRUPTED, LauncherError, UsageError
+from service._deps import missing_dependency
 
 __all__ = ["build_parser", "main"]
 
@@ -69,6 +70,12 @@ def _main(argv: Sequence[str] | None, load: Callable[[], Any] | None) -> int:
     except LauncherError as exc:
         report(exc)
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # e.g. installed with --no-deps, no Docker SDK
+        missing = missing_dependency(exc, "launcher")
+        if missing is None:
+            raise
+        report(LauncherError(missing.message, hint=missing.hint))
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("launcher: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from service._deps import missing_dependency
 from service._errors import ServiceError
 from service._predictor import Predictor, load_predictor_class
 from service._settings import IN_FLIGHT_SECONDS, Settings
@@ -30,6 +31,17 @@ def predictor_factory(settings: Settings) -> Callable[[], Predictor]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _serve(argv)
+    except ModuleNotFoundError as exc:  # a pip install without [service], or without torch
+        missing = missing_dependency(exc, "python -m service")
+        if missing is None:
+            raise
+        print(f"error: {missing.message}\nhint: {missing.hint}", file=sys.stderr)
+        return 1
+
+
+def _serve(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("--host", help="address to bind (default: $HOST or 127.0.0.1)")
     parser.add_argument("--port", help="port to bind (default: $PORT or 8000)")
@@ -39,6 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         env["HOST"] = args.host
     if args.port:
         env["PORT"] = args.port
+    # The web stack first: without gpu-launcher[service] that is what is missing.
+    import uvicorn
+    from prometheus_client import CollectorRegistry
+
+    from service._app import create_app
+    from service._drain import Drain, DrainingServer
+    from service._http import guarded_protocol
+
     try:
         settings = Settings.from_env(env)
         predictors = predictor_factory(settings)
@@ -47,13 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    import uvicorn
-    from prometheus_client import CollectorRegistry
-
-    from service._app import create_app
-    from service._drain import Drain, DrainingServer
-    from service._http import guarded_protocol
 
     drain = Drain(settings.drain_seconds)
     app = create_app(predictors, settings, CollectorRegistry(), drain=drain)

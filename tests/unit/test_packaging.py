@@ -1,0 +1,80 @@
+"""What ``pip install gpu-launcher[...]`` brings, read from pyproject.toml, and the one-line
+answer for a dependency that is missing (service/_deps.py)."""
+
+from __future__ import annotations
+
+import pytest
+import tomllib
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+
+from service._deps import missing_dependency
+from tests.conftest import ROOT
+
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _names(requirements: list[str], platform: str, machine: str) -> set[str]:
+    env = {**default_environment(), "sys_platform": platform, "platform_machine": machine}
+    reqs = [Requirement(r) for r in requirements]
+    return {r.name for r in reqs if r.marker is None or r.marker.evaluate(env)}
+
+
+def test_the_base_install_is_the_launcher() -> None:
+    assert _names(PROJECT["dependencies"], "linux", "x86_64") == {"docker", "nvidia-ml-py", "pyyaml"}
+
+
+# Where PyPI's torch wheel is a CPU build (https://pytorch.org/get-started/locally/: Linux's
+# default pip command installs CUDA; macOS and Windows default to CPU), [service] may bring it.
+TORCH_FROM_PYPI = [
+    # platform, machine, PyPI's torch is CPU-only, so [service] brings torch
+    ("linux", "x86_64", False),
+    ("linux", "aarch64", False),
+    ("darwin", "arm64", True),
+    ("win32", "AMD64", True),
+]
+
+
+@pytest.mark.parametrize("platform, machine, brings_torch", TORCH_FROM_PYPI,
+                         ids=[f"{p}-{m}" for p, m, _ in TORCH_FROM_PYPI])
+def test_the_service_extra_never_pulls_a_cuda_torch(platform: str, machine: str,
+                                                     brings_torch: bool) -> None:
+    names = _names(PROJECT["optional-dependencies"]["service"], platform, machine)
+    assert {"fastapi", "uvicorn", "orjson", "prometheus-client"} <= names
+    assert ("torch" in names) is brings_torch
+
+
+MISSING = [
+    # module missing, needed by, message, hint
+    ("docker", "launcher",
+     "launcher needs the Docker SDK for Python (module 'docker'), which is not installed",
+     "pip install gpu-launcher (the base install brings it)"),
+    ("docker.errors", "launcher",
+     "launcher needs the Docker SDK for Python (module 'docker'), which is not installed",
+     "pip install gpu-launcher (the base install brings it)"),
+    ("fastapi", "python -m service",
+     "python -m service needs FastAPI (module 'fastapi'), which is not installed",
+     "pip install 'gpu-launcher[service]'"),
+    ("prometheus_client", "python -m service",
+     ("python -m service needs prometheus-client (module 'prometheus_client'), which is not "
+     "installed"), "pip install 'gpu-launcher[service]'"),
+    ("torch", "python -m service",
+     "python -m service needs torch (module 'torch'), which is not installed",
+     ("pip install torch --index-url https://download.pytorch.org/whl/cpu (a CPU build; "
+     "download.pytorch.org/whl/cu128 for CUDA 12.8; plain PyPI on Linux is a CUDA build)")),
+]
+
+
+@pytest.mark.parametrize("module, needed_by, message, hint", MISSING,
+                         ids=[m for m, *_ in MISSING])
+def test_a_missing_dependency_is_named_with_its_install(module: str, needed_by: str,
+                                                        message: str, hint: str) -> None:
+    missing = missing_dependency(ModuleNotFoundError(f"No module named {module!r}", name=module),
+                                 needed_by)
+    assert missing is not None
+    assert (missing.message, missing.hint) == (message, hint)
+
+
+@pytest.mark.parametrize("module", ["service._nope", "launcher.cmd_nope", "yaml"])
+def test_a_module_that_is_not_a_dependency_is_not_explained_away(module: str) -> None:
+    assert missing_dependency(ModuleNotFoundError(module, name=module), "launcher") is None
