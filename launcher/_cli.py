@@ -23,8 +23,8 @@ __all__ = ["build_parser", "main"]
 
 # Command modules, in the order `launcher --help` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
-    "cmd_probe", "cmd_build", "cmd_up", "cmd_status", "cmd_logs", "cmd_down", "cmd_push",
-    "cmd_render")
+    "cmd_probe", "cmd_init", "cmd_build", "cmd_up", "cmd_status", "cmd_logs", "cmd_down",
+    "cmd_push", "cmd_render")
 
 
 class _Parser(argparse.ArgumentParser):
