@@ -5,6 +5,7 @@ volumes, container, readiness. Decisions come from :mod:`launcher._lifecycle`; t
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -58,6 +59,7 @@ __all__ = [
     "ensure_volumes",
     "fill_wheelhouse_first",
     "preflight",
+    "served_width",
     "up",
     "wait_ready",
 ]
@@ -250,6 +252,16 @@ def _readyz(url: str) -> int | None:
         return None
 
 
+def served_width(url: str) -> int | None:
+    """The input width the service says it serves (``GET /``), None when it does not say."""
+    try:
+        with urllib.request.urlopen(url + "/", timeout=2) as response:
+            width = json.loads(response.read()).get("input_width")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return width if isinstance(width, int) and not isinstance(width, bool) else None
+
+
 def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
                clock: Callable[[], float] = time.monotonic,
                sleep: Callable[[float], None] = time.sleep) -> str | None:
@@ -323,5 +335,7 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
     where = " (on the engine's host)" if policy.remote else ""
     print(url)
     _log(f"serving at {url}{where}; try:")
-    print(f"  {curl_example(url)}", file=sys.stderr)
+    # The row fits what is served (the launcher has no torch to read a model file itself).
+    width = None if policy.remote else served_width(url)
+    print(f"  {curl_example(url, width)}", file=sys.stderr)
     return 0

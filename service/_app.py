@@ -473,6 +473,18 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
         status = 200 if body["status"] == "ready" else 503
         return Response(orjson.dumps(body), status, media_type="application/json")
 
+    @app.get("/")
+    async def about() -> Response:
+        """What is served: the model's ``input_width`` (values per row; null until it is loaded)
+        and ``model`` info labels, so a client (``launcher up``'s example) can build a request
+        that fits."""
+        replicas = service.replicas
+        body = {"service": "gpu-launcher",
+                "input_width": replicas.width if replicas is not None else None,
+                "model": dict(replicas.info) if replicas is not None else {},
+                "max_request_rows": settings.max_request_rows}
+        return Response(orjson.dumps(body), media_type="application/json")
+
     # Load balancers and some probes send HEAD: answer it, without a second OpenAPI operation.
     for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
         app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)

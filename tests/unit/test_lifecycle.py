@@ -148,6 +148,31 @@ def test_curl_example_is_one_digits_row_to_predict() -> None:
     assert len(rows) == 1 and len(rows[0]) == 64
 
 
+CURL_EXAMPLES = [
+    # width, the example
+    (3, "curl -s http://127.0.0.1:8080/predict -d '{\"inputs\":[[0,0,0]]}'"),
+    (1, "curl -s http://127.0.0.1:8080/predict -d '{\"inputs\":[[0]]}'"),
+    (784, ("python3 -c 'import json; print(json.dumps({\"inputs\": [[0.0] * 784]}))' | "
+          "curl -s http://127.0.0.1:8080/predict -d @-")),
+    (None, "curl -s http://127.0.0.1:8080/  # says the model's input_width"),
+]
+
+
+@pytest.mark.parametrize("width, expected", CURL_EXAMPLES, ids=[str(w) for w, _ in CURL_EXAMPLES])
+def test_curl_example_carries_a_row_of_the_served_width(width: int | None, expected: str) -> None:
+    assert curl_example("http://127.0.0.1:8080", width) == expected
+
+
+def test_a_generated_wide_row_has_the_width() -> None:
+    import subprocess
+
+    line = curl_example("http://127.0.0.1:8080", 1000)
+    script = line.partition(" | ")[0].removeprefix("python3 -c ").strip("'")
+    out = subprocess.run(["python3", "-c", script], capture_output=True, text=True, check=True,
+                         timeout=30).stdout
+    assert [len(r) for r in json.loads(out)["inputs"]] == [1000]
+
+
 @pytest.mark.parametrize(("docker_host", "expected"), [
     (None, False), ("", False), ("unix:///var/run/docker.sock", False),
     ("unix:///tmp/missing.sock", False), ("npipe:////./pipe/docker_engine", False),
