@@ -27,6 +27,8 @@ __all__ = [
     "offline_check_args",
     "parse_probe",
     "parse_python_version",
+    "select_args",
+    "select_wheels",
     "torch_wheel_variants",
 ]
 
@@ -111,22 +113,38 @@ def _target_args(target: PythonTarget) -> list[str]:
     return args
 
 
+def _constraint_args(constraints: Path | None) -> list[str]:
+    return [] if constraints is None else ["-c", str(constraints)]
+
+
 def offline_check_args(lock: Path, dest: Path, target: PythonTarget,
-                       requirements: Sequence[str] = ()) -> list[str]:
+                       requirements: Sequence[str] = (), constraints: Path | None = None
+                       ) -> list[str]:
     """`pip download` that succeeds, without any network, iff ``dest`` already holds it all."""
     return ["download", "--no-index", "--find-links", str(dest), "--dest", str(dest),
-            *_target_args(target), "-r", str(lock), *requirements, "--quiet"]
+            *_target_args(target), *_constraint_args(constraints), "-r", str(lock),
+            *requirements, "--quiet"]
 
 
 def download_args(lock: Path, dest: Path, target: PythonTarget,
                   extra_index_urls: Sequence[str] = (),
-                  requirements: Sequence[str] = ()) -> list[str]:
+                  requirements: Sequence[str] = (), constraints: Path | None = None
+                  ) -> list[str]:
     """`pip download` of the lock into ``dest`` (pip skips the files already there)."""
     extra: list[str] = []
     for url in extra_index_urls:
         extra += ["--extra-index-url", url]
     return ["download", "--dest", str(dest), "--find-links", str(dest), *extra,
-            *_target_args(target), "-r", str(lock), *requirements, "--progress-bar", "off"]
+            *_target_args(target), *_constraint_args(constraints), "-r", str(lock),
+            *requirements, "--progress-bar", "off"]
+
+
+def select_args(requirements: Path, wheelhouse: Path, dest: Path, target: PythonTarget,
+                constraints: Path) -> list[str]:
+    """`pip download`, offline, of exactly the wheels ``requirements`` resolves to (under the
+    lock's constraints) from ``wheelhouse`` into ``dest``."""
+    return ["download", "--no-index", "--find-links", str(wheelhouse), "--dest", str(dest),
+            *_target_args(target), "-c", str(constraints), "-r", str(requirements), "--quiet"]
 
 
 def torch_wheel_variants(dest: Path) -> set[str]:
@@ -167,13 +185,15 @@ def fill_wheelhouse(
     requirements: Sequence[str] = (),
     run: Runner = _run_pip,
     log: Callable[[str], None] = lambda _: None,
+    constraints: Path | None = None,
 ) -> list[str]:
     """Make ``dest`` hold every wheel of ``lock`` for ``target``; download only when something
     is missing (checked offline first). ``requirements`` narrow the lock, e.g. the GPU image's
-    ``torch==2.13.0+cu126``: a variant the index lacks fails here, by name. Returns the names of
-    the wheels it added."""
+    ``torch==2.13.0+cu126``: a variant the index lacks fails here, by name; ``constraints`` hold
+    it to another file, e.g. a predictor's requirements (as ``lock``) to requirements.lock.
+    Returns the names of the wheels it added."""
     dest.mkdir(parents=True, exist_ok=True)
-    if run(offline_check_args(lock, dest, target, requirements)).returncode == 0:
+    if run(offline_check_args(lock, dest, target, requirements, constraints)).returncode == 0:
         log(f"wheelhouse {dest}: complete for Python {target.version} {target.machine}")
         return []
     before = {p.name for p in dest.glob("*.whl")}
@@ -185,7 +205,7 @@ def fill_wheelhouse(
             log(f"wheelhouse: torch index {torch_index_url} unreachable; using pip's own indexes")
     log(f"wheelhouse {dest}: downloading the locked wheels for Python {target.version} "
         f"{target.machine} (glibc 2.{target.glibc_minor})")
-    result = run(download_args(lock, dest, target, extra, requirements))
+    result = run(download_args(lock, dest, target, extra, requirements, constraints))
     if result.returncode != 0:
         lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
         raise LauncherError(
@@ -196,3 +216,27 @@ def fill_wheelhouse(
     added = sorted({p.name for p in dest.glob("*.whl")} - before)
     log(f"wheelhouse {dest}: added {len(added)} wheels")
     return added
+
+
+def select_wheels(requirements: Path, wheelhouse: Path, dest: Path, target: PythonTarget,
+                  constraints: Path, skip: Callable[[str], bool], *, run: Runner = _run_pip
+                  ) -> list[Path]:
+    """Copy the wheels ``requirements`` needs from ``wheelhouse`` into ``dest`` (offline), minus
+    those of projects ``skip`` names (installed in the image already); the ones kept."""
+    dest.mkdir(parents=True, exist_ok=True)
+    result = run(select_args(requirements, wheelhouse, dest, target, constraints))
+    if result.returncode != 0:
+        lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+        raise LauncherError(
+            f"the requirements {requirements} do not resolve from the wheelhouse {wheelhouse} "
+            f"under requirements.lock: {lines[-1] if lines else 'pip download failed'}",
+            "a package that needs another version of what the service pins cannot be added; "
+            "pin one that fits requirements.lock",
+        )
+    kept = []
+    for wheel in sorted(dest.glob("*.whl")):
+        if skip(wheel.name.split("-", 1)[0]):
+            wheel.unlink()
+        else:
+            kept.append(wheel)
+    return kept
