@@ -18,11 +18,27 @@ from launcher._cuda import TORCH_VERSION, cuda_table
 from launcher._engine import EngineAPI
 from launcher._engine_errors import BuildFailed
 from launcher._errors import LauncherError, UsageError
-from launcher._wheelhouse import PROBE_COMMAND, fill_wheelhouse, parse_probe, torch_wheel_variants
+from launcher._predictor_image import (
+    DOCKERFILE,
+    PredictorBuild,
+    locked_names,
+    normalize,
+    requirement_names,
+    wheels_dir,
+    write_predictor_context,
+)
+from launcher._wheelhouse import (
+    PROBE_COMMAND,
+    fill_wheelhouse,
+    parse_probe,
+    select_wheels,
+    torch_wheel_variants,
+)
 
 __all__ = [
     "BuildResult",
     "build_image",
+    "build_predictor_image",
     "check_context",
     "prepare_wheelhouse",
     "probe_base",
@@ -132,3 +148,36 @@ def build_image(engine: EngineAPI, spec: BuildSpec,
     cached = sum(s.cached for s in steps)
     log(f"built {spec.tag} in {clock() - started:.1f}s ({cached}/{len(steps)} steps cached)")
     return BuildResult(spec.tag, image_id, built=True, steps=tuple(steps))
+
+
+def build_predictor_image(engine: EngineAPI, predictor: PredictorBuild, lock: Path,
+                          log: Callable[[str], None] = _stderr,
+                          clock: Callable[[], float] = time.monotonic,
+                          verbose: bool = False) -> BuildResult:
+    """Build the derived image FROM ``predictor.service_image``. Offline (a wheelhouse), the
+    wheelhouse is filled for the requirements first (under ``lock``, for the service image's
+    Python), and only the wheels they need, minus what the image has, go into the context."""
+    source = predictor.source
+    with tempfile.TemporaryDirectory(prefix="launcher-predictor-") as tmp:
+        context = Path(tmp, "context")
+        context.mkdir()
+        wheels: list[Path] = []
+        where = str(source.requirements)
+        if predictor.wheelhouse is not None and requirement_names(source.requirements_text,
+                                                                  where):
+            wheelhouse = predictor.wheelhouse
+            wheelhouse.mkdir(parents=True, exist_ok=True)
+            image = predictor.service_image
+            target = parse_probe(probe_base(engine, image, wheelhouse), image)
+            requirements = Path(tmp, "requirements.txt")
+            requirements.write_text(source.requirements_text)
+            fill_wheelhouse(wheelhouse, requirements, target, log=log, constraints=lock)
+            locked = locked_names(lock.read_text())
+            wheels = select_wheels(requirements, wheelhouse, wheels_dir(context), target, lock,
+                                   lambda name: normalize(name) in locked)
+            log(f"predictor: {len(wheels)} wheel(s) for {where} from {wheelhouse}")
+        write_predictor_context(source, lock, wheels, context)
+        spec = BuildSpec(dockerfile=DOCKERFILE, base_image=predictor.service_image,
+                         build_args=predictor.build_args, tag=predictor.tag, context=context,
+                         no_cache=predictor.no_cache, labels=predictor.labels, verbose=verbose)
+        return build_image(engine, spec, log=log, clock=clock)

@@ -9,6 +9,7 @@ is a :class:`UsageError` (exit 2) that echoes it, with a ``hint:`` for the flag.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from launcher._flags import (
 )
 from launcher._gpus import DeviceRequest, GpuSpecError, parse_gpus
 from launcher._limits import MIN_MEMORY, Ulimit, parse_bytes, parse_cpus, parse_ulimit
+from launcher._model import ModelFile, check_model_file
+from launcher._predictor_image import PredictorSource, predictor_source
 from launcher._probe import Probe, read_probe_file
 
 __all__ = [
@@ -98,6 +101,18 @@ def add_build_options(parser: argparse.ArgumentParser, *, gpu_flag: bool = False
                             "not this one: e.g. CI building the image for a GPU server")
     group.add_argument("--verbose", action="store_true",
                        help="also show the builder's own output (pip, apt)")
+    own = parser.add_argument_group(
+        "your own predictor (an image FROM the service image: requirements, then code)")
+    own.add_argument("--predictor", metavar="MODULE:CLASS",
+                     help="serve this predictor class (setup/predict; launcher init writes one)")
+    own.add_argument("--code", metavar="DIR",
+                     help="with --predictor: the directory holding its module (the code layer)")
+    own.add_argument("--requirements", metavar="FILE",
+                     help="with --predictor: pip requirements installed in their own layer "
+                          "(offline from --wheelhouse; never replacing the image's torch)")
+    own.add_argument("--service-image", metavar="IMAGE",
+                     help="with --predictor: build FROM this service image instead of the one "
+                          "planned (and built when missing) here")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +143,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                        help="restart policy (unless-stopped)")
     group.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
                        help="add a label to the container (and the volumes and image up makes)")
+    group.add_argument("--model", metavar="FILE",
+                       help="serve this TorchScript (.pt) or torch.export (.pt2) file with the "
+                            "stock image, no rebuild: mounted read-only, MODEL_PATH set")
 
 
 def run_defaults() -> dict[str, Any]:
@@ -150,6 +168,8 @@ class BuildOptions:
     probe_file: Path | None = None  # --probe-file: another host's `launcher probe --json`
     probed: Probe | None = None  # ... read (a bad file is a usage error before anything runs)
     verbose: bool = False  # the builder's own output on stderr (a failed build's hint names it)
+    predictor: PredictorSource | None = None  # --predictor/--code/--requirements
+    service_image: str | None = None  # --service-image: FROM this, not the planned image
 
 
 @dataclass(frozen=True)
@@ -173,6 +193,7 @@ class PlanOptions:
         default_factory=lambda: {"Name": "unless-stopped", "MaximumRetryCount": 0})
     build: BuildOptions = BuildOptions()
     labels: Mapping[str, str] = field(default_factory=dict)
+    model: ModelFile | None = None  # --model FILE
 
 
 def _flag(flag: str, value: str, parse: Callable[[str], Any]) -> Any:
@@ -196,7 +217,13 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
             f'invalid argument "{args.cuda}" for "--cuda" flag: '
             f"torch {TORCH_VERSION} has no wheels for CUDA {format_version(cuda)}",
             hint="pick one of " + ", ".join(format_version(v) for v in known))
+    predictor = predictor_source(args.predictor, args.code, args.requirements, os.getcwd())
+    if args.service_image and predictor is None:
+        raise UsageError("--service-image needs --predictor MODULE:CLASS",
+                         hint="drop --service-image, or add --predictor and --code")
     return BuildOptions(
+        predictor=predictor,
+        service_image=args.service_image or None,
         base_image=args.base_image or None,
         wheelhouse=wheelhouse,
         tag=args.tag or None,
@@ -218,9 +245,23 @@ def _read_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
     return _flag("--env-file", path, lambda p: parse_env_file(data, p, environ))  # type: ignore[no-any-return]
 
 
+def _model(args: argparse.Namespace, env: list[str], cwd: str, remote: bool) -> ModelFile | None:
+    if args.model is None:
+        return None
+    if args.predictor is not None:
+        raise UsageError("--model and --predictor both say what to serve",
+                         hint="pass one: --model FILE (the stock image) or --predictor with "
+                              "--code DIR")
+    if any(e.partition("=")[0] == "MODEL_PATH" for e in env):
+        raise UsageError("--model sets MODEL_PATH; it is also given with --env or --env-file",
+                         hint="drop MODEL_PATH from --env / --env-file")
+    return check_model_file(args.model, cwd, in_volume=remote)
+
+
 def plan_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
-                          cwd: str) -> PlanOptions:
-    """Parse ``up``'s raw flag strings; a bad value → :class:`UsageError` echoing it (exit 2)."""
+                          cwd: str, remote: bool = False) -> PlanOptions:
+    """Parse ``up``'s raw flag strings; a bad value → :class:`UsageError` echoing it (exit 2).
+    ``remote``: the engine is on another machine (``--model`` is copied, not mounted)."""
     if args.require_gpu and not args.gpus:
         raise UsageError("--require-gpu needs --gpus", hint="add --gpus all")
     memory = _flag("--memory", args.memory, parse_bytes) if args.memory else 0
@@ -249,4 +290,5 @@ def plan_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
         restart=_flag("--restart", args.restart, parse_restart),
         build=build_options_from_args(args),
         labels=dict(label.partition("=")[::2] for label in args.label),
+        model=_model(args, env, cwd, remote),
     )

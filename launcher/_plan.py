@@ -19,7 +19,9 @@ from launcher._flags import parse_publish, port_maps
 from launcher._gpu_preflight import cuda_visible_devices_warning
 from launcher._gpus import DeviceRequest
 from launcher._limits import Ulimit, merge_ulimits
+from launcher._model import LABEL_MODEL
 from launcher._options import CONTAINER_PORT, CPU_BASE_IMAGE, STACK_BYTES, BuildOptions, PlanOptions
+from launcher._predictor_image import PredictorBuild
 from launcher._probe import GpuInfo, Probe
 from launcher._wheelhouse import torch_wheel_variants
 
@@ -77,10 +79,13 @@ class Plan:
     explanation: str
     create: Mapping[str, Any]
     warnings: tuple[str, ...] = ()
+    # --predictor: the image run is this one, built FROM the service image ``build`` makes.
+    predictor: PredictorBuild | None = None
 
     @property
     def image(self) -> str:
-        return self.build.tag
+        """The image the container runs: the predictor's, or the service image itself."""
+        return self.predictor.tag if self.predictor is not None else self.build.tag
 
     @property
     def plan_hash(self) -> str:
@@ -89,8 +94,10 @@ class Plan:
     def with_build(self, build: BuildSpec) -> Plan:
         """This plan with ``build`` instead (e.g. a new content-hash tag once the wheelhouse is
         filled): the create body's image and plan label follow."""
-        return replace(self, build=build, create=_with_plan_label({**self.create,
-                                                                   "Image": build.tag}))
+        predictor = self.predictor.on(build.tag) if self.predictor is not None else None
+        image = predictor.tag if predictor is not None else build.tag
+        return replace(self, build=build, predictor=predictor,
+                       create=_with_plan_label({**self.create, "Image": image}))
 
     def to_json(self) -> dict[str, Any]:
         build = self.build
@@ -107,6 +114,7 @@ class Plan:
             "explanation": self.explanation,
             "create": {**self.create, "Env": [_hidden(e) for e in self.create["Env"]]},
             "warnings": list(self.warnings),
+            "predictor": self.predictor.to_json() if self.predictor is not None else None,
         }
 
 
@@ -193,6 +201,8 @@ def _binds(options: PlanOptions) -> tuple[list[str], dict[str, Any]]:
     targets = {v.target for v in options.volumes}
     binds = [f"{options.name}-{t[1:]}:{t}" for t in ("/models", "/data") if t not in targets]
     binds += [v.bind for v in options.volumes if v.source]
+    if options.model is not None and options.model.bind is not None:
+        binds.append(options.model.bind)
     anonymous: dict[str, Any] = {v.target: {} for v in options.volumes if not v.source}
     return binds, anonymous
 
@@ -200,6 +210,8 @@ def _binds(options: PlanOptions) -> tuple[list[str], dict[str, Any]]:
 def _env(options: PlanOptions, gpu: bool) -> list[str]:
     user_keys = {e.partition("=")[0] for e in options.env}
     defaults = [f"DEVICE={'cuda' if gpu else 'cpu'}"]
+    if options.model is not None:
+        defaults.append(f"MODEL_PATH={options.model.container_path}")
     return [d for d in defaults if d.partition("=")[0] not in user_keys] + list(options.env)
 
 
@@ -231,7 +243,8 @@ def _create_body(options: PlanOptions, image: str, device_requests: list[dict[st
         "Image": image,
         "User": APP_USER,
         "Env": _env(options, device_requests is not None),
-        "Labels": {**options.labels, LABEL_MANAGED: "true", LABEL_NAME: options.name},
+        "Labels": {**options.labels, LABEL_MANAGED: "true", LABEL_NAME: options.name,
+                   **({LABEL_MODEL: options.model.digest} if options.model else {})},
         "ExposedPorts": exposed,
         "Healthcheck": _healthcheck(),
         "HostConfig": {
@@ -324,7 +337,11 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
         warnings.append(f"--probe-file {build.probe_file} ignored: this is a CPU plan "
                         "(add --gpus)")
     dockerfile, base, build_args = build_inputs(choice, build)
-    image = build.tag or tag(root, dockerfile, build_args, build.wheelhouse)
+    # With --predictor, --tag names the derived image; the service image under it keeps its
+    # content hash (or is the --service-image given).
+    service_tag = None if build.predictor is not None else build.tag
+    image = build.service_image or service_tag or tag(root, dockerfile, build_args,
+                                                      build.wheelhouse)
     if choice is not None:
         explanation = choice.explanation
         if probe is None:
@@ -339,8 +356,16 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
                      context=root, wheelhouse=build.wheelhouse, no_cache=build.no_cache,
                      labels={k: v for k, v in options.labels.items() if k not in ours},
                      verbose=build.verbose)
+    predictor = None
+    if build.predictor is not None:
+        predictor = PredictorBuild.plan(
+            build.predictor, image, tag=build.tag, wheelhouse=build.wheelhouse,
+            labels=spec.labels, no_cache=build.no_cache,
+            given_service_image=build.service_image is not None)
+        explanation += f"; {build.predictor.predictor} from {build.predictor.code} on top"
     return Plan(
         name=options.name, build=spec, gpu=choice is not None, cuda=choice,
-        explanation=explanation, create=_create_body(options, image, requests),
-        warnings=tuple(warnings),
+        explanation=explanation,
+        create=_create_body(options, predictor.tag if predictor else image, requests),
+        warnings=tuple(warnings), predictor=predictor,
     )

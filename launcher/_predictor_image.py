@@ -13,7 +13,7 @@ import hashlib
 import re
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from launcher._build import IMAGE_REPO, ContextFile, is_ignored, parse_dockerignore
@@ -23,6 +23,8 @@ from launcher._errors import UsageError
 __all__ = [
     "CODE_DIR",
     "DOCKERFILE",
+    "WHEELS_MOUNT",
+    "PredictorBuild",
     "PredictorSource",
     "code_files",
     "locked_names",
@@ -30,21 +32,23 @@ __all__ = [
     "predictor_source",
     "predictor_tag",
     "requirement_names",
+    "wheels_dir",
     "write_predictor_context",
 ]
 
 CODE_DIR = "/code"  # where DIR lands in the image (first on PYTHONPATH)
 DOCKERFILE = "Dockerfile"
 _WHEELS = "predictor/wheels"  # in the context: only the wheels the requirements need
+WHEELS_MOUNT = "/tmp/predictor/wheels"  # where the Dockerfile copies them
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # as the service's PREDICTOR setting
 _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 # Never part of the code layer: VCS, caches, virtualenvs (DIR/.dockerignore adds its own).
 _ALWAYS_IGNORED = (".git", ".hg", "**/__pycache__", "**/*.py[cod]", ".venv", "venv",
                    "**/.mypy_cache", "**/.pytest_cache", "**/.ruff_cache", "**/*.egg-info")
 _HINT_PREDICTOR = "--predictor MODULE:CLASS names a class in a module of --code DIR"
-_HINT_TORCH = (f"torch {TORCH_VERSION} is in the service image already (requirements.lock); "
-               "drop the torch line from --requirements (or its version: a bare 'torch' is "
-               "satisfied by the image's)")
+_HINT_TORCH = (f"torch {TORCH_VERSION} is in the service image already (requirements.lock): "
+               "drop the torch line from --requirements FILE, or its version (a bare 'torch' "
+               "is satisfied by the image's)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,47 @@ class PredictorSource:
     code: Path  # absolute
     requirements: Path | None = None  # absolute
     requirements_text: str = ""
+
+
+@dataclass(frozen=True)
+class PredictorBuild:
+    """The derived image a plan runs: ``source`` on top of ``service_image``."""
+
+    source: PredictorSource
+    service_image: str  # FROM this (the plan's service image, or --service-image)
+    tag: str
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    wheelhouse: Path | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    given_service_image: bool = False  # --service-image: used as it is, never built here
+    explicit_tag: bool = False  # --tag named it; otherwise the content hash
+
+    @classmethod
+    def plan(cls, source: PredictorSource, service_image: str, *, tag: str | None = None,
+             wheelhouse: Path | None = None, labels: Mapping[str, str] | None = None,
+             no_cache: bool = False, given_service_image: bool = False) -> PredictorBuild:
+        args = {"SERVICE_IMAGE": service_image}
+        if wheelhouse is not None:
+            args |= {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS_MOUNT}
+        labels = dict(labels or {})
+        return cls(source, service_image,
+                   tag or predictor_tag(service_image, source, args, labels), args, wheelhouse,
+                   labels, no_cache, given_service_image, tag is not None)
+
+    def on(self, service_image: str) -> PredictorBuild:
+        """The same predictor on another service image (a new content-hash tag with it)."""
+        if service_image == self.service_image:
+            return self
+        args = {**self.build_args, "SERVICE_IMAGE": service_image}
+        tag = self.tag if self.explicit_tag else predictor_tag(service_image, self.source, args,
+                                                                self.labels)
+        return replace(self, service_image=service_image, tag=tag, build_args=args)
+
+    def to_json(self) -> dict[str, object]:
+        return {"predictor": self.source.predictor, "code": str(self.source.code),
+                "requirements": str(self.source.requirements) if self.source.requirements
+                else None, "service_image": self.service_image, "tag": self.tag}
 
 
 def normalize(name: str) -> str:
@@ -120,8 +165,8 @@ def predictor_source(predictor: str | None, code: str | None, requirements: str 
                          "expected MODULE:CLASS", hint=_HINT_PREDICTOR)
     if code is None:
         raise UsageError(f"--predictor {predictor} needs --code DIR (the directory with its "
-                         "module)", hint="add --code DIR, e.g. --code . (launcher init DIR "
-                                         "writes a starter)")
+                         "module)", hint="add --code DIR, the directory with the module "
+                                         "(launcher init DIR writes a starter)")
     directory = Path(cwd, code).resolve()
     if not directory.is_dir():
         raise UsageError(f'invalid argument "{code}" for "--code" flag: not a directory',
@@ -173,9 +218,9 @@ USER 0
 # Keyed on the requirements and their wheels only: a code edit reuses this layer. The lock is
 # a constraint, so nothing the service pins (torch above all) is replaced.
 COPY requirements.lock predictor/requirements.txt /tmp/predictor/
-COPY {_WHEELS}/ /tmp/predictor/wheels/
+COPY {_WHEELS}/ {WHEELS_MOUNT}/
 RUN if grep -Eqv '^[[:space:]]*(#|$)' /tmp/predictor/requirements.txt; then \\
-        /opt/venv/bin/pip install --no-cache-dir --find-links /tmp/predictor/wheels \\
+        /opt/venv/bin/pip install --no-cache-dir --find-links {WHEELS_MOUNT} \\
             -c /tmp/predictor/requirements.lock -r /tmp/predictor/requirements.txt; \\
     fi && rm -rf /tmp/predictor
 COPY predictor/code/ {CODE_DIR}/
@@ -212,20 +257,24 @@ def predictor_tag(base_tag: str, source: PredictorSource, build_args: Mapping[st
     return f"{IMAGE_REPO}:predictor-{h.hexdigest()[:12]}"
 
 
+def wheels_dir(context: Path) -> Path:
+    """Where the requirements' wheels go in a derived image's context directory."""
+    return context / _WHEELS
+
+
 def write_predictor_context(source: PredictorSource, lock: Path, wheels: Iterable[Path],
-                            dest: Path) -> list[ContextFile]:
-    """The derived image's build context in ``dest`` (generated files) plus ``DIR``'s files
-    where they are: Dockerfile, the lock (as constraints), the requirements, their wheels."""
+                            dest: Path) -> None:
+    """The derived image's build context, written into the directory ``dest``: the Dockerfile,
+    the lock (as constraints), the requirements, their ``wheels`` and ``DIR``'s files."""
     (dest / _WHEELS).mkdir(parents=True, exist_ok=True)
     (dest / DOCKERFILE).write_text(predictor_dockerfile(source.predictor))
+    shutil.copy2(lock, dest / "requirements.lock")
     (dest / "predictor" / "requirements.txt").write_text(source.requirements_text)
     (dest / _WHEELS / ".keep").write_text("")  # COPY needs the folder even with no wheels
-    files = [ContextFile(DOCKERFILE, dest / DOCKERFILE),
-             ContextFile("requirements.lock", lock),
-             ContextFile("predictor/requirements.txt", dest / "predictor" / "requirements.txt"),
-             ContextFile(f"{_WHEELS}/.keep", dest / _WHEELS / ".keep")]
-    for wheel in sorted(wheels):
+    for wheel in wheels:
         if wheel.parent != dest / _WHEELS:
             shutil.copy2(wheel, dest / _WHEELS / wheel.name)
-        files.append(ContextFile(f"{_WHEELS}/{wheel.name}", dest / _WHEELS / wheel.name))
-    return files + code_files(source.code)
+    for f in code_files(source.code):
+        target = dest / f.arcname
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f.source, target)

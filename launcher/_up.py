@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher._build import image_tag
-from launcher._builder import build_image, prepare_wheelhouse
+from launcher._builder import build_image, build_predictor_image, prepare_wheelhouse
 from launcher._engine import EngineAPI, connect
 from launcher._engine_errors import (
     TOOLKIT_HINT,
@@ -46,6 +46,7 @@ from launcher._lifecycle import (
     service_url,
     with_memlock,
 )
+from launcher._model import VOLUME_DIR, ModelFile, model_archive
 from launcher._options import STOP_GRACE, PlanOptions
 from launcher._plan import LABEL_MANAGED, LABEL_NAME, Plan, make_plan
 from launcher._probe import Probe
@@ -54,8 +55,10 @@ __all__ = [
     "STOP_GRACE",
     "UpPolicy",
     "check_gpu_image",
+    "copy_model",
     "ensure_container",
     "ensure_image",
+    "ensure_predictor_image",
     "ensure_volumes",
     "fill_wheelhouse_first",
     "preflight",
@@ -113,26 +116,73 @@ def fill_wheelhouse_first(engine: EngineAPI, plan: Plan, policy: UpPolicy,
     The plan returned says what was decided: ``build.wheelhouse_ready`` is True when it was
     filled here (and its tag is then the new one)."""
     spec = plan.build
-    if (spec.wheelhouse is None or explicit_tag or policy.no_build
-            or not (policy.build or engine.image_id(plan.image) is None)):
+    if (spec.wheelhouse is None or explicit_tag or policy.no_build or _given(plan)
+            or not (policy.build or engine.image_id(spec.tag) is None)):
         return plan
     prepare_wheelhouse(engine, spec, _log)
     tag = image_tag(spec.context, spec.dockerfile, spec.build_args, wheelhouse=spec.wheelhouse)
     return plan.with_build(replace(spec, tag=tag, wheelhouse_ready=True))
 
 
+def _given(plan: Plan) -> bool:
+    return plan.predictor is not None and plan.predictor.given_service_image
+
+
 def ensure_image(engine: EngineAPI, plan: Plan, policy: UpPolicy) -> str:
-    """The plan's image id: present → reused (unless --build); missing → built (unless
-    --no-build) as ``plan.build`` says."""
-    existing = engine.image_id(plan.image)
+    """The service image's id: present → reused (unless --build); missing → built (unless
+    --no-build) as ``plan.build`` says. A ``--service-image`` is only looked up."""
+    tag = plan.build.tag
+    existing = engine.image_id(tag)
+    if _given(plan):
+        if not existing:
+            raise NotFound(f"--service-image {tag} is not on the engine",
+                           hint="build one (launcher build) or pull it, or drop "
+                                "--service-image to build the planned one")
+        return existing
     if existing and not policy.build:
-        _log(f"image {plan.image} is present")
+        _log(f"image {tag} is present")
         return existing
     if not existing and policy.no_build:
-        raise NotFound(f"image {plan.image} is not on the engine and --no-build was given",
+        raise NotFound(f"image {tag} is not on the engine and --no-build was given",
                        hint="drop --no-build to build it, or build it first: launcher build")
     result = build_image(engine, plan.build, log=_log)
-    return result.image_id or engine.image_id(plan.image) or ""
+    return result.image_id or engine.image_id(tag) or ""
+
+
+def ensure_predictor_image(engine: EngineAPI, plan: Plan, policy: UpPolicy) -> str | None:
+    """With --predictor, the derived image's id: present → reused (its content-hash tag says
+    nothing changed); missing → built FROM the service image. None without --predictor."""
+    predictor = plan.predictor
+    if predictor is None:
+        return None
+    existing = engine.image_id(predictor.tag)
+    if existing and not policy.build:
+        _log(f"image {predictor.tag} is present (same predictor, code and requirements)")
+        return existing
+    if not existing and policy.no_build:
+        raise NotFound(f"image {predictor.tag} is not on the engine and --no-build was given",
+                       hint="drop --no-build to build it, or build it first: launcher build "
+                            "--predictor MODULE:CLASS --code DIR")
+    result = build_predictor_image(engine, predictor, plan.build.context / "requirements.lock",
+                                   log=_log, verbose=plan.build.verbose)
+    return result.image_id or engine.image_id(predictor.tag) or ""
+
+
+def copy_model(engine: EngineAPI, plan: Plan, model: ModelFile) -> None:
+    """A remote engine cannot mount a file of this host: copy it into the volume mounted at
+    /models, through a container that is created, never started, and removed."""
+    binds = [b for b in plan.create["HostConfig"]["Binds"]
+             if b.split(":")[1:2] == [VOLUME_DIR]]
+    body = {"Image": plan.image, "Entrypoint": [], "Cmd": ["true"], "User": "0",
+            "Labels": {**plan.build.labels, LABEL_MANAGED: "model-copy"},
+            "HostConfig": {"Binds": binds, "NetworkMode": "none"}}
+    helper = engine.create_container(body)
+    try:
+        engine.put_archive(helper, VOLUME_DIR, model_archive(model))
+    finally:
+        engine.remove_container(helper, force=True)
+    _log(f"copied {model.path} into {binds[0].split(':')[0] if binds else VOLUME_DIR} "
+         f"as {model.container_path}")
 
 
 def ensure_volumes(engine: EngineAPI, plan: Plan) -> None:
@@ -321,10 +371,15 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
     engine: EngineAPI = connect()
     try:
         plan = preflight(engine, plan, options)
-        plan = fill_wheelhouse_first(engine, plan, policy, options.build.tag is not None)
+        # With --predictor, --tag names the derived image: the service image's tag is a hash.
+        explicit = options.build.tag is not None and plan.predictor is None
+        plan = fill_wheelhouse_first(engine, plan, policy, explicit)
         image_id = ensure_image(engine, plan, policy)
+        image_id = ensure_predictor_image(engine, plan, policy) or image_id
         check_gpu_image(engine, plan, probe, policy)
         ensure_volumes(engine, plan)
+        if options.model is not None and options.model.in_volume:
+            copy_model(engine, plan, options.model)
         container = ensure_container(engine, plan, image_id, policy)
         url = wait_ready(engine, container, plan.name, policy)
     finally:

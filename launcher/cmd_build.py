@@ -16,11 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from launcher._build import BuildSpec, image_tag, parse_image_ref
-from launcher._builder import build_image, check_context, prepare_wheelhouse
-from launcher._engine import connect
+from launcher._builder import (
+    BuildResult,
+    build_image,
+    build_predictor_image,
+    check_context,
+    prepare_wheelhouse,
+)
+from launcher._engine import EngineAPI, connect
+from launcher._engine_errors import NotFound
 from launcher._errors import EXIT_OK, LauncherError, UsageError
 from launcher._options import add_build_options, build_options_from_args
 from launcher._plan import ROOT, build_inputs, cuda_choice
+from launcher._predictor_image import PredictorBuild
 from launcher._probe import probe_host
 from launcher._wheelhouse import parse_python_version
 from service.nvml import load_nvml
@@ -97,23 +105,55 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     if choice is not None:
         _log(choice.explanation)
     labels = dict(args.label)
+    predictor = build.predictor
+    # With --predictor, --tag names the derived image; the service image keeps its hash.
+    service_tag = build.tag if predictor is None else None
     spec = BuildSpec(dockerfile=dockerfile, base_image=base, build_args=build_args,
-                     tag=build.tag or "", context=args.context, wheelhouse=build.wheelhouse,
+                     tag=service_tag or "", context=args.context, wheelhouse=build.wheelhouse,
                      no_cache=build.no_cache, labels=labels, python_version=args.python_version,
-                     skip_if_exists=build.tag is None, verbose=build.verbose)
+                     skip_if_exists=service_tag is None, verbose=build.verbose)
     check_context(spec)  # before the engine: a usage error needs no daemon
     engine = connect()
     try:
-        if spec.wheelhouse is not None:
-            # Fill first: the content-hash tag covers the wheels the build will get.
-            prepare_wheelhouse(engine, spec, _log)
-            # The GPU image installs the torch build the filled wheelhouse holds.
-            dockerfile, base, build_args = build_inputs(choice, build)
-            spec = replace(spec, build_args=build_args)
-        tag = build.tag or image_tag(args.context, dockerfile, build_args,
-                                     wheelhouse=build.wheelhouse, labels=labels)
-        result = build_image(engine, replace(spec, tag=tag, wheelhouse_ready=True), log=_log)
+        if build.service_image is not None:
+            result = _service_image(engine, build.service_image)
+        else:
+            if spec.wheelhouse is not None:
+                # Fill first: the content-hash tag covers the wheels the build will get.
+                prepare_wheelhouse(engine, spec, _log)
+                # The GPU image installs the torch build the filled wheelhouse holds.
+                dockerfile, base, build_args = build_inputs(choice, build)
+                spec = replace(spec, build_args=build_args)
+            tag = service_tag or image_tag(args.context, dockerfile, build_args,
+                                           wheelhouse=build.wheelhouse, labels=labels)
+            result = build_image(engine, replace(spec, tag=tag, wheelhouse_ready=True), log=_log)
+        if predictor is not None:
+            result = _predictor_image(engine, PredictorBuild.plan(
+                predictor, result.tag, tag=build.tag, wheelhouse=build.wheelhouse, labels=labels,
+                no_cache=build.no_cache, given_service_image=build.service_image is not None),
+                args.context, build.verbose)
     finally:
         engine.close()
     print(json.dumps(result.to_json(), indent=2) if args.json else result.tag)
     return EXIT_OK
+
+
+def _service_image(engine: EngineAPI, tag: str) -> BuildResult:
+    image_id = engine.image_id(tag)
+    if image_id is None:
+        raise NotFound(f"--service-image {tag} is not on the engine",
+                       hint="build one (launcher build) or pull it, or drop --service-image to "
+                            "build the planned one")
+    return BuildResult(tag, image_id, built=False)
+
+
+def _predictor_image(engine: EngineAPI, predictor: PredictorBuild, context: Path,
+                     verbose: bool) -> BuildResult:
+    """The derived image: found by its content-hash tag, or built FROM the service image."""
+    existing = engine.image_id(predictor.tag)
+    if existing and not predictor.explicit_tag and not predictor.no_cache:
+        _log(f"image {predictor.tag} is up to date (same predictor, code and requirements); "
+             "not building")
+        return BuildResult(predictor.tag, existing, built=False)
+    return build_predictor_image(engine, predictor, context / "requirements.lock", log=_log,
+                                 verbose=verbose)

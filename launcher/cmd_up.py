@@ -54,11 +54,16 @@ def format_plan(plan: Plan) -> str:
         f"ports:   {ports}",
         f"volumes: {', '.join(host['Binds'])}",
     ]
+    if plan.predictor is not None:
+        lines.insert(2, f"predictor: {plan.predictor.source.predictor} from "
+                        f"{plan.predictor.source.code} on {plan.predictor.service_image}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
-    options = plan_options_from_args(args, os.environ, os.getcwd())
+    remote = is_remote_engine(os.environ.get("DOCKER_HOST"))
+    # Every flag (--model's file too) is checked here, before the engine is touched.
+    options = plan_options_from_args(args, os.environ, os.getcwd(), remote=remote)
     # A CPU plan needs no probe; --no-probe takes --gpus as given; a remote engine is probed
     # on that engine.
     probe = probe_for(options, os.environ, args.dry_run, load)
@@ -70,6 +75,6 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
         print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
         return 0
     policy = UpPolicy(build=args.build, no_build=args.no_build, timeout=args.timeout,
-                      remote=is_remote_engine(os.environ.get("DOCKER_HOST")),
+                      remote=remote,
                       state_dir=cache_dir(os.environ))
     return up(plan, options, policy, probe)

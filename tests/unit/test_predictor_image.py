@@ -20,8 +20,8 @@ from launcher._predictor_image import (
 )
 from tests.conftest import ROOT
 
-HINT_TORCH = ("torch 2.13.0 is in the service image already (requirements.lock); drop the torch "
-              "line from --requirements (or its version: a bare 'torch' is satisfied by the "
+HINT_TORCH = ("torch 2.13.0 is in the service image already (requirements.lock): drop the torch "
+              "line from --requirements FILE, or its version (a bare 'torch' is satisfied by the "
               "image's)")
 
 
@@ -104,8 +104,8 @@ BAD_FLAGS = [
     ("predict", ".", None, ('invalid argument "predict" for "--predictor" flag: expected '
      "MODULE:CLASS"), "--predictor MODULE:CLASS names a class in a module of --code DIR"),
     ("predict:Predictor", None, None, ("--predictor predict:Predictor needs --code DIR (the "
-     "directory with its module)"), ("add --code DIR, e.g. --code . (launcher init DIR writes a "
-     "starter)")),
+     "directory with its module)"), ("add --code DIR, the directory with the module (launcher init "
+     "DIR writes a starter)")),
     ("predict:Predictor", "nope", None, ('invalid argument "nope" for "--code" flag: not a '
      "directory"), "pass the directory that holds the predictor's module"),
     ("other:Predictor", ".", None, ("--predictor other:Predictor: no other.py (or "
