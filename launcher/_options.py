@@ -204,7 +204,9 @@ def _flag(flag: str, value: str, parse: Callable[[str], Any]) -> Any:
                          hint=_FLAG_HINTS.get(flag)) from None
 
 
-def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
+def build_options_from_args(args: argparse.Namespace, cwd: str | None = None) -> BuildOptions:
+    """Parse the image flags; paths (--code, --requirements) are taken from ``cwd`` (default:
+    this process's)."""
     wheelhouse = args.wheelhouse
     if wheelhouse is not None and wheelhouse.exists() and not wheelhouse.is_dir():
         raise UsageError(f"--wheelhouse {wheelhouse}: not a directory",
@@ -217,7 +219,8 @@ def build_options_from_args(args: argparse.Namespace) -> BuildOptions:
             f'invalid argument "{args.cuda}" for "--cuda" flag: '
             f"torch {TORCH_VERSION} has no wheels for CUDA {format_version(cuda)}",
             hint="pick one of " + ", ".join(format_version(v) for v in known))
-    predictor = predictor_source(args.predictor, args.code, args.requirements, os.getcwd())
+    predictor = predictor_source(args.predictor, args.code, args.requirements,
+                                 cwd or os.getcwd())
     if args.service_image and predictor is None:
         raise UsageError("--service-image needs --predictor MODULE:CLASS",
                          hint="drop --service-image, or add --predictor and --code")
@@ -288,7 +291,7 @@ def plan_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
         shm_size=_flag("--shm-size", args.shm_size, parse_bytes),
         ulimits=tuple(_flag("--ulimit", u, parse_ulimit) for u in args.ulimit),
         restart=_flag("--restart", args.restart, parse_restart),
-        build=build_options_from_args(args),
+        build=build_options_from_args(args, cwd),
         labels=dict(label.partition("=")[::2] for label in args.label),
         model=_model(args, env, cwd, remote),
     )
