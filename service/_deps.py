@@ -12,7 +12,9 @@ from service._errors import ServiceError
 
 __all__ = ["CPU_TORCH_INDEX", "MissingDependency", "missing_dependency"]
 
-# PyTorch's CPU wheel index (https://pytorch.org/get-started/locally/, Linux + Pip + CPU).
+# PyTorch's CPU wheel index (https://pytorch.org/get-started/locally/, Linux + Pip + CPU): a
+# copy of launcher/data/cuda.json's, which the service cannot read in its image (no launcher/);
+# tests/unit/test_pins.py holds the two equal.
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 _BASE = "pip install gpu-launcher (the base install brings it)"
 _SERVICE = "pip install 'gpu-launcher[service]'"

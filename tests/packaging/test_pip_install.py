@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from service._deps import CPU_TORCH_INDEX
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -120,6 +121,6 @@ def test_the_service_extra_never_pulls_torch_on_linux(venv: Path, tmp_path: Path
     assert served.returncode == 1
     assert served.stderr.splitlines() == [
         "error: python -m service needs torch (module 'torch'), which is not installed",
-        ("hint: pip install torch --index-url https://download.pytorch.org/whl/cpu (a CPU build; "
+        (f"hint: pip install torch --index-url {CPU_TORCH_INDEX} (a CPU build; "
         "download.pytorch.org/whl/cu128 for CUDA 12.8; plain PyPI on Linux is a CUDA build)"),
     ]

@@ -8,7 +8,7 @@ import tomllib
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-from service._deps import missing_dependency
+from service._deps import CPU_TORCH_INDEX, missing_dependency
 from tests.conftest import ROOT
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -60,7 +60,7 @@ MISSING = [
      "installed"), "pip install 'gpu-launcher[service]'"),
     ("torch", "python -m service",
      "python -m service needs torch (module 'torch'), which is not installed",
-     ("pip install torch --index-url https://download.pytorch.org/whl/cpu (a CPU build; "
+     (f"pip install torch --index-url {CPU_TORCH_INDEX} (a CPU build; "
      "download.pytorch.org/whl/cu128 for CUDA 12.8; plain PyPI on Linux is a CUDA build)")),
 ]
 

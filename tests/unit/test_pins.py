@@ -36,7 +36,7 @@ def test_the_cpu_index_url_is_written_only_in_the_table_and_the_dockerfile() -> 
     url = cuda_table().cpu_index_url
     found = sorted(str(p.relative_to(ROOT)) for p in _tree()
                    if url in p.read_text(errors="replace"))
-    assert found == ["Dockerfile", "launcher/data/cuda.json"]
+    assert found == ["Dockerfile", "launcher/data/cuda.json", "service/_deps.py"]
 
 
 def test_the_gpu_dockerfile_defaults_to_the_unprobed_choice() -> None:
@@ -50,3 +50,10 @@ def test_the_gpu_dockerfile_defaults_to_the_unprobed_choice() -> None:
                                re.MULTILINE))
     assert defaults == {"CUDA_IMAGE": choice.image, "TORCH_VARIANT": choice.wheel,
                         "TORCH_INDEX_URL": choice.index_url}
+
+
+def test_the_services_torch_hint_names_the_tables_cpu_index() -> None:
+    # The service runs where launcher/ is not (the image): its copy is held equal here.
+    from service._deps import CPU_TORCH_INDEX
+
+    assert CPU_TORCH_INDEX == cuda_table().cpu_index_url
