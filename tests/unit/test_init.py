@@ -77,7 +77,7 @@ def test_the_starter_predictor_serves_as_generated(tmp_path: Path,
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "predict", raising=False)
     predictor = load_predictor_class("predict:Predictor")
-    app = create_app(predictor, Settings(device="cpu"), CollectorRegistry(), nvml_loader=None)
+    app = create_app(predictor, Settings(devices=("cpu",)), CollectorRegistry(), nvml_loader=None)
 
     async def scenario() -> tuple[int, object]:
         async with running(app):

@@ -75,6 +75,6 @@ def test_a_missing_dependency_is_named_with_its_install(module: str, needed_by: 
     assert (missing.message, missing.hint) == (message, hint)
 
 
-@pytest.mark.parametrize("module", ["service._nope", "launcher.cmd_nope", "yaml"])
+@pytest.mark.parametrize("module", ["service._nope", "launcher.cmd_nope", "sklearn"])
 def test_a_module_that_is_not_a_dependency_is_not_explained_away(module: str) -> None:
     assert missing_dependency(ModuleNotFoundError(module, name=module), "launcher") is None

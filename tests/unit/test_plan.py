@@ -366,7 +366,9 @@ def test_the_plan_json_keeps_its_keys_and_reads_the_build_from_the_plans_build_s
                   probe_of(H100, driver="580.65.06", cuda=13000))
     data = result.to_json()
     assert list(data) == ["name", "image", "dockerfile", "base_image", "build_args", "wheelhouse",
-                          "no_cache", "gpu", "cuda", "explanation", "create", "warnings"]
+                          "no_cache", "gpu", "cuda", "explanation", "create", "warnings",
+                          "predictor"]
+    assert data["predictor"] is None  # --predictor: tests/unit/test_own_model_plan.py
     build = result.build
     assert (data["image"], data["dockerfile"], data["base_image"], data["build_args"],
             data["wheelhouse"], data["no_cache"]) == (
