@@ -16,9 +16,14 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 from urllib.parse import urlsplit
 
-import docker
-import docker.errors
-import requests
+try:
+    import docker
+    import docker.errors
+    import requests
+except ModuleNotFoundError as exc:  # a pip install --no-deps: only what needs an engine fails
+    _SDK_MISSING: ModuleNotFoundError | None = exc
+else:
+    _SDK_MISSING = None
 
 from launcher._engine_errors import (
     ENGINE_HINT,
@@ -174,6 +179,8 @@ def connect(environ: Mapping[str, str] | None = None, timeout: int = 300) -> Eng
     """The engine ``DOCKER_HOST`` (of ``environ``, default this process's) names; when it does
     not answer, the hint says which one was asked."""
     environ = os.environ if environ is None else environ
+    if _SDK_MISSING is not None:  # launcher's main names the install that brings it
+        raise _SDK_MISSING
     try:  # asks the engine its API version: the round trip that tells whether one answers
         client = docker.from_env(timeout=timeout, environment=dict(environ))
     except Exception as exc:  # noqa: BLE001 - every failure here means "no engine"
