@@ -10,33 +10,20 @@ from typing import Any, ClassVar
 
 import orjson
 import pytest
-from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope
 
-from service._app import create_app
 from service._batcher import NoReplica
 from service._errors import ServiceError
 from service._predictor import Batch
-from service._settings import Settings
 from service._v2 import ROUTES, ModelSpec, TensorSpec
 from service._v2_server import V2Server
-from tests.service.asgi import request, running, wait_ready
-from tests.service.test_app import SumPredictor
+from tests.service.asgi import request, wait_ready
+from tests.service.test_app import SumPredictor, serve
 
 
 def infer_body(*rows: list[float]) -> bytes:
     return orjson.dumps({"inputs": [{"name": "input", "shape": [len(rows), 3],
                                      "datatype": "FP32", "data": list(rows)}]})
-
-
-def serve(predictor: Any, scenario: Any, **settings: Any) -> None:
-    app = create_app(predictor, Settings(**settings), CollectorRegistry(), nvml_loader=None)
-
-    async def main() -> None:
-        async with running(app):
-            await scenario(app)
-
-    asyncio.run(main())
 
 
 def test_while_the_model_loads_v2_answers_503_with_retry_after_and_live_is_200() -> None:
