@@ -40,16 +40,20 @@ def test_the_torch_predictor_runs_on_cuda_and_agrees_with_the_cpu() -> None:
         assert gpu_row == pytest.approx(cpu_row, abs=1e-4)
 
 
+def assert_rows_alone_match_the_batch(url: str, x: list[list[float]], threads: int) -> None:
+    """Each row sent alone, THREADS at a time, gets what it got inside one request of all rows."""
+    whole = requests.post(url + "/predict", json={"inputs": x}, timeout=30).json()
+    with ThreadPoolExecutor(threads) as pool:
+        singles = list(pool.map(lambda row: requests.post(
+            url + "/predict", json={"inputs": [row]}, timeout=30).json(), x))
+    assert [s["predictions"][0] for s in singles] == whole["predictions"]
+
+
 def test_auto_picks_the_gpu_and_serves_concurrent_requests(server_factory: ServerFactory) -> None:
     server = server_factory(env={"DEVICE": "auto"})
     metrics = requests.get(server.url + "/metrics", timeout=10).text
     assert 'device="cuda:0"' in metrics
-    x = rows(100, seed=1)
-    whole = requests.post(server.url + "/predict", json={"inputs": x}, timeout=30).json()
-    with ThreadPoolExecutor(50) as pool:
-        singles = list(pool.map(lambda row: requests.post(
-            server.url + "/predict", json={"inputs": [row]}, timeout=30).json(), x))
-    assert [s["predictions"][0] for s in singles] == whole["predictions"]
+    assert_rows_alone_match_the_batch(server.url, rows(100, seed=1), threads=50)
 
 
 def test_a_cuda_index_past_the_last_gpu_fails_readiness_with_the_reason(
@@ -67,12 +71,7 @@ def test_two_replicas_on_one_gpu_both_take_batches_and_answer_as_one(
     ready = requests.get(server.url + "/readyz", timeout=10).json()
     assert [(r["device"], r["state"]) for r in ready["replicas"]] == [
         ("cuda:0", "ready"), ("cuda:0", "ready")]
-    x = rows(200, seed=2)
-    whole = requests.post(server.url + "/predict", json={"inputs": x}, timeout=30).json()
-    with ThreadPoolExecutor(64) as pool:
-        singles = list(pool.map(lambda row: requests.post(
-            server.url + "/predict", json={"inputs": [row]}, timeout=30).json(), x))
-    assert [s["predictions"][0] for s in singles] == whole["predictions"]
+    assert_rows_alone_match_the_batch(server.url, rows(200, seed=2), threads=64)
     metrics = requests.get(server.url + "/metrics", timeout=10).text
     for replica in ("0", "1"):
         assert f'predictor_batch_size_count{{device="cuda:0",replica="{replica}"}}' in metrics
