@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import requests
@@ -24,6 +25,21 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
 # Every container, volume, network and image a test creates carries this label.
 TEST_LABEL = {"org.gpu-launcher.test": "1"}
+
+
+def unavailable(msg: str) -> NoReturn:
+    """Something a test needs is missing: fail when CI=true (set-up provides it there), else skip."""
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def tool_path(name: str, setup: str) -> str:
+    """NAME's path on PATH, else ``unavailable`` naming the ``setup`` step that installs it."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"no {name} on PATH; run {setup}")
+    return path
 
 
 def unique(prefix: str = "glt") -> str:
@@ -50,10 +66,8 @@ def docker_client():  # type: ignore[no-untyped-def]
         client = docker.from_env(timeout=120)
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
-        msg = f"no Docker engine reachable ({type(exc).__name__}: {exc}); run scripts/setup --engine"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(f"no Docker engine reachable ({type(exc).__name__}: {exc}); "
+                    "run scripts/setup --engine")
     yield client
     client.close()
 

@@ -21,7 +21,7 @@ import pytest
 from launcher._cuda import cuda_table
 from launcher._engine import connect
 from launcher._wheelhouse import PROBE_COMMAND, fill_wheelhouse, parse_probe
-from tests.conftest import IN_CI, ROOT, TEST_LABEL, unique
+from tests.conftest import ROOT, TEST_LABEL, unavailable, unique
 
 # The debootstrap bookworm stand-in that scripts/standin-images imports (python3 3.11 + venv).
 STANDIN = "gpu-launcher/standin-bookworm:latest"
@@ -67,10 +67,7 @@ def standin_image(docker_client: Any) -> str:
     try:
         docker_client.images.get(STANDIN)
     except docker.errors.ImageNotFound:
-        msg = f"no stand-in base image {STANDIN}; run scripts/setup --standins"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(f"no stand-in base image {STANDIN}; run scripts/setup --standins")
     return STANDIN
 
 

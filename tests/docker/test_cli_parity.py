@@ -7,7 +7,6 @@ too, with exit 2 and the value echoed.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from launcher._cli import main
 from launcher._flags import parse_publish, parse_volume, port_maps
 from launcher._gpus import parse_gpus
-from tests.conftest import IN_CI, TEST_LABEL, unique
+from tests.conftest import TEST_LABEL, tool_path, unique
 from tests.docker.conftest import STANDIN
 
 pytestmark = [pytest.mark.docker]
@@ -29,13 +28,7 @@ IMAGE = STANDIN
 
 @pytest.fixture(scope="module")
 def docker_cli(docker_client: Any, standin_image: str) -> Iterator[str]:
-    cli = shutil.which("docker")
-    if cli is None:
-        msg = "no docker CLI on PATH; run scripts/setup --engine"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    yield cli
+    yield tool_path("docker", "scripts/setup --engine")
 
 
 def docker_create(cli: str, flags: Sequence[str]) -> tuple[dict[str, Any] | None, str]:

@@ -25,7 +25,7 @@ from launcher._options import PlanOptions
 from launcher._plan import Plan, make_plan
 from launcher._up import STOP_GRACE
 from service._settings import STOP_SECONDS
-from tests.conftest import IN_CI, ROOT, TEST_LABEL, free_port, unique
+from tests.conftest import ROOT, TEST_LABEL, free_port, unavailable, unique
 from tests.docker.conftest import BuiltImage
 
 GPU_FILE = ROOT / "compose.gpu.yml"
@@ -83,10 +83,7 @@ def compose_v2() -> None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         ok, why = False, f"{type(exc).__name__}: {exc}"
     if not ok:
-        msg = f"docker compose v2 not available ({why}); run scripts/setup --engine"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(f"docker compose v2 not available ({why}); run scripts/setup --engine")
 
 
 # --- the file as Compose reads it -----------------------------------------------------------

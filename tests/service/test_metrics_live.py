@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable
 
@@ -12,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from service._metrics import ServiceMetrics
 from service.nvml import NvmlUnavailable, load_nvml
-from tests.conftest import IN_CI, ServerProcess
+from tests.conftest import ServerProcess, tool_path
 from tests.fakenvml import NOT_SUPPORTED, FakeGpu, FakeNvml, loader
 
 ServerFactory = Callable[..., ServerProcess]
@@ -21,13 +20,7 @@ pytestmark = pytest.mark.slow
 
 def require_tool(name: str) -> str:
     """The tool's path; missing: fail in CI (scripts/setup --tools installs it), else skip."""
-    path = shutil.which(name)
-    if path is None:
-        msg = f"{name} not on PATH; run scripts/setup --tools (Debian package 'prometheus')"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return tool_path(name, "scripts/setup --tools (Debian package 'prometheus')")
 
 
 ROW = [0.0] * 64  # one row of the built-in digits model
