@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import tarfile
 import time
@@ -23,7 +22,7 @@ import pytest
 import requests
 
 from tests.clihelpers import run_launcher
-from tests.conftest import IN_CI, TEST_LABEL, free_port, stop_process, unique
+from tests.conftest import TEST_LABEL, free_port, stop_process, tool_path, unique
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -36,13 +35,7 @@ LAYER_LINE = re.compile(r"launcher: layer [0-9a-f]{12}: (pushed|layer already ex
 
 @pytest.fixture(scope="module")
 def registry_binary() -> str:
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        msg = "no docker-registry on PATH; run scripts/setup --tools (Debian: docker-registry)"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return binary
+    return tool_path("docker-registry", "scripts/setup --tools (Debian: docker-registry)")
 
 
 Registry = Callable[..., str]
@@ -201,20 +194,27 @@ def test_push_uses_the_docker_config_credentials(docker_client: Any, registry: R
         _remove(docker_client, dest)
 
 
-def test_push_without_credentials_is_refused_with_a_login_hint(docker_client: Any,
-                                                               registry: Registry,
-                                                               tiny_image: str,
-                                                               tmp_path: Path) -> None:
-    host = registry(auth=True)
-    dest = f"{host}/{unique('glt-denied')}:v1"
+def _failed_push(docker_client: Any, image: str, dest: str, tmp_path: Path,
+                 timeout: float) -> list[str]:
+    """Push IMAGE to DEST with no credentials, expecting exit 1 with one error line and one hint
+    line (progress lines dropped); those two lines, for the caller's own checks."""
     try:
-        proc = run_launcher("push", "--image", tiny_image, dest,
-                            env=_docker_config(tmp_path / "docker", {}), timeout=300)
+        proc = run_launcher("push", "--image", image, dest,
+                            env=_docker_config(tmp_path / "docker", {}), timeout=timeout)
     finally:
         _remove(docker_client, dest)
     errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("launcher: pushing")]
     assert (proc.returncode, proc.stdout, len(errors)) == (1, "", 2), proc.stderr
     assert errors[0].startswith(f"launcher: error: pushing {dest}: ")
+    return errors
+
+
+def test_push_without_credentials_is_refused_with_a_login_hint(docker_client: Any,
+                                                               registry: Registry,
+                                                               tiny_image: str,
+                                                               tmp_path: Path) -> None:
+    dest = f"{registry(auth=True)}/{unique('glt-denied')}:v1"
+    errors = _failed_push(docker_client, tiny_image, dest, tmp_path, timeout=300)
     assert "no basic auth credentials" in errors[0]
     assert errors[1].startswith("hint: log in as the Docker CLI does (docker login REGISTRY)")
 
@@ -223,14 +223,7 @@ def test_push_to_a_registry_that_does_not_answer_fails_in_one_line(docker_client
                                                                    tiny_image: str,
                                                                    tmp_path: Path) -> None:
     dest = f"127.0.0.1:{free_port()}/{unique('glt-nobody')}:v1"
-    try:
-        proc = run_launcher("push", "--image", tiny_image, dest,
-                            env=_docker_config(tmp_path / "docker", {}), timeout=120)
-    finally:
-        _remove(docker_client, dest)
-    errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("launcher: pushing")]
-    assert (proc.returncode, proc.stdout, len(errors)) == (1, "", 2), proc.stderr
-    assert errors[0].startswith(f"launcher: error: pushing {dest}: ")
+    errors = _failed_push(docker_client, tiny_image, dest, tmp_path, timeout=120)
     assert errors[0].endswith("connect: connection refused")
     assert errors[1].startswith("hint: check that the registry runs and the engine can reach it")
 
