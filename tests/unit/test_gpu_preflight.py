@@ -4,7 +4,6 @@ systemd's cgroup driver with /dev/char lacking the NVIDIA device nodes."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -19,9 +18,7 @@ from launcher._gpu_preflight import (
 )
 from launcher._probe import GpuInfo, Probe
 from launcher._require import HostFacts
-
-REAL = {i["cuda"]: i["NVIDIA_REQUIRE_CUDA"] for i in json.loads(
-    (Path(__file__).parent / "data/nvidia_require_cuda.json").read_text())["images"]}
+from tests.unit.test_require import REAL
 
 
 def host(driver: str, cuda: tuple[int, int] | None, brand: str | None = "geforcertx",
