@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -40,6 +40,17 @@ def tool_path(name: str, setup: str) -> str:
     if path is None:
         unavailable(f"no {name} on PATH; run {setup}")
     return path
+
+
+def error_text(error: type[Exception], call: Callable[..., object], *args: Any,
+               **kwargs: Any) -> str:
+    """The text of the ``error`` that ``call(*args, **kwargs)`` raises (the test fails if none),
+    for tables that assert it exactly: its ``message`` where it has one (the project's errors),
+    else ``str()``."""
+    with pytest.raises(error) as info:
+        call(*args, **kwargs)
+    message = getattr(info.value, "message", None)
+    return message if isinstance(message, str) else str(info.value)
 
 
 def unique(prefix: str = "glt") -> str:

@@ -19,6 +19,7 @@ from launcher._build import (
     parse_image_ref,
     write_context_tar,
 )
+from tests.conftest import error_text
 
 IGNORE = """
 # comments and blank lines do not count
@@ -257,9 +258,7 @@ def test_parse_image_ref(value: str, error: str | None) -> None:
     if error is None:
         assert parse_image_ref(value) == value
         return
-    with pytest.raises(ValueError) as info:
-        parse_image_ref(value)
-    assert str(info.value) == error
+    assert error_text(ValueError, parse_image_ref, value) == error
 
 
 def test_the_real_context_is_only_what_the_images_need() -> None:

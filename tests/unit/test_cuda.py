@@ -22,6 +22,7 @@ from launcher._cuda import (
     parse_cuda_version,
     wheel_coverage,
 )
+from tests.conftest import error_text
 
 DATA = Path(__file__).resolve().parents[2] / "launcher/data/cuda.json"
 
@@ -225,6 +226,4 @@ def test_wheel_coverage_same_major_minor_le_or_ptx(capability: tuple[int, int],
     ("", "invalid CUDA version '': expected MAJOR.MINOR, e.g. 12.6"),
 ], ids=["no-minor", "not-a-number", "empty"])
 def test_parse_cuda_version_rejects(text: str, message: str) -> None:
-    with pytest.raises(ValueError) as info:
-        parse_cuda_version(text)
-    assert str(info.value) == message
+    assert error_text(ValueError, parse_cuda_version, text) == message

@@ -18,6 +18,7 @@ from launcher._flags import (
     port_maps,
     validate_name,
 )
+from tests.conftest import error_text
 
 PM = PortMapping
 PUBLISH = [
@@ -64,9 +65,7 @@ PUBLISH_ERRORS = [
 
 @pytest.mark.parametrize("value, message", PUBLISH_ERRORS, ids=[v or "empty" for v, _ in PUBLISH_ERRORS])
 def test_parse_publish_rejects(value: str, message: str) -> None:
-    with pytest.raises(FlagError) as info:
-        parse_publish(value)
-    assert str(info.value) == message
+    assert error_text(FlagError, parse_publish, value) == message
 
 
 def test_port_maps_merge_bindings_of_one_port() -> None:
@@ -109,9 +108,7 @@ VOLUME_ERRORS = [
 
 @pytest.mark.parametrize("value, message", VOLUME_ERRORS, ids=[v or "empty" for v, _ in VOLUME_ERRORS])
 def test_parse_volume_rejects(value: str, message: str) -> None:
-    with pytest.raises(FlagError) as info:
-        parse_volume(value, cwd="/work")
-    assert str(info.value) == message
+    assert error_text(FlagError, parse_volume, value, cwd="/work") == message
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -139,9 +136,7 @@ def test_parse_env_file_like_docker() -> None:
     (b"A=1\nB=\xff\n", "invalid env file (f): contains invalid utf8 bytes at line 2"),
 ], ids=["space-in-name", "no-name", "not-utf8"])
 def test_parse_env_file_rejects(data: bytes, message: str) -> None:
-    with pytest.raises(FlagError) as info:
-        parse_env_file(data, "f", {})
-    assert str(info.value) == message
+    assert error_text(FlagError, parse_env_file, data, "f", {}) == message
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -165,14 +160,10 @@ def test_parse_restart(value: str, expected: dict[str, Any]) -> None:
     ("on-failure:-1", "maximum retry count cannot be negative"),
 ], ids=["unknown", "count-on-always", "count-not-int", "no-policy", "negative"])
 def test_parse_restart_rejects(value: str, message: str) -> None:
-    with pytest.raises(FlagError) as info:
-        parse_restart(value)
-    assert str(info.value) == message
+    assert error_text(FlagError, parse_restart, value) == message
 
 
 @pytest.mark.parametrize("value", ["a", "-x", "a b", "a/b", ""], ids=["short", "dash", "space", "slash", "empty"])
 def test_validate_name_rejects(value: str) -> None:
-    with pytest.raises(FlagError) as info:
-        validate_name(value)
-    assert str(info.value) == (
+    assert error_text(FlagError, validate_name, value) == (
         f"Invalid container name ({value}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")

@@ -40,6 +40,7 @@ from launcher._probe import probe_host
 from launcher.cmd_probe import probe_json
 from launcher.cmd_render import _HINTS as RENDER_HINTS
 from service._metrics import ServiceMetrics
+from tests.conftest import error_text
 from tests.fakenvml import FakeGpu, FakeNvml, loader
 
 # The oldest we claim (launcher/data/kubernetes.json) and the newest the pinned
@@ -368,9 +369,7 @@ _VALUE = ("a valid label must be an empty string or consist of alphanumeric char
     ("k=-v", _VALUE),
 ], ids=["no-key", "bad-prefix", "long-key", "value-starts-with-dash"])
 def test_parse_node_selector_rejects(value: str, error: str) -> None:
-    with pytest.raises(K8sValueError) as exc:
-        parse_node_selector(value)
-    assert str(exc.value) == error
+    assert error_text(K8sValueError, parse_node_selector, value) == error
 
 
 @pytest.mark.parametrize(("value", "ok"), [

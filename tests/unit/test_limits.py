@@ -7,6 +7,7 @@ import pytest
 
 from launcher._flags import FlagError
 from launcher._limits import Ulimit, merge_ulimits, parse_bytes, parse_cpus, parse_ulimit
+from tests.conftest import error_text
 
 SIZES = [  # each row as docker 28.2 records --shm-size
     ("1g", 1 << 30), ("512m", 512 << 20), ("1.5g", 3 << 29), ("1GiB", 1 << 30),
@@ -39,9 +40,7 @@ SIZE_ERRORS = [
 
 @pytest.mark.parametrize("value, message", SIZE_ERRORS, ids=[v or "empty" for v, _ in SIZE_ERRORS])
 def test_parse_bytes_rejects(value: str, message: str) -> None:
-    with pytest.raises(FlagError) as info:
-        parse_bytes(value)
-    assert str(info.value) == message
+    assert error_text(FlagError, parse_bytes, value) == message
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -57,9 +56,7 @@ def test_parse_cpus(value: str, expected: int) -> None:
     ("-1", "invalid value -1: the number of CPUs cannot be negative"),
 ], ids=["not-a-number", "too-precise", "negative"])
 def test_parse_cpus_rejects(value: str, message: str) -> None:
-    with pytest.raises(FlagError) as info:
-        parse_cpus(value)
-    assert str(info.value) == message
+    assert error_text(FlagError, parse_cpus, value) == message
 
 
 ULIMITS = [  # each row as docker 28.2 records --ulimit
@@ -112,9 +109,7 @@ ULIMIT_ERRORS = [
 
 @pytest.mark.parametrize("value, message", ULIMIT_ERRORS, ids=[v or "empty" for v, _ in ULIMIT_ERRORS])
 def test_parse_ulimit_rejects(value: str, message: str) -> None:
-    with pytest.raises(FlagError) as info:
-        parse_ulimit(value)
-    assert str(info.value) == message
+    assert error_text(FlagError, parse_ulimit, value) == message
 
 
 def test_merge_ulimits_last_given_wins_sorted_by_name() -> None:

@@ -12,6 +12,7 @@ from launcher._cli import build_parser, main
 from launcher._engine_errors import RegistryRefused, RegistryUnreachable, classify
 from launcher._push import PushProgress, split_reference
 from launcher.cmd_push import source_image
+from tests.conftest import error_text
 from tests.fakenvml import FakeNvml, loader
 
 
@@ -31,8 +32,7 @@ def test_split_reference(value: str, expected: tuple[str, str]) -> None:
     ("", "invalid reference format"),
 ], ids=["upper", "space", "empty"])
 def test_split_reference_rejects(value: str, error: str) -> None:
-    with pytest.raises(ValueError, match=f"^{error}$"):
-        split_reference(value)
+    assert error_text(ValueError, split_reference, value) == error
 
 
 # What docker 20.10's push stream says (recorded from the engine against docker-registry 2.8).

@@ -25,6 +25,7 @@ from service._tensors import (
     parse_datatype,
     to_float32,
 )
+from tests.conftest import error_text
 
 # datatype, values, their binary form (little-endian, row-major), JSON form
 EVERY_DATATYPE: list[tuple[str, list[Any], bytes, list[Any]]] = [
@@ -114,9 +115,7 @@ def test_nested_json_data_is_read_row_major(data: list[Any], count: int,
         "bf16-json"])
 def test_bad_json_data_is_rejected_with_what_is_wrong(name: str, data: Any, count: int,
                                                       message: str) -> None:
-    with pytest.raises(TensorError) as caught:
-        decode_json(DATATYPES[name], data, count)
-    assert caught.value.message == message
+    assert error_text(TensorError, decode_json, DATATYPES[name], data, count) == message
 
 
 @pytest.mark.parametrize("name, raw, count, message", [
@@ -132,9 +131,7 @@ def test_bad_json_data_is_rejected_with_what_is_wrong(name: str, data: Any, coun
         "bytes-trailing"])
 def test_bad_binary_data_is_rejected_with_what_is_wrong(name: str, raw: bytes, count: int,
                                                         message: str) -> None:
-    with pytest.raises(TensorError) as caught:
-        decode_binary(DATATYPES[name], raw, count)
-    assert caught.value.message == message
+    assert error_text(TensorError, decode_binary, DATATYPES[name], raw, count) == message
 
 
 @pytest.mark.parametrize("value, bits", [
@@ -153,9 +150,7 @@ def test_bf16_is_fp32_rounded_to_nearest_even(value: float, bits: int) -> None:
 ], ids=["float-for-int64", "uint8-range", "fp16-range"])
 def test_outputs_that_do_not_fit_their_datatype_are_an_error(name: str, values: list[Any],
                                                              message: str) -> None:
-    with pytest.raises(TensorError) as caught:
-        encode_binary(DATATYPES[name], values)
-    assert caught.value.message == message
+    assert error_text(TensorError, encode_binary, DATATYPES[name], values) == message
 
 
 @pytest.mark.parametrize("name, values, expected", [
@@ -185,9 +180,7 @@ def test_fp32_binary_data_becomes_float32_without_a_detour() -> None:
 ], ids=["fp64-beyond-float32", "nan", "bytes"])
 def test_values_the_float32_model_cannot_take_are_rejected(name: str, values: list[Any],
                                                            message: str) -> None:
-    with pytest.raises(TensorError) as caught:
-        to_float32(DATATYPES[name], values)
-    assert caught.value.message == message
+    assert error_text(TensorError, to_float32, DATATYPES[name], values) == message
 
 
 @pytest.mark.parametrize("shape, count, message", [
@@ -199,9 +192,7 @@ def test_values_the_float32_model_cannot_take_are_rejected(name: str, values: li
 ], ids=["2d", "scalar", "zero-rows", "negative", "float", "bool", "string"])
 def test_element_count_of_a_shape(shape: Any, count: int, message: str) -> None:
     if message:
-        with pytest.raises(TensorError) as caught:
-            element_count(shape)
-        assert caught.value.message == message
+        assert error_text(TensorError, element_count, shape) == message
     else:
         assert element_count(shape) == count
 
@@ -217,9 +208,7 @@ def test_element_count_of_a_shape(shape: Any, count: int, message: str) -> None:
 ], ids=["known", "numpy-name", "lower-case", "missing"])
 def test_datatype_names_are_the_protocols_exactly(name: Any, message: str) -> None:
     if message:
-        with pytest.raises(TensorError) as caught:
-            parse_datatype(name)
-        assert caught.value.message == message
+        assert error_text(TensorError, parse_datatype, name) == message
     else:
         assert parse_datatype(name).name == name
 
