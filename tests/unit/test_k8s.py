@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import yaml
 from kubernetes_validate import utils as kv
 from prometheus_client import CollectorRegistry
 
+from launcher import _k8s_names as k8s_names
 from launcher._cli import build_parser, main
 from launcher._k8s import (
     FACTS,
@@ -23,16 +25,6 @@ from launcher._k8s import (
     PRESTOP_PAUSE_S,
     TERMINATION_GRACE_S,
     adapter_rules,
-)
-from launcher._k8s_names import (
-    K8sValueError,
-    parse_count,
-    parse_dns_label,
-    parse_dns_subdomain,
-    parse_image,
-    parse_node_selector,
-    quantity_bytes,
-    quantity_cpu,
 )
 from launcher._options import STOP_GRACE
 from launcher._plan import HEALTH_START_PERIOD_S
@@ -353,7 +345,7 @@ def test_bad_flags_exit_2_echo_the_value_and_hint_a_real_flag(
     ("a_b.c-d=X_y.z-1", ("a_b.c-d", "X_y.z-1")),
 ], ids=["plain", "prefixed", "empty-value", "punctuation"])
 def test_parse_node_selector(value: str, expected: tuple[str, str]) -> None:
-    assert parse_node_selector(value) == expected
+    assert k8s_names.parse_node_selector(value) == expected
 
 
 _NAME_PART = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must "
@@ -369,7 +361,16 @@ _VALUE = ("a valid label must be an empty string or consist of alphanumeric char
     ("k=-v", _VALUE),
 ], ids=["no-key", "bad-prefix", "long-key", "value-starts-with-dash"])
 def test_parse_node_selector_rejects(value: str, error: str) -> None:
-    assert error_text(K8sValueError, parse_node_selector, value) == error
+    assert error_text(k8s_names.K8sValueError, k8s_names.parse_node_selector, value) == error
+
+
+def assert_keeps_or_refuses(parse: Callable[..., str], value: str, ok: bool, **kwargs: Any) -> None:
+    """A valid name comes back as it was; an invalid one is a K8sValueError."""
+    if ok:
+        assert parse(value, **kwargs) == value
+    else:
+        with pytest.raises(k8s_names.K8sValueError):
+            parse(value, **kwargs)
 
 
 @pytest.mark.parametrize(("value", "ok"), [
@@ -378,11 +379,7 @@ def test_parse_node_selector_rejects(value: str, error: str) -> None:
 ], ids=["word", "one-letter", "dash-digit", "digit-first", "dash-last", "upper", "dot",
         "63", "64"])
 def test_parse_dns1035_label(value: str, ok: bool) -> None:
-    if ok:
-        assert parse_dns_label(value, dns1035=True) == value
-    else:
-        with pytest.raises(K8sValueError):
-            parse_dns_label(value, dns1035=True)
+    assert_keeps_or_refuses(k8s_names.parse_dns_label, value, ok, dns1035=True)
 
 
 @pytest.mark.parametrize(("value", "ok"), [
@@ -390,11 +387,7 @@ def test_parse_dns1035_label(value: str, ok: bool) -> None:
     ("a" * 254, False),
 ], ids=["digit-first", "word", "dots", "dash-first", "empty-label", "254"])
 def test_parse_dns_subdomain(value: str, ok: bool) -> None:
-    if ok:
-        assert parse_dns_subdomain(value) == value
-    else:
-        with pytest.raises(K8sValueError):
-            parse_dns_subdomain(value)
+    assert_keeps_or_refuses(k8s_names.parse_dns_subdomain, value, ok)
 
 
 @pytest.mark.parametrize(("value", "ok"), [
@@ -403,11 +396,7 @@ def test_parse_dns_subdomain(value: str, ok: bool) -> None:
     ("reg//p", False), ("", False),
 ], ids=["short", "registry-port-tag", "digest", "short-digest", "space", "double-slash", "empty"])
 def test_parse_image(value: str, ok: bool) -> None:
-    if ok:
-        assert parse_image(value) == value
-    else:
-        with pytest.raises(K8sValueError):
-            parse_image(value)
+    assert_keeps_or_refuses(k8s_names.parse_image, value, ok)
 
 
 @pytest.mark.parametrize(("value", "minimum", "expected"), [
@@ -416,10 +405,10 @@ def test_parse_image(value: str, ok: bool) -> None:
 ], ids=["zero-ok", "three", "zero-refused", "fraction", "empty"])
 def test_parse_count(value: str, minimum: int, expected: int | str) -> None:
     if isinstance(expected, int):
-        assert parse_count(value, minimum) == expected
+        assert k8s_names.parse_count(value, minimum) == expected
     else:
-        with pytest.raises(K8sValueError, match=f"^{expected}$"):
-            parse_count(value, minimum)
+        with pytest.raises(k8s_names.K8sValueError, match=f"^{expected}$"):
+            k8s_names.parse_count(value, minimum)
 
 
 @pytest.mark.parametrize(("n", "expected"), [
@@ -427,11 +416,11 @@ def test_parse_count(value: str, minimum: int, expected: int | str) -> None:
     (1000, "1000"), (1024, "1Ki"), (3 << 40, "3Ti"),
 ], ids=["1g", "8g", "1.5g", "6m", "1000", "1k", "3t"])
 def test_quantity_bytes(n: int, expected: str) -> None:
-    assert quantity_bytes(n) == expected
+    assert k8s_names.quantity_bytes(n) == expected
 
 
 @pytest.mark.parametrize(("nano", "expected"), [
     (2_000_000_000, "2"), (2_500_000_000, "2500m"), (500_000, "1m"), (1_001_000_000, "1001m"),
 ], ids=["whole", "fraction", "below-a-millicore", "millicores"])
 def test_quantity_cpu(nano: int, expected: str) -> None:
-    assert quantity_cpu(nano) == expected
+    assert k8s_names.quantity_cpu(nano) == expected

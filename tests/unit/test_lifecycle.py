@@ -9,22 +9,11 @@ from typing import Any
 
 import pytest
 
+from launcher import _lifecycle as lifecycle
 from launcher._engine import is_remote_engine
 from launcher._engine_errors import DriverTooOld, MemlockRefused, classify
 from launcher._errors import LauncherError
 from launcher._gpus import parse_gpus
-from launcher._lifecycle import (
-    Decision,
-    Verdict,
-    curl_example,
-    decide,
-    gpu_runtime_missing,
-    judge_readiness,
-    may_fall_back,
-    named_volumes,
-    service_url,
-    with_memlock,
-)
 from launcher._probe import GpuInfo, Probe, parse_probe_json
 from launcher.cmd_status import (
     format_replicas,
@@ -47,20 +36,20 @@ def container(labels: dict[str, str] | None = None, image: str = "sha256:1",
 
 
 @pytest.mark.parametrize(("existing", "expected"), [
-    (None, Decision("create", "no container svc")),
-    (container(), Decision("keep", "already running with the same plan")),
+    (None, lifecycle.Decision("create", "no container svc")),
+    (container(), lifecycle.Decision("keep", "already running with the same plan")),
     (container({**MANAGED, "org.gpu-launcher.plan": "bbbb"}),
-     Decision("replace", "the plan changed (bbbb → aaaa)")),
-    (container(image="sha256:0"), Decision("replace", "the image was rebuilt")),
-    (container(running=False, status="exited"), Decision("replace", "it is exited")),
+     lifecycle.Decision("replace", "the plan changed (bbbb → aaaa)")),
+    (container(image="sha256:0"), lifecycle.Decision("replace", "the image was rebuilt")),
+    (container(running=False, status="exited"), lifecycle.Decision("replace", "it is exited")),
 ], ids=["none", "same-plan-running", "plan-changed", "image-rebuilt", "exited"])
-def test_decide(existing: dict[str, Any] | None, expected: Decision) -> None:
-    assert decide("svc", existing, "aaaa", "sha256:1") == expected
+def test_decide(existing: dict[str, Any] | None, expected: lifecycle.Decision) -> None:
+    assert lifecycle.decide("svc", existing, "aaaa", "sha256:1") == expected
 
 
 def test_decide_never_touches_a_container_launcher_did_not_create() -> None:
     with pytest.raises(LauncherError) as exc:
-        decide("svc", container({}), "aaaa", "sha256:1")
+        lifecycle.decide("svc", container({}), "aaaa", "sha256:1")
     assert exc.value.message == "a container named svc exists and launcher did not create it"
     assert exc.value.hint == "choose another --name, or remove it: docker rm -f svc"
 
@@ -71,7 +60,7 @@ def test_decide_never_touches_a_container_launcher_did_not_create() -> None:
     ([], []),
 ], ids=["defaults", "bind-and-named", "none"])
 def test_named_volumes(binds: list[str], expected: list[str]) -> None:
-    assert named_volumes(binds) == expected
+    assert lifecycle.named_volumes(binds) == expected
 
 
 @pytest.mark.parametrize(("runtimes", "cdi", "expected"), [
@@ -84,7 +73,7 @@ def test_named_volumes(binds: list[str], expected: list[str]) -> None:
              "directories")),
 ], ids=["nvidia-runtime", "cdi", "runc-only", "nothing"])
 def test_gpu_runtime_missing(runtimes: list[str], cdi: list[str], expected: str | None) -> None:
-    assert gpu_runtime_missing(runtimes, cdi) == expected
+    assert lifecycle.gpu_runtime_missing(runtimes, cdi) == expected
 
 
 @pytest.mark.parametrize(("gpus", "require", "expected"), [
@@ -100,30 +89,30 @@ def test_gpu_runtime_missing(runtimes: list[str], cdi: list[str], expected: str 
         "all-plus-device", "no-gpus"])
 def test_may_fall_back_only_for_all_or_counts(gpus: list[str], require: bool,
                                               expected: bool) -> None:
-    assert may_fall_back([parse_gpus(g) for g in gpus], require) is expected
+    assert lifecycle.may_fall_back([parse_gpus(g) for g in gpus], require) is expected
 
 
 RUNNING = {"Status": "running", "Running": True}
 
 
 @pytest.mark.parametrize(("state", "restarts", "readyz", "healthcheck", "elapsed", "expected"), [
-    (RUNNING, 0, 200, False, 1.0, Verdict("ready")),
-    (RUNNING, 0, 503, False, 1.0, Verdict("wait")),
-    (RUNNING, 0, None, False, 1.0, Verdict("wait")),
-    ({**RUNNING, "Health": {"Status": "healthy"}}, 0, None, True, 1.0, Verdict("ready")),
-    ({**RUNNING, "Health": {"Status": "starting"}}, 0, None, True, 1.0, Verdict("wait")),
+    (RUNNING, 0, 200, False, 1.0, lifecycle.Verdict("ready")),
+    (RUNNING, 0, 503, False, 1.0, lifecycle.Verdict("wait")),
+    (RUNNING, 0, None, False, 1.0, lifecycle.Verdict("wait")),
+    ({**RUNNING, "Health": {"Status": "healthy"}}, 0, None, True, 1.0, lifecycle.Verdict("ready")),
+    ({**RUNNING, "Health": {"Status": "starting"}}, 0, None, True, 1.0, lifecycle.Verdict("wait")),
     ({**RUNNING, "Health": {"Status": "unhealthy"}}, 0, 503, False, 1.0,
-     Verdict("failed", "the container's healthcheck reports unhealthy")),
+     lifecycle.Verdict("failed", "the container's healthcheck reports unhealthy")),
     ({"Status": "exited", "ExitCode": 2}, 0, None, False, 1.0,
-     Verdict("failed", "the container exited with code 2")),
+     lifecycle.Verdict("failed", "the container exited with code 2")),
     ({"Status": "restarting", "ExitCode": 1}, 2, None, False, 1.0,
-     Verdict("failed", "the container exited (code 1) and was restarted 2 time(s)")),
-    (RUNNING, 0, 503, False, 30.0, Verdict("failed", "not ready after 30s")),
+     lifecycle.Verdict("failed", "the container exited (code 1) and was restarted 2 time(s)")),
+    (RUNNING, 0, 503, False, 30.0, lifecycle.Verdict("failed", "not ready after 30s")),
 ], ids=["readyz-200", "readyz-503", "no-answer", "healthy", "health-starting", "unhealthy",
         "exited", "restarted", "timeout"])
 def test_judge_readiness(state: dict[str, Any], restarts: int, readyz: int | None,
-                         healthcheck: bool, elapsed: float, expected: Verdict) -> None:
-    assert judge_readiness(state, restarts, 0, readyz, healthcheck, elapsed, 30.0) == expected
+                         healthcheck: bool, elapsed: float, expected: lifecycle.Verdict) -> None:
+    assert lifecycle.judge_readiness(state, restarts, 0, readyz, healthcheck, elapsed, 30.0) == expected
 
 
 @pytest.mark.parametrize(("ports", "expected"), [
@@ -137,11 +126,11 @@ def test_judge_readiness(state: dict[str, Any], restarts: int, readyz: int | Non
     (None, None),
 ], ids=["loopback", "any-address", "ipv6", "exposed-not-published", "other-port", "no-ports"])
 def test_service_url(ports: dict[str, Any] | None, expected: str | None) -> None:
-    assert service_url(ports) == expected
+    assert lifecycle.service_url(ports) == expected
 
 
 def test_curl_example_is_one_digits_row_to_predict() -> None:
-    line = curl_example("http://127.0.0.1:8000")
+    line = lifecycle.curl_example("http://127.0.0.1:8000")
     head, _, body = line.partition(" -d ")
     assert head == "curl -s http://127.0.0.1:8000/predict"
     rows = json.loads(body.strip("'"))["inputs"]
@@ -160,13 +149,13 @@ CURL_EXAMPLES = [
 
 @pytest.mark.parametrize("width, expected", CURL_EXAMPLES, ids=[str(w) for w, _ in CURL_EXAMPLES])
 def test_curl_example_carries_a_row_of_the_served_width(width: int | None, expected: str) -> None:
-    assert curl_example("http://127.0.0.1:8080", width) == expected
+    assert lifecycle.curl_example("http://127.0.0.1:8080", width) == expected
 
 
 def test_a_generated_wide_row_has_the_width() -> None:
     import subprocess
 
-    line = curl_example("http://127.0.0.1:8080", 1000)
+    line = lifecycle.curl_example("http://127.0.0.1:8080", 1000)
     script = line.partition(" | ")[0].removeprefix("python3 -c ").strip("'")
     out = subprocess.run(["python3", "-c", script], capture_output=True, text=True, check=True,
                          timeout=30).stdout
@@ -322,7 +311,7 @@ def test_with_memlock_caps_only_memlock_and_keeps_the_plan_label() -> None:
     body = {"Labels": MANAGED, "HostConfig": {"Ulimits": [
         {"Name": "memlock", "Soft": -1, "Hard": -1},
         {"Name": "stack", "Soft": 67108864, "Hard": 67108864}], "ShmSize": 1}}
-    assert with_memlock(body, 8388608) == {"Labels": MANAGED, "HostConfig": {"Ulimits": [
+    assert lifecycle.with_memlock(body, 8388608) == {"Labels": MANAGED, "HostConfig": {"Ulimits": [
         {"Name": "memlock", "Soft": 8388608, "Hard": 8388608},
         {"Name": "stack", "Soft": 67108864, "Hard": 67108864}], "ShmSize": 1}}
     assert body["HostConfig"]["Ulimits"][0]["Soft"] == -1  # type: ignore[index]

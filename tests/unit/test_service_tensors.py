@@ -13,18 +13,7 @@ from typing import Any
 
 import pytest
 
-from service._tensors import (
-    DATATYPES,
-    TensorError,
-    decode_binary,
-    decode_json,
-    element_count,
-    encode_binary,
-    encode_json,
-    infer_datatype,
-    parse_datatype,
-    to_float32,
-)
+from service import _tensors as tensors
 from tests.conftest import error_text
 
 # datatype, values, their binary form (little-endian, row-major), JSON form
@@ -52,33 +41,33 @@ IDS = [row[0] for row in EVERY_DATATYPE]
 
 
 def test_the_table_has_every_datatype_of_the_protocol() -> None:
-    assert list(DATATYPES) == ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
+    assert list(tensors.DATATYPES) == ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
                                "INT32", "INT64", "FP16", "FP32", "FP64", "BF16", "BYTES"]
-    assert IDS == list(DATATYPES)
+    assert IDS == list(tensors.DATATYPES)
 
 
 @pytest.mark.parametrize("name, values, raw, _json", EVERY_DATATYPE, ids=IDS)
 def test_binary_decodes_and_encodes_to_the_same_bytes(
         name: str, values: list[Any], raw: bytes, _json: list[Any]) -> None:
-    dt = DATATYPES[name]
-    assert decode_binary(dt, raw, len(values)) == values
-    assert encode_binary(dt, values) == raw
+    dt = tensors.DATATYPES[name]
+    assert tensors.decode_binary(dt, raw, len(values)) == values
+    assert tensors.encode_binary(dt, values) == raw
 
 
 @pytest.mark.parametrize("name, values, raw, json_data", [
     row for row in EVERY_DATATYPE if row[3]], ids=[row[0] for row in EVERY_DATATYPE if row[3]])
 def test_json_data_decodes_to_the_values_and_back(
         name: str, values: list[Any], raw: bytes, json_data: list[Any]) -> None:
-    dt = DATATYPES[name]
-    assert decode_json(dt, json_data, len(values)) == values
-    assert encode_json(dt, values) == json_data
+    dt = tensors.DATATYPES[name]
+    assert tensors.decode_json(dt, json_data, len(values)) == values
+    assert tensors.encode_json(dt, values) == json_data
 
 
 def test_bytes_in_json_are_utf8_strings() -> None:
-    dt = DATATYPES["BYTES"]
-    assert decode_json(dt, ["ab", "é"], 2) == [b"ab", "é".encode()]
-    assert encode_json(dt, [b"ab", "é".encode(), "x"]) == ["ab", "é", "x"]
-    assert encode_binary(dt, ["é"]) == b"\x02\x00\x00\x00\xc3\xa9"
+    dt = tensors.DATATYPES["BYTES"]
+    assert tensors.decode_json(dt, ["ab", "é"], 2) == [b"ab", "é".encode()]
+    assert tensors.encode_json(dt, [b"ab", "é".encode(), "x"]) == ["ab", "é", "x"]
+    assert tensors.encode_binary(dt, ["é"]) == b"\x02\x00\x00\x00\xc3\xa9"
 
 
 @pytest.mark.parametrize("data, count, expected", [
@@ -89,7 +78,7 @@ def test_bytes_in_json_are_utf8_strings() -> None:
 ], ids=["nested-2d", "nested-3d", "flat", "empty"])
 def test_nested_json_data_is_read_row_major(data: list[Any], count: int,
                                             expected: list[Any]) -> None:
-    assert decode_json(DATATYPES["INT32"], data, count) == expected
+    assert tensors.decode_json(tensors.DATATYPES["INT32"], data, count) == expected
 
 
 @pytest.mark.parametrize("name, data, count, message", [
@@ -115,7 +104,7 @@ def test_nested_json_data_is_read_row_major(data: list[Any], count: int,
         "bf16-json"])
 def test_bad_json_data_is_rejected_with_what_is_wrong(name: str, data: Any, count: int,
                                                       message: str) -> None:
-    assert error_text(TensorError, decode_json, DATATYPES[name], data, count) == message
+    assert error_text(tensors.TensorError, tensors.decode_json, tensors.DATATYPES[name], data, count) == message
 
 
 @pytest.mark.parametrize("name, raw, count, message", [
@@ -131,7 +120,7 @@ def test_bad_json_data_is_rejected_with_what_is_wrong(name: str, data: Any, coun
         "bytes-trailing"])
 def test_bad_binary_data_is_rejected_with_what_is_wrong(name: str, raw: bytes, count: int,
                                                         message: str) -> None:
-    assert error_text(TensorError, decode_binary, DATATYPES[name], raw, count) == message
+    assert error_text(tensors.TensorError, tensors.decode_binary, tensors.DATATYPES[name], raw, count) == message
 
 
 @pytest.mark.parametrize("value, bits", [
@@ -140,7 +129,7 @@ def test_bad_binary_data_is_rejected_with_what_is_wrong(name: str, raw: bytes, c
     (3.0e38, 0x7F62), (math.inf, 0x7F80), (math.nan, 0x7FC0),
 ], ids=["one", "minus-two", "tie-down", "tie-up", "large", "inf", "nan"])
 def test_bf16_is_fp32_rounded_to_nearest_even(value: float, bits: int) -> None:
-    assert encode_binary(DATATYPES["BF16"], [value]) == struct.pack("<H", bits)
+    assert tensors.encode_binary(tensors.DATATYPES["BF16"], [value]) == struct.pack("<H", bits)
 
 
 @pytest.mark.parametrize("name, values, message", [
@@ -150,7 +139,7 @@ def test_bf16_is_fp32_rounded_to_nearest_even(value: float, bits: int) -> None:
 ], ids=["float-for-int64", "uint8-range", "fp16-range"])
 def test_outputs_that_do_not_fit_their_datatype_are_an_error(name: str, values: list[Any],
                                                              message: str) -> None:
-    assert error_text(TensorError, encode_binary, DATATYPES[name], values) == message
+    assert error_text(tensors.TensorError, tensors.encode_binary, tensors.DATATYPES[name], values) == message
 
 
 @pytest.mark.parametrize("name, values, expected", [
@@ -164,11 +153,11 @@ def test_outputs_that_do_not_fit_their_datatype_are_an_error(name: str, values: 
 ], ids=["fp32", "fp64-rounds", "int64", "uint8", "bool", "fp16", "bf16"])
 def test_numbers_of_every_numeric_datatype_become_float32(name: str, values: list[Any],
                                                           expected: list[float]) -> None:
-    assert to_float32(DATATYPES[name], values) == array("f", expected)
+    assert tensors.to_float32(tensors.DATATYPES[name], values) == array("f", expected)
 
 
 def test_fp32_binary_data_becomes_float32_without_a_detour() -> None:
-    assert to_float32(DATATYPES["FP32"], None, b"\x00\x00\xc0\x3f") == array("f", [1.5])
+    assert tensors.to_float32(tensors.DATATYPES["FP32"], None, b"\x00\x00\xc0\x3f") == array("f", [1.5])
 
 
 @pytest.mark.parametrize("name, values, message", [
@@ -180,7 +169,7 @@ def test_fp32_binary_data_becomes_float32_without_a_detour() -> None:
 ], ids=["fp64-beyond-float32", "nan", "bytes"])
 def test_values_the_float32_model_cannot_take_are_rejected(name: str, values: list[Any],
                                                            message: str) -> None:
-    assert error_text(TensorError, to_float32, DATATYPES[name], values) == message
+    assert error_text(tensors.TensorError, tensors.to_float32, tensors.DATATYPES[name], values) == message
 
 
 @pytest.mark.parametrize("shape, count, message", [
@@ -192,9 +181,9 @@ def test_values_the_float32_model_cannot_take_are_rejected(name: str, values: li
 ], ids=["2d", "scalar", "zero-rows", "negative", "float", "bool", "string"])
 def test_element_count_of_a_shape(shape: Any, count: int, message: str) -> None:
     if message:
-        assert error_text(TensorError, element_count, shape) == message
+        assert error_text(tensors.TensorError, tensors.element_count, shape) == message
     else:
-        assert element_count(shape) == count
+        assert tensors.element_count(shape) == count
 
 
 @pytest.mark.parametrize("name, message", [
@@ -208,9 +197,9 @@ def test_element_count_of_a_shape(shape: Any, count: int, message: str) -> None:
 ], ids=["known", "numpy-name", "lower-case", "missing"])
 def test_datatype_names_are_the_protocols_exactly(name: Any, message: str) -> None:
     if message:
-        assert error_text(TensorError, parse_datatype, name) == message
+        assert error_text(tensors.TensorError, tensors.parse_datatype, name) == message
     else:
-        assert parse_datatype(name).name == name
+        assert tensors.parse_datatype(name).name == name
 
 
 @pytest.mark.parametrize("value, name", [
@@ -218,4 +207,4 @@ def test_datatype_names_are_the_protocols_exactly(name: Any, message: str) -> No
     (None, "BYTES"),
 ], ids=["bool", "int", "float", "str", "bytes", "other"])
 def test_a_python_value_gets_its_datatype(value: Any, name: str) -> None:
-    assert infer_datatype(value) == name
+    assert tensors.infer_datatype(value) == name
