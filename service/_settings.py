@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from service._errors import ServiceError
 
@@ -23,6 +23,7 @@ MAX_REPLICAS_PER_DEVICE = 64
 _PREDICTOR = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _Getter = Callable[[str], "str | None"]
+_N = TypeVar("_N", int, float)
 # SIGTERM -> exit: DRAIN_SECONDS of draining, then up to IN_FLIGHT_SECONDS for the requests
 # still running. STOP_SECONDS fits the 10 s stop grace of `launcher down` and compose; a
 # Kubernetes pod's terminationGracePeriodSeconds must be above it.
@@ -185,32 +186,30 @@ def _replicas(get: _Getter) -> int | None:
 
 
 def _int(get: _Getter, key: str, default: int, low: int, high: int) -> int:
-    raw = get(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"Setting {key!r} has value {raw!r}. Not a valid integer.",
-                            f"set {key} to a whole number between {low} and {high}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"Setting {key!r} has value {raw!r}. Out of range.",
-                            f"set {key} to a whole number between {low} and {high}")
-    return value
+    return _number(get, key, default, low, high, int)
 
 
 def _float(get: _Getter, key: str, default: float, low: float, high: float) -> float:
+    return _number(get, key, default, low, high, float)
+
+
+def _number(get: _Getter, key: str, default: _N, low: _N, high: _N, kind: Callable[[str], _N]) -> _N:
+    """Setting KEY read by KIND (int or float), between LOW and HIGH; unset: DEFAULT."""
     raw = get(key)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value: _N | None = kind(raw)
     except ValueError:
-        value = math.nan
-    if not low <= value <= high:  # also false for NaN
+        value = None
+    if value is not None and low <= value <= high:  # false for NaN too
+        return value
+    if kind is not int:
         raise SettingsError(f"Setting {key!r} has value {raw!r}. Not a number in range.",
                             f"set {key} to a number between {low:g} and {high:g}")
-    return value
+    reason = "Not a valid integer." if value is None else "Out of range."
+    raise SettingsError(f"Setting {key!r} has value {raw!r}. {reason}",
+                        f"set {key} to a whole number between {low} and {high}")
 
 
 def _bool(get: _Getter, key: str, default: bool) -> bool:
