@@ -43,6 +43,7 @@ __all__ = [
     "BuildOptions",
     "PlanOptions",
     "add_build_options",
+    "add_env_and_limits",
     "add_run_options",
     "build_options_from_args",
     "plan_options_from_args",
@@ -128,14 +129,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                        help=f"publish a port (default 127.0.0.1:{CONTAINER_PORT}:{CONTAINER_PORT})")
     group.add_argument("-v", "--volume", action="append", default=[], metavar="SPEC",
                        help="bind or named volume (default NAME-models:/models, NAME-data:/data)")
-    group.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
-                       help="set an environment variable (KEY alone: this shell's value)")
-    group.add_argument("--env-file", action="append", default=[], metavar="FILE",
-                       help="read KEY=VALUE lines from FILE (before -e)")
-    group.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 8g")
-    group.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 2.5")
-    group.add_argument("--shm-size", default=DEFAULT_SHM, metavar="BYTES",
-                       help=f"size of /dev/shm ({DEFAULT_SHM})")
+    add_env_and_limits(group)
     group.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
                        help="set a ulimit, -1 for unlimited; replaces the default for that name "
                             f"(memlock=-1, stack={STACK_BYTES})")
@@ -146,6 +140,18 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", metavar="FILE",
                        help="serve this TorchScript (.pt) or torch.export (.pt2) file with the "
                             "stock image, no rebuild: mounted read-only, MODEL_PATH set")
+
+
+def add_env_and_limits(group: argparse._ArgumentGroup) -> None:
+    """The container's environment and resource flags, which ``render k8s`` shares with ``up``."""
+    group.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
+                       help="set an environment variable (KEY alone: this shell's value)")
+    group.add_argument("--env-file", action="append", default=[], metavar="FILE",
+                       help="read KEY=VALUE lines from FILE (before -e)")
+    group.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 8g")
+    group.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 2.5")
+    group.add_argument("--shm-size", default=DEFAULT_SHM, metavar="BYTES",
+                       help=f"size of /dev/shm ({DEFAULT_SHM})")
 
 
 def run_defaults() -> dict[str, Any]:

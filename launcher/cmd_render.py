@@ -26,7 +26,12 @@ from launcher._k8s_names import (
     parse_image,
     parse_node_selector,
 )
-from launcher._options import DEFAULT_NAME, DEFAULT_SHM, plan_options_from_args, run_defaults
+from launcher._options import (
+    DEFAULT_NAME,
+    add_env_and_limits,
+    plan_options_from_args,
+    run_defaults,
+)
 from launcher._plan import make_plan
 
 __all__ = ["add_parser", "k8s_options_from_args", "run"]
@@ -82,15 +87,7 @@ def add_parser(subparsers: Any) -> None:
     group.add_argument("--service-monitor", action="store_true",
                        help="also a ServiceMonitor (Prometheus Operator)")
     group.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    pod = parser.add_argument_group("container (as launcher up)")
-    pod.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
-                     help="set an environment variable (KEY alone: this shell's value)")
-    pod.add_argument("--env-file", action="append", default=[], metavar="FILE",
-                     help="read KEY=VALUE lines from FILE (before -e)")
-    pod.add_argument("-m", "--memory", metavar="BYTES", help="memory limit, e.g. 8g")
-    pod.add_argument("--cpus", metavar="N", help="CPU limit, e.g. 2.5")
-    pod.add_argument("--shm-size", default=DEFAULT_SHM, metavar="BYTES",
-                     help=f"size of /dev/shm ({DEFAULT_SHM})")
+    add_env_and_limits(parser.add_argument_group("container (as launcher up)"))
     image = parser.add_argument_group("image (as launcher up, for the default --image)")
     image.add_argument("--base-image", metavar="IMAGE", help="base image launcher up builds on")
     image.add_argument("--wheelhouse", metavar="DIR", type=Path,
