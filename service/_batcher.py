@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service._admission import Admission, DeadlineExceeded, Disconnected
+from service._errors import MessageError
 from service._predictor import Batch, OutOfMemory
 from service._replicas import Replica, ReplicaPool
 
@@ -46,12 +47,8 @@ Predict = Callable[[Batch], Mapping[str, Sequence[Any]]]
 OomMapper = Callable[[BaseException], "OutOfMemory | None"]
 
 
-class NoReplica(Exception):
+class NoReplica(MessageError):
     """No replica could run the request: its device failed twice, or every replica failed."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(eq=False)

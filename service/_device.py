@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service._errors import ServiceError
+from service._errors import MessageError, ServiceError
 
 __all__ = ["AUTO_CPU_REPLICAS", "NO_CUDA", "CudaFacts", "DeviceChoice", "DeviceError", "DeviceFailure", "ReplicaSlot",
            "choose_device", "devices_for", "plan_replicas"]
@@ -15,14 +15,10 @@ class DeviceError(ServiceError):
     """The requested device cannot be used."""
 
 
-class DeviceFailure(Exception):
+class DeviceFailure(MessageError):
     """A replica's device stopped working (a CUDA error, a lost GPU): the replica is failed and
     its batch retried on another. torch's errors are mapped to it in ``service/_torch.py``; a
     predictor on another runtime may raise it itself."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True)

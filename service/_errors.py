@@ -1,18 +1,26 @@
-"""The one base of the service's errors: what went wrong (``message``) and what to do (``hint``).
+"""The bases of the service's errors: ``MessageError`` carries what went wrong (``message``);
+``ServiceError``, for settings, predictor and device errors, also what to do (``hint``).
 
-``python -m service`` prints them as ``error:`` / ``hint:`` and exits 2; while the model loads
-in the background, ``/readyz`` reports them as its reason.
+``python -m service`` prints a ``ServiceError`` as ``error:`` / ``hint:`` and exits 2; while the
+model loads in the background, ``/readyz`` reports it as its reason.
 """
 
 from __future__ import annotations
 
-__all__ = ["ServiceError"]
+__all__ = ["MessageError", "ServiceError"]
 
 
-class ServiceError(Exception):
+class MessageError(Exception):
+    """An error whose ``message`` is the text callers show (an HTTP answer, /readyz, a log)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ServiceError(MessageError):
     """A setting, predictor or device that cannot be used; the message names it and its value."""
 
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(message)
-        self.message = message
         self.hint = hint

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+from service._errors import MessageError
+
 __all__ = [
     "DATATYPES",
     "Datatype",
@@ -36,12 +38,8 @@ __all__ = [
 _LITTLE = sys.byteorder == "little"
 
 
-class TensorError(ValueError):
+class TensorError(MessageError, ValueError):
     """Tensor data that does not fit its datatype or shape; the message says how."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True)
