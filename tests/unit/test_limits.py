@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from launcher._flags import FlagError
@@ -15,11 +17,6 @@ SIZES = [  # each row as docker 28.2 records --shm-size
     (".5g", 1 << 29), ("1.g", 1 << 30), ("10M", 10 << 20), ("1tb", 1 << 40), ("1Gb", 1 << 30),
     ("1p", 1 << 50), ("5b", 5), ("1.9999", 1), ("+1k", 1024),
 ]
-
-
-@pytest.mark.parametrize("value, expected", SIZES, ids=[v for v, _ in SIZES])
-def test_parse_bytes(value: str, expected: int) -> None:
-    assert parse_bytes(value) == expected
 
 
 SIZE_ERRORS = [
@@ -38,25 +35,14 @@ SIZE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("value, message", SIZE_ERRORS, ids=[v or "empty" for v, _ in SIZE_ERRORS])
-def test_parse_bytes_rejects(value: str, message: str) -> None:
-    assert error_text(FlagError, parse_bytes, value) == message
-
-
-@pytest.mark.parametrize("value, expected", [
+CPUS = [  # NanoCPUs
     ("1.5", 1_500_000_000), ("0.001", 1_000_000), ("2", 2_000_000_000), ("3/2", 1_500_000_000),
-], ids=["decimal", "milli", "integer", "fraction"])
-def test_parse_cpus(value: str, expected: int) -> None:
-    assert parse_cpus(value) == expected
-
-
-@pytest.mark.parametrize("value, message", [
+]
+CPU_ERRORS = [
     ("x", "failed to parse x as a rational number"),
     ("0.0000000001", "value is too precise"),
     ("-1", "invalid value -1: the number of CPUs cannot be negative"),
-], ids=["not-a-number", "too-precise", "negative"])
-def test_parse_cpus_rejects(value: str, message: str) -> None:
-    assert error_text(FlagError, parse_cpus, value) == message
+]
 
 
 ULIMITS = [  # each row as docker 28.2 records --ulimit
@@ -73,11 +59,6 @@ ULIMITS = [  # each row as docker 28.2 records --ulimit
     ("rtprio=0:0", Ulimit("rtprio", 0, 0)),
     ("memlock=9223372036854775807", Ulimit("memlock", (1 << 63) - 1, (1 << 63) - 1)),
 ]
-
-
-@pytest.mark.parametrize("value, expected", ULIMITS, ids=[v for v, _ in ULIMITS])
-def test_parse_ulimit(value: str, expected: Ulimit) -> None:
-    assert parse_ulimit(value) == expected
 
 
 ULIMIT_ERRORS = [
@@ -107,9 +88,28 @@ ULIMIT_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("value, message", ULIMIT_ERRORS, ids=[v or "empty" for v, _ in ULIMIT_ERRORS])
-def test_parse_ulimit_rejects(value: str, message: str) -> None:
-    assert error_text(FlagError, parse_ulimit, value) == message
+# each limit flag's parser on its rows above: Docker's value, or Docker's error text
+Row = tuple[Callable[[str], object], str, object]
+PARSED: list[Row] = ([(parse_bytes, v, e) for v, e in SIZES] + [(parse_cpus, v, e) for v, e in CPUS]
+                     + [(parse_ulimit, v, e) for v, e in ULIMITS])
+REFUSED: list[Row] = ([(parse_bytes, v, m) for v, m in SIZE_ERRORS]
+                      + [(parse_cpus, v, m) for v, m in CPU_ERRORS]
+                      + [(parse_ulimit, v, m) for v, m in ULIMIT_ERRORS])
+
+
+def _ids(rows: list[Row]) -> list[str]:
+    return [f"{parse.__name__}:{value or 'empty'}" for parse, value, _ in rows]
+
+
+@pytest.mark.parametrize("parse, value, expected", PARSED, ids=_ids(PARSED))
+def test_parses_as_docker(parse: Callable[[str], object], value: str, expected: object) -> None:
+    assert parse(value) == expected
+
+
+@pytest.mark.parametrize("parse, value, message", REFUSED, ids=_ids(REFUSED))
+def test_refuses_with_dockers_text(parse: Callable[[str], object], value: str,
+                                   message: str) -> None:
+    assert error_text(FlagError, parse, value) == message
 
 
 def test_merge_ulimits_last_given_wins_sorted_by_name() -> None:
