@@ -28,6 +28,7 @@ __all__ = [
     "ContextFile",
     "IgnorePattern",
     "context_files",
+    "hash_args_and_labels",
     "image_tag",
     "is_ignored",
     "parse_build_output",
@@ -251,11 +252,18 @@ def image_tag(
     h.update(f"dockerfile\0{dockerfile}\0".encode())
     for f in context_files(root, dockerfile, wheelhouse):
         h.update(f"file\0{f.arcname}\0{_file_digest(f)}\0".encode())
-    for key in sorted(build_args):
-        h.update(f"arg\0{key}\0{build_args[key]}\0".encode())
-    for key in sorted(labels or {}):
-        h.update(f"label\0{key}\0{(labels or {})[key]}\0".encode())
+    hash_args_and_labels(h.update, build_args, labels)
     return f"{IMAGE_REPO}:{variant}-{h.hexdigest()[:_HASH_LEN]}"
+
+
+def hash_args_and_labels(update: Callable[[bytes], object], build_args: Mapping[str, str],
+                         labels: Mapping[str, str] | None) -> None:
+    """Feed an image tag's hash (``update``: its ``.update``) the build args and labels, sorted
+    by key so their order never changes the tag."""
+    for key in sorted(build_args):
+        update(f"arg\0{key}\0{build_args[key]}\0".encode())
+    for key in sorted(labels or {}):
+        update(f"label\0{key}\0{(labels or {})[key]}\0".encode())
 
 
 def write_context_tar(files: Iterable[ContextFile], fileobj: IO[bytes]) -> None:

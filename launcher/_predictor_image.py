@@ -16,7 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from launcher._build import IMAGE_REPO, ContextFile, is_ignored, parse_dockerignore
+from launcher._build import (
+    IMAGE_REPO,
+    ContextFile,
+    hash_args_and_labels,
+    is_ignored,
+    parse_dockerignore,
+)
 from launcher._cuda import TORCH_VERSION
 from launcher._errors import UsageError
 
@@ -250,10 +256,7 @@ def predictor_tag(base_tag: str, source: PredictorSource, build_args: Mapping[st
         h.update(f"{part}\0".encode())
     for f in code_files(source.code):
         h.update(f"file\0{f.arcname}\0{_digest(f.source)}\0".encode())
-    for key in sorted(build_args):
-        h.update(f"arg\0{key}\0{build_args[key]}\0".encode())
-    for key in sorted(labels or {}):
-        h.update(f"label\0{key}\0{(labels or {})[key]}\0".encode())
+    hash_args_and_labels(h.update, build_args, labels)
     return f"{IMAGE_REPO}:predictor-{h.hexdigest()[:12]}"
 
 
