@@ -274,21 +274,28 @@ def v2_ratios(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="digits", help="digits, wide, or a TorchScript path")
+def load_parser(description: str, model: str) -> argparse.ArgumentParser:
+    """The flags this benchmark and replicas.py share: the model, the load, what to write."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", default=model,
+                        help=f"digits, wide, or a TorchScript path ({model})")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--no-single", action="store_true", help="skip the 1-connection runs")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = load_parser(__doc__.splitlines()[0], "digits")
     parser.add_argument("--contenders", default="ours,v2-json,v2-binary,naive,litserve,noop",
                         help="noop: a model-less ASGI app on the same uvicorn stack (the "
                              "ceiling); v2-json, v2-binary: ours over the Open Inference Protocol")
-    parser.add_argument("--no-single", action="store_true", help="skip the 1-connection runs")
     parser.add_argument("--rounds", type=int, default=1,
                         help="split each measurement into this many interleaved slices (with "
                              "v2-json/v2-binary: less drift between the shapes on a busy box)")
     parser.add_argument("--no-pin", action="store_true", help="do not taskset server/wrk")
-    parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--no-setup", action="store_true",
                         help="do not create LitServe's venv when it is missing (skip it instead)")
     args = parser.parse_args(argv)

@@ -13,7 +13,6 @@ Prints req/s, p50, p99 and the server's CPU time per request for every run, and 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench import DIGIT_ROW, ROOT, log, model_file, run_wrk, session_cpu_seconds
+from bench import DIGIT_ROW, ROOT, load_parser, log, model_file, run_wrk, session_cpu_seconds
 from procs import free_port, stop_session, wait_ready
 
 CONFIGS = {"1 replica x 2 threads": "cpu", "2 replicas x 1 thread": "cpu,cpu"}
@@ -103,15 +102,9 @@ def table(runs: list[Run]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="wide", help="wide, digits, or a TorchScript path")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
-    parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--connections", type=int, default=32)
+    parser = load_parser(__doc__.splitlines()[0], "wide")
     parser.add_argument("--rounds", type=int, default=2, help="A B B A rounds")
     parser.add_argument("--cpus", default="0,1", help="the CPUs both servers are pinned to")
-    parser.add_argument("--no-single", action="store_true", help="skip the 1-connection runs")
-    parser.add_argument("--json", type=Path, help="also write the runs here")
     args = parser.parse_args(argv)
     if shutil.which("taskset") is None:
         raise SystemExit("replicas.py: needs taskset (util-linux) to pin both servers")
