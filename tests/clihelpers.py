@@ -17,6 +17,12 @@ def run_launcher(*argv: str, timeout: float = 60,
                           env={**os.environ, **(env or {})})
 
 
+def assert_fails(result: subprocess.CompletedProcess[str], code: int, stderr: list[str]) -> None:
+    """A refused run: exit CODE, nothing on stdout (it carries only data), exactly STDERR's lines."""
+    assert (result.returncode, result.stdout) == (code, ""), result.stderr
+    assert result.stderr.splitlines() == stderr
+
+
 def has_nvml() -> bool:
     """Whether this host's NVML loads (then there is no CPU fallback to test)."""
     from service.nvml import NvmlUnavailable, load_nvml

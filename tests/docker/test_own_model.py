@@ -28,7 +28,7 @@ from launcher._options import BuildOptions, PlanOptions
 from launcher._plan import make_plan
 from launcher._up import UpPolicy, up
 from launcher._wheelhouse import PROBE_COMMAND, fill_wheelhouse, parse_probe
-from tests.clihelpers import run_launcher
+from tests.clihelpers import assert_fails, run_launcher
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
 from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, remove_image
 from tests.docker.test_lifecycle import cleanup
@@ -118,12 +118,11 @@ def test_up_model_with_a_missing_file_exits_2_before_the_engine(tmp_path: Path) 
     # An engine that does not exist: the answer comes before any call to it.
     result = run_launcher("up", "--model", str(missing), "--name", unique("glt-model"),
                           env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
-    assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr.splitlines() == [
+    assert_fails(result, 2, [
         f'launcher: error: invalid argument "{missing}" for "--model" flag: no such file',
         ("hint: pass a TorchScript (.pt, torch.jit.save) or torch.export (.pt2, "
         "torch.export.save) file: --model PATH"),
-    ]
+    ])
 
 
 def test_on_a_remote_engine_the_model_is_copied_into_the_models_volume(

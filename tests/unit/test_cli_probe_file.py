@@ -13,7 +13,7 @@ import pytest
 
 from launcher._probe import probe_host
 from launcher.cmd_probe import probe_json
-from tests.clihelpers import run_launcher
+from tests.clihelpers import assert_fails, run_launcher
 from tests.fakenvml import FakeGpu, FakeNvml, loader
 
 P100 = FakeGpu(name="Tesla P100-PCIE-16GB", uuid="GPU-p100", compute_capability=(6, 0))
@@ -114,10 +114,9 @@ def test_a_bad_probe_file_is_exit_2_naming_what_is_wrong(tmp_path: Path, command
         path.write_text(text)
     flags = ["--gpus", "all", "--dry-run"] if command == "up" else ["--gpu"]
     result = run_launcher(command, *flags, "--probe-file", str(path))
-    assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr.splitlines() == [
+    assert_fails(result, 2, [
         f'launcher: error: invalid argument "{path}" for "--probe-file" flag: {message}',
-        "hint: pass the output of 'launcher probe --json' run on the target host"]
+        "hint: pass the output of 'launcher probe --json' run on the target host"])
 
 
 def test_probe_file_and_no_probe_exclude_each_other(tmp_path: Path) -> None:
@@ -131,10 +130,9 @@ def test_probe_file_and_no_probe_exclude_each_other(tmp_path: Path) -> None:
 def test_build_probe_file_of_a_host_without_gpus_is_exit_1(tmp_path: Path) -> None:
     path = probe_file(tmp_path, [], "580.65.06", 13000)
     result = run_launcher("build", "--probe-file", str(path))
-    assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr.splitlines() == [
+    assert_fails(result, 1, [
         f"launcher: error: --probe-file {path}: the host has no GPUs (it lists no GPUs)",
-        "hint: build the CPU image: drop --gpu and --probe-file"]
+        "hint: build the CPU image: drop --gpu and --probe-file"])
 
 
 def test_up_without_gpus_ignores_the_probe_file_with_a_warning(tmp_path: Path) -> None:
