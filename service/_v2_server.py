@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -63,20 +63,21 @@ class _Route:
     path: str  # the template: what the metrics label a request with (scope["route"].path)
 
 
+@dataclass(eq=False)
 class V2Server:
     """The ``/v2`` routes as one ASGI handler (called with the service's body reader)."""
 
-    def __init__(self, serving: Serving, model_name: str, server_version: str, max_rows: int,
-                 max_body_bytes: int, authorize: Authorize | None = None) -> None:
-        self.serving = serving
-        self.model_name = model_name
-        self.version = MODEL_VERSION
-        self.server_version = server_version
-        self.max_rows = max_rows
-        self.max_body_bytes = max_body_bytes
-        self.routes = {action: _Route(path) for action, path in ROUTES.items()}
-        self._known: dict[str, str] = {}  # at most len(ROUTES) paths: only ones that matched
-        self.authorize = authorize
+    serving: Serving
+    model_name: str
+    server_version: str
+    max_rows: int
+    max_body_bytes: int
+    authorize: Authorize | None = None
+    version: str = field(default=MODEL_VERSION, init=False)
+    routes: dict[str, _Route] = field(init=False, default_factory=lambda: {
+        action: _Route(path) for action, path in ROUTES.items()})
+    # at most len(ROUTES) paths: only ones that matched
+    _known: dict[str, str] = field(init=False, default_factory=dict)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send,
                        read_body: ReadBody, path: str) -> None:
