@@ -38,6 +38,7 @@ class FakeGpu:
     lost: bool = False  # every getter raises NVMLError_GpuIsLost (GPU fell off the bus)
 
 
+@dataclass(eq=False)
 class FakeNvml:
     """Module-like object: `FakeNvml(gpus, driver="550.54.15", cuda=12040)`.
 
@@ -45,14 +46,14 @@ class FakeNvml:
     without the driver. `calls` counts every API call (tests check handles are reused).
     """
 
-    def __init__(self, gpus: list[FakeGpu], driver: str = "550.54.15", cuda: int = 12040,
-                 library_missing: bool = False) -> None:
-        self.gpus = gpus
-        self.driver = driver
-        self.cuda = cuda
-        self.library_missing = library_missing
-        self.initialised = False
-        self.calls: dict[str, int] = {}
+    gpus: list[FakeGpu]
+    driver: str = "550.54.15"
+    cuda: int = 12040
+    library_missing: bool = False
+    initialised: bool = field(default=False, init=False)
+    calls: dict[str, int] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
         # pynvml's constants and error classes, so consumers read them off this object
         for name in dir(pynvml):
             if name.startswith(("NVMLError", "NVML_", "nvmlMemory_v")):
