@@ -119,8 +119,8 @@ class _Service:
 
     def infer(self, values: array[float], rows: int) -> Awaitable[dict[str, list[Any]]]:
         """Rows into the batcher (the /v2 path; ``predict`` is /predict's)."""
-        assert self.batcher is not None
-        return self.batcher.submit(values, rows, self.timeout)
+        assert self.batcher is not None  # the ticket's future: no coroutine around it
+        return self.batcher.enqueue(values, rows, self.timeout).future
 
     async def start(self) -> None:
         """Plan the replicas from DEVICE and what torch sees, then set them all up."""

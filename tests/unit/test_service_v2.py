@@ -288,3 +288,76 @@ def test_all_binary_headers_are_made_once_per_row_count_and_stay_exact() -> None
     assert content[size:] == struct.pack("<q2f", 1, 0.5, 0.25)
     head, size_with_id = with_id
     assert size_with_id is not None and orjson.loads(head[:size_with_id])["id"] == "x"
+
+
+def binary_request(rows: int = 1, values: bytes | None = None, extra: bytes = b"",
+                   **fields: Any) -> tuple[bytes, bytes]:
+    """A body with FP32 binary tensor data (``rows`` x 3) and its header length."""
+    data = struct.pack(f"<{3 * rows}f", *range(3 * rows)) if values is None else values
+    head = orjson.dumps({"inputs": [{"name": "input", "shape": [rows, 3], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": 12 * rows}}],
+                         "parameters": {"binary_data_output": True}, **fields})
+    return head + data + extra, b"%d" % len(head)
+
+
+def fresh_model() -> ModelSpec:
+    return ModelSpec("sum", "python", MODEL.input, MODEL.outputs)
+
+
+def outcome(model: ModelSpec, raw: bytes, header: bytes, max_rows: int = 8) -> object:
+    try:
+        request = parse_infer(raw, header, model, max_rows)
+    except V2Error as exc:
+        return exc.status, exc.message
+    return request.id, request.rows, request.values.tobytes(), request.outputs
+
+
+def test_a_binary_request_header_is_parsed_once_then_only_its_values_are_read() -> None:
+    model = fresh_model()
+    first = parse_infer(*binary_request(2), model, 8)
+    raw, header = binary_request(2, struct.pack("<6f", 9, 8, 7, 6, 5, 4))
+    again = parse_infer(raw, header, model, 8)
+    assert list(model.binary_requests) == [raw[:int(header)]]
+    assert (first.rows, first.values) == (2, array("f", range(6)))
+    assert (again.id, again.rows, again.values) == (None, 2, array("f", [9, 8, 7, 6, 5, 4]))
+    # the same outputs object: encode_response's cached all-binary header still applies
+    assert first.outputs is again.outputs is model.binary_outputs
+
+
+@pytest.mark.parametrize("raw, header, max_rows", [
+    (*binary_request(1, struct.pack("<3f", 5, 6, 7)), 8),
+    (*binary_request(1, struct.pack("<3f", float("nan"), 0, 0)), 8),
+    (*binary_request(1, struct.pack("<3f", float("-inf"), 0, 0)), 8),
+    (*binary_request(1, b"\x00" * 8), 8),
+    (*binary_request(1, extra=b"\x00" * 4), 8),
+    (*binary_request(1), 0),
+    (binary_request(1)[0], b"7", 8),
+], ids=["new-values", "nan", "minus-inf", "data-short", "data-left-over", "max-rows-lower",
+        "other-header-length"])
+def test_a_known_binary_header_answers_exactly_as_a_fresh_parse(raw: bytes, header: bytes,
+                                                                max_rows: int) -> None:
+    warm = fresh_model()
+    parse_infer(*binary_request(1), warm, 8)  # the same JSON header, parsed and kept
+    assert len(warm.binary_requests) == 1
+    assert outcome(warm, raw, header, max_rows) == outcome(fresh_model(), raw, header, max_rows)
+
+
+@pytest.mark.parametrize("raw, header", [
+    binary_request(id="r-1"),
+    (body(tensor()), b"%d" % len(body(tensor()))),
+    binary_request(outputs=[{"name": "scores", "parameters": {"pad": "x" * 4096}}]),
+], ids=["with-an-id", "json-data", "header-over-4096-bytes"])
+def test_binary_headers_not_worth_keeping_are_parsed_every_time(raw: bytes, header: bytes) -> None:
+    model = fresh_model()
+    for _ in range(2):
+        parse_infer(raw, header, model, 8)
+    assert model.binary_requests == {}
+
+
+def test_at_most_64_binary_headers_are_kept() -> None:
+    model = fresh_model()
+    for rows in range(1, 71):
+        parse_infer(*binary_request(rows), model, 100)
+    assert len(model.binary_requests) == 64
+    request = parse_infer(*binary_request(70), model, 100)  # not kept: parsed, still right
+    assert (request.rows, request.values) == (70, array("f", range(210)))
