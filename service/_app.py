@@ -292,7 +292,7 @@ class _PredictPath:
         if root and path.startswith(root):
             path = path[len(root):]
         if path == "/v2" or path[:4] == "/v2/":
-            await self.v2(scope, receive, send, self._read, path)  # guarded by authorize
+            await self.v2(scope, receive, send, self._body, path)  # guarded by authorize
             return
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
@@ -324,6 +324,8 @@ class _PredictPath:
             body = await self._body(scope, receive)
         except BadRequest as exc:
             return exc.status, _detail(exc.message), []
+        if body is None:
+            raise _Disconnected
         hook = scope.get("extensions", {}).get(DISCONNECT_HOOK)
         return await self.service.predict(body, timeout, receive, hook)
 
@@ -357,13 +359,9 @@ class _PredictPath:
                     raise BadRequest(400, str(exc)) from None
         return self.service.timeout
 
-    async def _read(self, scope: Scope, receive: Receive) -> bytes | None:
-        try:
-            return await self._body(scope, receive)
-        except _Disconnected:
-            return None
-
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The body, at most MAX_BODY_BYTES (else BadRequest 413); None when the client left
+        first (the /v2 server's reader as it is: no coroutine around it)."""
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if value.isdigit() and int(value) > self.limit:
@@ -375,7 +373,7 @@ class _PredictPath:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _Disconnected
+                return None
             chunk: bytes = message.get("body", b"")
             if not message.get("more_body", False) and not chunks:
                 if len(chunk) > self.limit:

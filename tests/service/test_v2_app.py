@@ -169,7 +169,7 @@ def test_openapi_documents_every_v2_route() -> None:
         assert [p["name"] for p in ready["parameters"]] == ["model_name", "model_version"]
         assert "/predict" in spec["paths"]
 
-    serve(SumPredictor(), scenario)
+    serve(SumPredictor(), scenario, model_name="sum")
 
 
 class MisDeclared(SumPredictor):
@@ -222,3 +222,29 @@ def test_a_request_no_replica_could_run_gets_503_with_retry_after() -> None:
     assert (start["status"], dict(start["headers"])[b"retry-after"]) == (503, b"1")
     assert orjson.loads(body["body"]) == {"error": (
         "model 'sum' is not ready: every replica failed: CUDA error: an illegal memory access")}
+
+
+@pytest.mark.parametrize("path", ["/predict", "/v2/models/sum/infer"], ids=["predict", "v2"])
+def test_a_client_gone_before_its_body_arrived_gets_no_answer_and_queues_nothing(
+        path: str) -> None:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def scenario(app: ASGIApp) -> None:
+        await wait_ready(app)
+        scope = {"type": "http", "method": "POST", "path": path, "root_path": "",
+                 "headers": [(b"content-length", b"99")]}
+        await app(scope, receive, send)
+        after = await request(app, "POST", path, infer_body([1, 2, 3]) if "v2" in path
+                              else b'{"inputs": [[1, 2, 3]]}')
+        metrics = (await request(app, "GET", "/metrics")).body.decode()
+        assert sent == [] and after.status == 200
+        # the one batch is the later request's: the gone one never reached the queue
+        assert 'predictor_batch_size_count{device="cpu",replica="0"} 1.0' in metrics
+
+    serve(SumPredictor(), scenario, model_name="sum")
