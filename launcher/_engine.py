@@ -189,15 +189,17 @@ def connect(environ: Mapping[str, str] | None = None, timeout: int = 300) -> Eng
                 "DOCKER_HOST for the local one") if host else ENGINE_HINT
         raise EngineUnavailable(f"cannot reach the Docker engine: {exc}", hint,
                                 detail=str(exc)) from None
-    return Engine(client)
+    # version auto: the client's API version is the one the engine just gave (its ApiVersion)
+    return Engine(client, api_version=str(client.api.api_version))
 
 
 class Engine:
     """The daemon, through the SDK's low-level API client (raw Engine API bodies in and out)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, api_version: str | None = None) -> None:
         self._client = client
         self._api = client.api
+        self._api_version = api_version  # the engine's, when already asked (connect)
 
     def close(self) -> None:
         self._client.close()
@@ -206,10 +208,12 @@ class Engine:
     def info(self) -> EngineInfo:
         with _calling("reading docker info"):
             raw = self._api.info()
-            version = self._api.version()
+            api_version = self._api_version
+            if api_version is None:
+                api_version = str(self._api.version().get("ApiVersion", ""))
         return EngineInfo(
             server_version=str(raw.get("ServerVersion", "")),
-            api_version=str(version.get("ApiVersion", "")),
+            api_version=api_version,
             runtimes=tuple(sorted((raw.get("Runtimes") or {}).keys())),
             default_runtime=str(raw.get("DefaultRuntime", "")),
             cdi_spec_dirs=tuple(raw.get("CDISpecDirs") or ()),

@@ -5,16 +5,18 @@ volumes, container, readiness. Decisions come from :mod:`launcher._lifecycle`; t
 
 from __future__ import annotations
 
+import functools
 import json
 import resource
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from launcher._build import image_tag
 from launcher._builder import build_image, build_predictor_image, prepare_wheelhouse
@@ -69,6 +71,7 @@ __all__ = [
 
 LOG_TAIL = 20  # log lines shown when the service does not come up
 _POLL = 0.1
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,31 @@ class UpPolicy:
 
 def _log(line: str) -> None:
     print(f"launcher: {line}", file=sys.stderr)
+
+
+class _Ahead(Generic[_T]):
+    """An engine call started now in a thread, its answer taken later with :meth:`result` (its
+    value, or the error it raised, at the point where the caller would have made the call): a
+    round trip to the daemon is mostly waiting, so independent ones go at once."""
+
+    def __init__(self, call: Callable[[], _T]) -> None:
+        self._call = call
+        self._value: list[_T] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value.append(self._call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> _T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value[0]
 
 
 # --- the steps of up ------------------------------------------------------------------------
@@ -190,9 +218,16 @@ def ensure_volumes(engine: EngineAPI, plan: Plan) -> None:
     so ``down --volumes`` finds them; other named volumes the engine creates as usual."""
     labels = {LABEL_MANAGED: "true", LABEL_NAME: plan.name, **plan.build.labels}
     ours = {f"{plan.name}-models", f"{plan.name}-data"}
-    for volume in named_volumes(plan.create["HostConfig"]["Binds"]):
-        if volume in ours and not engine.volume_exists(volume):
+
+    def ensure(volume: str) -> None:
+        if not engine.volume_exists(volume):
             engine.create_volume(volume, labels=labels)
+
+    # each volume at once; a failure is raised in the order of the binds
+    checks = [_Ahead(functools.partial(ensure, volume))
+              for volume in named_volumes(plan.create["HostConfig"]["Binds"]) if volume in ours]
+    for check in checks:
+        check.result()
 
 
 def _create_and_start(engine: EngineAPI, plan: Plan, body: Mapping[str, Any]) -> str:
@@ -238,7 +273,8 @@ def _memory(engine: EngineAPI, policy: UpPolicy) -> EngineMemory | None:
     return EngineMemory(policy.state_dir, engine_id) if engine_id else None
 
 
-def _start(engine: EngineAPI, plan: Plan, policy: UpPolicy) -> str:
+def _start(engine: EngineAPI, plan: Plan, policy: UpPolicy,
+           memory_of: Callable[[], EngineMemory | None] | None = None) -> str:
     """Create and start the plan's container. An engine that cannot raise memlock to unlimited
     (its own hard limit is lower, e.g. dockerd inside a container): locally, cap it at this
     shell's hard limit (the engine's, when it was started from here) with a warning, and
@@ -247,7 +283,9 @@ def _start(engine: EngineAPI, plan: Plan, policy: UpPolicy) -> str:
     fails."""
     wanted = _memlock_hard(plan.create)
     limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
-    memory = _memory(engine, policy) if wanted == -1 else None
+    memory = None
+    if wanted == -1:
+        memory = memory_of() if memory_of is not None else _memory(engine, policy)
     learned = memory.memlock_limit(limit) if memory is not None else None
     if memory is not None and learned is not None:
         try:
@@ -277,8 +315,13 @@ def _start(engine: EngineAPI, plan: Plan, policy: UpPolicy) -> str:
 
 
 def ensure_container(engine: EngineAPI, plan: Plan, image_id: str,
-                     policy: UpPolicy = UpPolicy()) -> str:
-    existing = engine.find_container(plan.name)
+                     policy: UpPolicy = UpPolicy(), *,
+                     existing_of: Callable[[], dict[str, Any] | None] | None = None,
+                     memory_of: Callable[[], EngineMemory | None] | None = None) -> str:
+    """The plan's container, kept, replaced or created (:func:`launcher._lifecycle.decide`).
+    ``existing_of`` and ``memory_of`` answer the lookups ``up`` started ahead (the container
+    of that name; what was learned about the engine); without them they are asked here."""
+    existing = existing_of() if existing_of is not None else engine.find_container(plan.name)
     decision = decide(plan.name, existing, plan.plan_hash, image_id)
     if existing is not None and decision.action == "keep":
         _log(f"{plan.name}: {decision.reason}; left alone")
@@ -287,7 +330,7 @@ def ensure_container(engine: EngineAPI, plan: Plan, image_id: str,
         _log(f"{plan.name}: replacing it: {decision.reason}")
         engine.stop(existing["Id"], timeout=STOP_GRACE)
         engine.remove_container(existing["Id"], force=True)
-    container = _start(engine, plan, policy)
+    container = _start(engine, plan, policy, memory_of)
     _log(f"{plan.name}: started {container[:12]} from {plan.image}")
     return container
 
@@ -321,11 +364,14 @@ def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
     url = service_url((inspect.get("NetworkSettings") or {}).get("Ports"))
     poll = url if url and not policy.remote else None  # remote: the healthcheck tells
     initial = int(inspect.get("RestartCount") or 0)
-    started = clock()
+    started = look = clock()
     while True:
+        status = _readyz(poll) if poll else None
+        if status != 200 and look > started:  # a 200 is ready whatever the state says
+            inspect = engine.inspect_container(container)
         verdict = judge_readiness(inspect.get("State") or {}, int(inspect.get("RestartCount") or 0),
-                                  initial, _readyz(poll) if poll else None, poll is None,
-                                  clock() - started, policy.timeout)
+                                  initial, status, poll is None, clock() - started,
+                                  policy.timeout)
         if verdict.state == "ready":
             _log(f"{name} is ready ({clock() - started:.1f}s)")
             return url
@@ -337,8 +383,8 @@ def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
             raise LauncherError(f"{name} did not become ready: {verdict.reason}",
                                 hint=f"see its log (launcher logs --name {name}); "
                                      f"remove it with launcher down --name {name}")
-        sleep(_POLL)
-        inspect = engine.inspect_container(container)
+        sleep(max(0.0, look + _POLL - clock()))  # a look every _POLL s, whatever it took
+        look = clock()
 
 
 def check_gpu_image(engine: EngineAPI, plan: Plan, probe: Probe | None,
@@ -377,10 +423,14 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
         image_id = ensure_image(engine, plan, policy)
         image_id = ensure_predictor_image(engine, plan, policy) or image_id
         check_gpu_image(engine, plan, probe, policy)
+        # What the container step asks the engine does not depend on the volumes: at once.
+        existing = _Ahead(functools.partial(engine.find_container, plan.name))
+        memory = _Ahead(functools.partial(_memory, engine, policy))
         ensure_volumes(engine, plan)
         if options.model is not None and options.model.in_volume:
             copy_model(engine, plan, options.model)
-        container = ensure_container(engine, plan, image_id, policy)
+        container = ensure_container(engine, plan, image_id, policy,
+                                     existing_of=existing.result, memory_of=memory.result)
         url = wait_ready(engine, container, plan.name, policy)
     finally:
         engine.close()
