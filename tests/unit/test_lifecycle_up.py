@@ -18,6 +18,7 @@ from launcher._engine import EngineInfo
 from launcher._engine_errors import TOOLKIT_HINT, BuildFailed, GpuRuntimeMissing, classify
 from launcher._engine_memory import RECHECK_SECONDS, EngineMemory, cache_dir
 from launcher._errors import LauncherError
+from launcher._flags import parse_volume
 from launcher._gpus import parse_gpus
 from launcher._limits import parse_ulimit
 from launcher._options import PlanOptions, plan_options_from_args
@@ -415,3 +416,135 @@ def test_up_fills_the_wheelhouse_first_then_preflights_and_plans_only_once(
                                          "no NVIDIA runtime") == 1
     assert [s.dockerfile for s in filled] == ["Dockerfile"]
     assert built[0].wheelhouse_ready and built[0].tag.startswith("gpu-launcher/service:cpu-")
+
+
+@dataclass
+class VolumeEngine(FakeEngineBase):
+    present: set[str] = field(default_factory=set)
+    broken: str = ""  # a volume whose lookup the engine fails
+    created: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def volume_exists(self, name: str) -> bool:
+        if name == self.broken:
+            raise LauncherError(f"inspecting volume {name}: boom", hint="h")
+        return name in self.present
+
+    def create_volume(self, name: str, labels: Mapping[str, str] | None = None) -> None:
+        self.created[name] = dict(labels or {})
+
+
+def test_ensure_volumes_creates_only_the_missing_default_volumes_with_the_launchers_labels(
+        ) -> None:
+    volumes = tuple(parse_volume(v, "/") for v in ("/host:/x", "other:/y"))
+    plan = plan_for(replace(options(), volumes=volumes))
+    engine = VolumeEngine(present={"svc-data"})
+    _up.ensure_volumes(engine, plan)
+    assert engine.created == {"svc-models": {"org.gpu-launcher.managed": "true",
+                                             "org.gpu-launcher.name": "svc"}}
+
+
+@pytest.mark.parametrize("broken", ["svc-models", "svc-data"])
+def test_ensure_volumes_asked_at_once_raises_the_engines_error(broken: str) -> None:
+    engine = VolumeEngine(broken=broken)
+    with pytest.raises(LauncherError) as exc:
+        _up.ensure_volumes(engine, plan_for(options()))
+    assert exc.value.message == f"inspecting volume {broken}: boom"
+
+
+class Readyz:
+    """A real HTTP server on 127.0.0.1 whose /readyz answers ``codes`` in turn (then the last)."""
+
+    def __init__(self, *codes: int) -> None:
+        import http.server
+        import threading
+
+        answers = list(codes)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                code = answers.pop(0) if len(answers) > 1 else answers[0]
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.port = self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def readyz_503_503_200() -> Any:
+    server = Readyz(503, 503, 200)
+    yield server
+    server.close()
+
+
+@dataclass
+class CountingEngine(FakeEngine):
+    looks: int = 0
+
+    def inspect_container(self, container: str) -> dict[str, Any]:
+        self.looks += 1
+        return super().inspect_container(container)
+
+
+def test_wait_ready_polls_readyz_every_interval_and_takes_a_200_without_another_inspect(
+        readyz_503_503_200: Readyz, capsys: pytest.CaptureFixture[str]) -> None:
+    ports = {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(readyz_503_503_200.port)}]}
+    engine = CountingEngine(inspects=[{**state(), "NetworkSettings": {"Ports": ports}}])
+    clock = Clock()
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.sleep(seconds)
+
+    url = _up.wait_ready(engine, "c", "svc", _up.UpPolicy(), clock=clock, sleep=sleep)
+    assert url == f"http://127.0.0.1:{readyz_503_503_200.port}"
+    assert sleeps == [_up._POLL, _up._POLL]  # 503, 503, 200: two waits of one interval
+    assert engine.looks == 2  # the first look, and one after each 503 but not after the 200
+    assert capsys.readouterr().err == "launcher: svc is ready (0.2s)\n"
+
+
+@pytest.mark.parametrize(("learn", "questions"), [
+    (False, ["find svc"]),  # no state_dir: nothing is learned, so no docker info
+    (True, ["find svc", "info"]),
+], ids=["nothing-learned", "learns-about-the-engine"])
+def test_up_runs_the_plan_to_ready_with_each_question_asked_once(
+        monkeypatch: pytest.MonkeyPatch, readyz_503_503_200: Readyz, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], learn: bool, questions: list[str]) -> None:
+    ports = {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(readyz_503_503_200.port)}]}
+    asked: list[str] = []
+
+    @dataclass
+    class UpEngine(CountingEngine, VolumeEngine):
+        def info(self) -> EngineInfo:
+            asked.append("info")
+            return super().info()
+
+        def find_container(self, name: str) -> dict[str, Any] | None:
+            asked.append(f"find {name}")
+            return super().find_container(name)
+
+    engine = UpEngine(inspects=[{**state(), "NetworkSettings": {"Ports": ports}}],
+                      engine_id="E1")
+    monkeypatch.setattr(_up, "connect", lambda: engine)
+    monkeypatch.setattr(_up, "_POLL", 0.01)
+    opts = options()
+    policy = _up.UpPolicy(state_dir=tmp_path if learn else None)
+    assert _up.up(plan_for(opts), opts, policy) == 0
+    assert sorted(asked) == questions
+    assert engine.calls == ["create svc", "start new0123456789", "close"]
+    assert sorted(engine.created) == ["svc-data", "svc-models"]
+    out, err = capsys.readouterr()
+    assert out == f"http://127.0.0.1:{readyz_503_503_200.port}\n"
+    assert err.splitlines()[:2] == ["launcher: image img:1 is present",
+                                    "launcher: svc: started new012345678 from img:1"]
