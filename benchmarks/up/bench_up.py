@@ -10,12 +10,16 @@ rounds, so before and after meet the same load. Each round, rotating which goes 
 /readyz answers 200), then ``launcher down --volumes``; and ``docker run -d -p …`` of the same
 image + ``GET /readyz`` every 0.1 s (the launcher's own poll interval) until 200, then
 ``docker rm -f``. Both use a fresh loopback port and a unique name. Prints one JSON object
-(seconds) with the ratio of the medians.
+(seconds) with the ratio of the medians, and each path's phases (medians): ``to_start`` (the
+command's start → the container's ``State.StartedAt``: the launcher's or the CLI's own work and
+the engine's start), ``boot`` (→ the service's ``service: ready:`` log line: the same image
+either way) and ``notice`` (→ the command noticed: the poll, and for ``up`` its exit).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import socket
@@ -56,13 +60,43 @@ def ready(url: str) -> bool:
         return False
 
 
-def time_launcher_up(image: str, checkout: Path = ROOT) -> float:
+PHASES: dict[str, list[float]] = {}  # "NAME:phase" -> samples
+
+
+def _stamp(text: str) -> float:
+    """An engine timestamp (RFC 3339, nanoseconds) as seconds since the epoch."""
+    head, _, frac = text.strip().rstrip("Z").partition(".")
+    when = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp() + float(f"0.{frac or 0}")
+
+
+def record_phases(contender: str, container: str, began: float, noticed: float) -> None:
+    """Split one run at the container's start and the service's ready line (the engine's
+    clock, this host's: comparable with time.time())."""
+    started = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", container],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    logs = subprocess.run(["docker", "logs", "-t", container], capture_output=True, text=True,
+                          timeout=30, check=False)
+    ready = next((line.split(" ", 1)[0] for line in (logs.stdout + logs.stderr).splitlines()
+                  if "service: ready:" in line), None)
+    if ready is None:
+        return
+    t_start, t_ready = _stamp(started), _stamp(ready)
+    for phase, value in (("to_start", t_start - began), ("boot", t_ready - t_start),
+                         ("notice", noticed - t_ready)):
+        PHASES.setdefault(f"{contender}:{phase}", []).append(value)
+
+
+def time_launcher_up(image: str, checkout: Path = ROOT, contender: str = "launcher_up") -> float:
     name, port = f"bench-up-{uuid.uuid4().hex[:8]}", free_port()
+    began = time.time()
     start = time.perf_counter()
     result = launcher("up", "--name", name, "--tag", image, "--no-build", "--label", LABEL,
                       "-p", f"127.0.0.1:{port}:8000", "--timeout", str(TIMEOUT),
                       checkout=checkout)
     elapsed = time.perf_counter() - start
+    if result.returncode == 0:
+        record_phases(contender, name, began, began + elapsed)
     launcher("down", "--name", name, "--volumes", "-t", "2", checkout=checkout)
     if result.returncode != 0:
         raise SystemExit(f"launcher up failed:\n{result.stderr[-3000:]}")
@@ -72,6 +106,7 @@ def time_launcher_up(image: str, checkout: Path = ROOT) -> float:
 def time_docker_run(image: str) -> float:
     name, port = f"bench-run-{uuid.uuid4().hex[:8]}", free_port()
     url = f"http://127.0.0.1:{port}"
+    began = time.time()
     start = time.perf_counter()
     try:
         subprocess.run(["docker", "run", "-d", "--name", name, "--label", LABEL, "-p",
@@ -82,7 +117,9 @@ def time_docker_run(image: str) -> float:
             if time.perf_counter() > deadline:
                 raise SystemExit(f"docker run {image}: not ready within {TIMEOUT:g}s")
             time.sleep(POLL)
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        record_phases("docker_run", name, began, began + elapsed)
+        return elapsed
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=60,
                        check=False)
@@ -109,7 +146,8 @@ def main() -> None:
         "launcher_up": time_launcher_up, "docker_run": time_docker_run}
     if args.baseline is not None:
         baseline = args.baseline.resolve()
-        contenders["baseline_up"] = lambda img: time_launcher_up(img, checkout=baseline)
+        contenders["baseline_up"] = lambda img: time_launcher_up(img, checkout=baseline,
+                                                                 contender="baseline_up")
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for i in range(args.rounds):
@@ -129,7 +167,11 @@ def main() -> None:
         report["baseline"] = str(args.baseline)
         report["ratio_baseline_up_over_docker_run"] = round(
             statistics.median(samples["baseline_up"]) / run, 3)
+    report["phases_median_s"] = {
+        name: {key.split(":")[1]: round(statistics.median(v), 3) for key, v in PHASES.items()
+               if key.split(":")[0] == name} for name in contenders}
     report["host_cpus"] = os.cpu_count()
+    report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=2))
 
 
