@@ -340,3 +340,21 @@ def test_ulimits_rejected_by_both(docker_cli: str, value: str,
     assert inspect is None, f"docker accepted --ulimit {value!r}"
     ours = launcher_rejects("--ulimit", value, capsys)
     assert ours == f"launcher: error: {docker_error.removeprefix('docker: ')}"
+
+
+def test_engine_info_matches_docker_info_and_version(docker_cli: str) -> None:
+    from launcher._engine import connect
+
+    def cli(*argv: str) -> str:
+        return subprocess.run([docker_cli, *argv], capture_output=True, text=True, timeout=60,
+                              check=True).stdout.strip()
+
+    engine = connect()
+    try:
+        info = engine.info()  # the API version: the one connect negotiated, not asked again
+    finally:
+        engine.close()
+    assert (info.server_version, info.api_version, info.engine_id, info.cgroup_driver) == (
+        cli("version", "--format", "{{.Server.Version}}"),
+        cli("version", "--format", "{{.Server.APIVersion}}"),
+        cli("info", "--format", "{{.ID}}"), cli("info", "--format", "{{.CgroupDriver}}"))
