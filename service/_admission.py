@@ -12,11 +12,13 @@ times the replicas that run them side by side; the first batch seeds it. Past ei
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from service._errors import ServiceError
+from service._inputs import BadRequest
 
 __all__ = ["REASONS", "Admission", "DeadlineExceeded", "Disconnected", "QueueFull",
-           "parse_timeout"]
+           "parse_timeout", "request_timeout"]
 
 # predictor_rejected_requests_total{reason}: every value is exported from the start (at 0).
 REASONS = ("queue_rows", "queue_wait", "deadline", "disconnected", "out_of_memory")
@@ -39,6 +41,7 @@ class DeadlineExceeded(ServiceError):
     """The request's deadline passed while it waited; it never reached a forward pass (504)."""
 
     status = 504
+    reason = "deadline"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "allow more time (X-Request-Timeout, REQUEST_TIMEOUT_SECONDS) "
@@ -49,6 +52,7 @@ class Disconnected(ServiceError):
     """The client went away while its request waited; it never reached a forward pass."""
 
     status = 499  # nginx's "client closed request": recorded, never sent
+    reason = "disconnected"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "")
@@ -98,3 +102,16 @@ def parse_timeout(raw: str) -> float | None:
         raise ValueError(f"header 'X-Request-Timeout' has value {raw!r}: not a number of "
                          "seconds between 0 and 86400 (0: no deadline), e.g. 2.5")
     return seconds or None
+
+
+def request_timeout(headers: Iterable[tuple[bytes, bytes]], default: float | None
+                    ) -> float | None:
+    """A request's deadline in seconds (None: none): its first ``X-Request-Timeout`` header,
+    else ``default`` (REQUEST_TIMEOUT_SECONDS); a bad value is the client's mistake (400)."""
+    for name, value in headers:
+        if name == b"x-request-timeout":
+            try:
+                return parse_timeout(value.decode("latin-1"))
+            except ValueError as exc:
+                raise BadRequest(400, str(exc)) from None
+    return default

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service._admission import Admission, DeadlineExceeded, Disconnected, QueueFull, parse_timeout
+from service._admission import Admission, DeadlineExceeded, Disconnected, QueueFull, request_timeout
 from service._batcher import Batcher, NoReplica, Ticket
 from service._cpu import cpu_threads
 from service._device import NO_CUDA, plan_replicas
@@ -117,10 +117,33 @@ class _Service:
     def reason(self) -> str:
         return self.replicas.reason() if self.replicas is not None else ""
 
-    def infer(self, values: array[float], rows: int) -> Awaitable[dict[str, list[Any]]]:
+    def infer(self, values: array[float], rows: int, timeout: float | None,
+              receive: Receive | None = None,
+              on_disconnect: Callable[[Callable[[], None]], None] | None = None
+              ) -> Awaitable[dict[str, list[Any]]]:
         """Rows into the batcher (the /v2 path; ``predict`` is /predict's)."""
         assert self.batcher is not None  # the ticket's future: no coroutine around it
-        return self.batcher.enqueue(values, rows, self.timeout).future
+        return self._enqueue(self.batcher, values, rows, timeout, receive, on_disconnect).future
+
+    def rejected(self, error: BaseException) -> None:
+        """Count a request the queue refused or dropped (predictor_rejected_requests_total)."""
+        if isinstance(error, (QueueFull, DeadlineExceeded, Disconnected, OutOfMemory)):
+            self.metrics.reject(error.reason)
+
+    @staticmethod
+    def _enqueue(batcher: Batcher, values: array[float], rows: int, timeout: float | None,
+                 receive: Receive | None,
+                 on_disconnect: Callable[[Callable[[], None]], None] | None) -> Ticket:
+        """Queue the rows; a client that disconnects takes them out of the queue: told by the
+        server's ``on_disconnect`` hook where it has one (ours), else by ``receive`` (after
+        the body, its next message is the disconnect). Raises :class:`QueueFull`."""
+        ticket = batcher.enqueue(values, rows, timeout)
+        if on_disconnect is not None:
+            on_disconnect(partial(batcher.withdraw, ticket))
+        elif receive is not None:
+            watcher = asyncio.ensure_future(_watch(receive, batcher, ticket))
+            ticket.future.add_done_callback(lambda _: watcher.cancel())
+        return ticket
 
     async def start(self) -> None:
         """Plan the replicas from DEVICE and what torch sees, then set them all up."""
@@ -195,9 +218,8 @@ class _Service:
                       receive: Receive | None = None,
                       on_disconnect: Callable[[Callable[[], None]], None] | None = None
                       ) -> tuple[int, bytes, Headers]:
-        """Status, JSON body and extra headers. A client that disconnects takes its request
-        out of the queue: told by the server's ``on_disconnect`` hook where it has one (ours),
-        else by ``receive`` (after the body, its next message is the disconnect)."""
+        """Status, JSON body and extra headers (a client that disconnects takes its request
+        out of the queue: :meth:`_enqueue`)."""
         batcher, replicas = self.batcher, self.replicas
         if batcher is None or replicas is None or not replicas.ready:  # no replica ready
             return 503, _detail(f"model is not ready ({self.status})"), []
@@ -209,26 +231,22 @@ class _Service:
         except BadRequest as exc:
             return exc.status, _detail(exc.message), []
         try:
-            ticket = batcher.enqueue(values, len(values) // batcher.width, timeout)
+            ticket = self._enqueue(batcher, values, len(values) // batcher.width, timeout,
+                                   receive, on_disconnect)
         except QueueFull as exc:
             self.metrics.reject(exc.reason)
             return 503, _detail(exc.message), [(b"retry-after", b"%d" % exc.retry_after)]
-        watcher = None
-        if on_disconnect is not None:
-            on_disconnect(partial(batcher.withdraw, ticket))
-        elif receive is not None:
-            watcher = asyncio.ensure_future(_watch(receive, batcher, ticket))
         try:
             outputs = await ticket.future
             return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs), []
         except DeadlineExceeded as exc:
-            self.metrics.reject("deadline")
+            self.metrics.reject(exc.reason)
             return 504, _detail(exc.message), []
         except Disconnected as exc:
-            self.metrics.reject("disconnected")
+            self.metrics.reject(exc.reason)
             return CLIENT_CLOSED, _detail(exc.message), []
         except OutOfMemory as exc:
-            self.metrics.reject("out_of_memory")
+            self.metrics.reject(exc.reason)
             log.error("inference failed: %s", exc.message)
             return 503, _detail(f"inference failed: {exc.message}; {exc.hint}"), []
         except NoReplica as exc:  # the device failed, not the request: try again later
@@ -236,9 +254,6 @@ class _Service:
         except Exception as exc:  # the model's (or encode hook's) failure
             log.exception("inference failed")
             return 500, _detail(f"inference failed: {type(exc).__name__}: {exc}"), []
-        finally:
-            if watcher is not None:
-                watcher.cancel()
 
     def _decoded(self, payload: Any) -> Any:
         """A decode hook's rows; its ValueError/TypeError/KeyError is the client's mistake."""
@@ -320,7 +335,7 @@ class _PredictPath:
         """The deadline and the body (at most MAX_BODY_BYTES) -> the service's status, JSON and
         headers; raises ``_Disconnected`` when the client left first."""
         try:
-            timeout = self._timeout(scope)
+            timeout = request_timeout(scope["headers"], self.service.timeout)
             body = await self._body(scope, receive)
         except BadRequest as exc:
             return exc.status, _detail(exc.message), []
@@ -349,15 +364,6 @@ class _PredictPath:
         if refused is None:
             return None
         return V2Error(401, refused[0], [(b"www-authenticate", refused[1])])
-
-    def _timeout(self, scope: Scope) -> float | None:
-        for name, value in scope["headers"]:
-            if name == b"x-request-timeout":
-                try:
-                    return parse_timeout(value.decode("latin-1"))
-                except ValueError as exc:
-                    raise BadRequest(400, str(exc)) from None
-        return self.service.timeout
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The body, at most MAX_BODY_BYTES (else BadRequest 413); None when the client left

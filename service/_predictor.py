@@ -85,6 +85,7 @@ class OutOfMemory(ServiceError):
     the batcher retries the batch in halves once, then answers 503."""
 
     status = 503
+    reason = "out_of_memory"  # predictor_rejected_requests_total{reason}
 
     def __init__(self, message: str,
                  hint: str = "send fewer rows per request or lower MAX_BATCH_ROWS") -> None:

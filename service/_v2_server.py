@@ -12,8 +12,10 @@ from typing import Any, Protocol
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from service._admission import request_timeout
 from service._batcher import NoReplica
 from service._errors import ServiceError
+from service._http import DISCONNECT_HOOK
 from service._inputs import BadRequest
 from service._v2 import (
     EXTENSIONS,
@@ -48,7 +50,17 @@ class Serving(Protocol):
     @property
     def model(self) -> ModelSpec | None: ...  # set once ready
 
-    def infer(self, values: Any, rows: int) -> Awaitable[Mapping[str, Sequence[Any]]]: ...
+    @property
+    def timeout(self) -> float | None: ...  # the default deadline (REQUEST_TIMEOUT_SECONDS)
+
+    def infer(self, values: Any, rows: int, timeout: float | None, receive: Receive | None,
+              on_disconnect: Callable[[Callable[[], None]], None] | None
+              ) -> Awaitable[Mapping[str, Sequence[Any]]]:
+        """Into the queue, with a deadline of ``timeout`` s; a client that disconnects (the
+        server's ``on_disconnect`` hook, else ``receive``) takes the request out of it."""
+        ...
+
+    def rejected(self, error: BaseException) -> None: ...  # counted if the queue refused it
 
 
 ReadBody = Callable[[Scope, Receive], Awaitable["bytes | None"]]  # None: the client left
@@ -105,6 +117,7 @@ class V2Server:
                                   [(b"allow", b"POST")])
                 if self.authorize is not None and (denied := self.authorize(scope)):
                     raise denied
+                timeout = request_timeout(scope["headers"], self.serving.timeout)
                 body = await read_body(scope, receive)
                 if body is None:
                     return
@@ -112,10 +125,13 @@ class V2Server:
                 # less to suspend and resume per request.
                 model, request = self._request(scope, body)
                 try:
-                    part = await self.serving.infer(request.values, request.rows)
+                    part = await self.serving.infer(
+                        request.values, request.rows, timeout, receive,
+                        scope.get("extensions", {}).get(DISCONNECT_HOOK))
                 except V2Error:
                     raise
                 except Exception as exc:  # noqa: BLE001 - sorted out by _failed
+                    self.serving.rejected(exc)
                     raise self._failed(exc) from None
                 content, header_length = encode_response(model, request, part)
                 headers.append((b"content-type", _BINARY if header_length else _JSON))
@@ -134,7 +150,7 @@ class V2Server:
         except V2Error as exc:
             status, content = exc.status, orjson.dumps({"error": exc.message})
             headers = [(b"content-type", _JSON), *exc.headers]
-        except BadRequest as exc:  # the body reader's: over MAX_BODY_BYTES
+        except BadRequest as exc:  # over MAX_BODY_BYTES, a bad X-Request-Timeout
             status, content = exc.status, orjson.dumps({"error": exc.message})
             headers = [(b"content-type", _JSON)]
         headers.append((b"content-length", b"%d" % len(content)))

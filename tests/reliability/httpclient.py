@@ -27,8 +27,9 @@ class Reply:
         return "close" in self.headers.get("connection", "").lower()
 
 
-def predict_request(body: bytes, headers: dict[str, str] | None = None) -> bytes:
-    lines = [b"POST /predict HTTP/1.1", b"host: 127.0.0.1",
+def predict_request(body: bytes, headers: dict[str, str] | None = None,
+                    path: str = "/predict") -> bytes:
+    lines = [b"POST %s HTTP/1.1" % path.encode(), b"host: 127.0.0.1",
              b"content-type: application/json", b"content-length: %d" % len(body)]
     lines += [f"{k}: {v}".encode() for k, v in (headers or {}).items()]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 import requests
 
@@ -76,31 +77,54 @@ def test_overload_sheds_the_excess_at_once_and_keeps_the_accepted_within_the_que
     assert (reply.status_code, reply.json()) == (200, {"predictions": [1.0]})
 
 
-async def _deadline_and_disconnect(port: int) -> tuple[Reply, float, Reply, Reply]:
+V2_INFER = "/v2/models/SlowEcho/infer"
+
+
+def v2_row(*row: float) -> bytes:
+    return orjson.dumps({"inputs": [{"name": "input", "shape": [1, len(row)],
+                                     "datatype": "FP32", "data": list(row)}]})
+
+
+# endpoint: (path, a row's body, the 504's body). The late request's own deadline is its
+# X-Request-Timeout header, under a REQUEST_TIMEOUT_SECONDS default far above it.
+ENDPOINTS = {
+    "predict": ("/predict", lambda *row: orjson.dumps({"inputs": [list(row)]}),
+                b'{"detail":"the request waited its deadline of 0.1 s in the queue"}'),
+    "v2": (V2_INFER, v2_row,
+           b'{"error":"the request waited its deadline of 0.1 s in the queue"}'),
+}
+
+
+async def _deadline_and_disconnect(port: int, path: str, row: Callable[..., bytes]
+                                   ) -> tuple[Reply, float, Reply, Reply]:
     busy = await Connection.open(port)
     late = await Connection.open(port)
     gone = await Connection.open(port)
-    since = await busy.send(predict_request(ROW))
+    since = await busy.send(predict_request(row(1.0, 2.0), path=path))
     await asyncio.sleep(0.05)  # the first request is in its forward pass (0.4 s)
     start = time.monotonic()
-    timed_out = await late.request(predict_request(ROW, {"X-Request-Timeout": "0.1"}))
+    timed_out = await late.request(
+        predict_request(row(1.0, 2.0), {"X-Request-Timeout": "0.1"}, path))
     waited = time.monotonic() - start
-    await gone.send(predict_request(b'{"inputs": [[9, 9]]}'))
+    await gone.send(predict_request(row(9.0, 9.0), path=path))
     await asyncio.sleep(0.05)
     gone.close()  # its client gives up while it waits
     first = await busy.answer(since)
-    after = await busy.request(predict_request(ROW))
+    after = await busy.request(predict_request(row(1.0, 2.0), path=path))
     late.close()
     busy.close()
     return timed_out, waited, first, after
 
 
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS), ids=list(ENDPOINTS))
 def test_deadlines_and_disconnected_clients_leave_the_queue_before_the_forward_pass(
-        server_factory: Callable[..., Any]) -> None:
-    server = server_factory(slow_env(0.4, 8))
-    timed_out, waited, first, after = asyncio.run(_deadline_and_disconnect(server.port))
+        server_factory: Callable[..., Any], endpoint: str) -> None:
+    path, row, expired = ENDPOINTS[endpoint]
+    server = server_factory(slow_env(0.4, 8, REQUEST_TIMEOUT_SECONDS="30"))
+    timed_out, waited, first, after = asyncio.run(
+        _deadline_and_disconnect(server.port, path, row))
     assert timed_out.status == 504
-    assert timed_out.body == b'{"detail":"the request waited its deadline of 0.1 s in the queue"}'
+    assert timed_out.body == expired
     assert 0.09 <= waited < 0.3  # at its deadline, not once the running batch is done
     assert (first.status, after.status) == (200, 200)
     assert sample(server, "predictor_rejected_requests_total", {"reason": "deadline"}) == 1

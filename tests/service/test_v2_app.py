@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope
 
 from service._batcher import NoReplica
 from service._errors import ServiceError
+from service._http import DISCONNECT_HOOK
 from service._predictor import Batch
 from service._v2 import ROUTES, ModelSpec, TensorSpec
 from service._v2_server import V2Server
@@ -193,11 +194,16 @@ def test_a_predictor_declaring_an_unknown_datatype_fails_to_load_with_the_reason
 class NoReplicaLeft:
     """The service's side as V2Server sees it, when every replica has just failed."""
 
-    state, reason = "ready", ""
+    state, reason, timeout = "ready", "", None
     model = ModelSpec("sum", "python", TensorSpec("input", "FP32", (-1, 3)),
                       (TensorSpec("predictions", "INT64", (-1,)),))
 
-    def infer(self, values: Any, rows: int) -> Awaitable[Mapping[str, Sequence[Any]]]:
+    def rejected(self, error: BaseException) -> None:
+        pass
+
+    def infer(self, values: Any, rows: int, timeout: float | None, receive: Receive | None,
+              on_disconnect: Callable[[Callable[[], None]], None] | None
+              ) -> Awaitable[Mapping[str, Sequence[Any]]]:
         async def fail() -> Mapping[str, Sequence[Any]]:
             raise NoReplica("every replica failed: CUDA error: an illegal memory access")
         return fail()
@@ -248,3 +254,114 @@ def test_a_client_gone_before_its_body_arrived_gets_no_answer_and_queues_nothing
         assert 'predictor_batch_size_count{device="cpu",replica="0"} 1.0' in metrics
 
     serve(SumPredictor(), scenario, model_name="sum")
+
+
+@pytest.mark.parametrize("path, value, status, body", [
+    ("/v2/models/sum/infer", b"soon", 400, {"error": (
+        "header 'X-Request-Timeout' has value 'soon': not a number of seconds between 0 and "
+        "86400 (0: no deadline), e.g. 2.5")}),
+    ("/predict", b"soon", 400, {"detail": (
+        "header 'X-Request-Timeout' has value 'soon': not a number of seconds between 0 and "
+        "86400 (0: no deadline), e.g. 2.5")}),
+    ("/v2/models/sum/infer", b"-2", 400, {"error": (
+        "header 'X-Request-Timeout' has value '-2': not a number of seconds between 0 and "
+        "86400 (0: no deadline), e.g. 2.5")}),
+    ("/v2/models/sum/infer", b"0", 200, None),
+], ids=["v2-word", "predict-word", "v2-negative", "v2-zero-no-deadline"])
+def test_x_request_timeout_is_checked_alike_on_v2_and_predict(
+        path: str, value: bytes, status: int, body: dict[str, str] | None) -> None:
+    async def scenario(app: ASGIApp) -> None:
+        await wait_ready(app)
+        content = infer_body([1, 2, 3]) if "v2" in path else b'{"inputs": [[1, 2, 3]]}'
+        reply = await request(app, "POST", path, content, headers=[
+            (b"content-length", b"%d" % len(content)), (b"x-request-timeout", value)])
+        assert reply.status == status
+        if body is not None:
+            assert reply.json() == body
+            metrics = (await request(app, "GET", "/metrics")).body.decode()
+            assert 'predictor_batch_size_count{device="cpu",replica="0"}' not in metrics
+
+    serve(SumPredictor(), scenario, model_name="sum")
+
+
+@pytest.mark.parametrize("told_by", ["hook", "receive"])
+def test_a_v2_request_past_its_deadline_or_whose_client_left_never_reaches_a_forward_pass(
+        told_by: str) -> None:
+    """The deadline: X-Request-Timeout, else REQUEST_TIMEOUT_SECONDS (504 each); the client
+    that left: told by our server's disconnect hook, or by ``receive`` under another server."""
+    predictor = GatedSum()
+    left = asyncio.Event()
+    callbacks: list[Callable[[], None]] = []
+    gone_body = infer_body([3, 0, 0])
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if not sent:  # the body once, then the disconnect when the client leaves
+            sent.append({"type": "read"})
+            return {"type": "http.request", "body": gone_body, "more_body": False}
+        await asyncio.wait_for(left.wait(), 10)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v2/models/sum/infer", "root_path": "",
+             "headers": [(b"content-length", b"%d" % len(gone_body))]}
+    if told_by == "hook":
+        scope["extensions"] = {DISCONNECT_HOOK: callbacks.append}
+
+    async def scenario(app: ASGIApp) -> None:
+        await wait_ready(app)
+        predictor.batches.clear()
+        predictor.armed = True
+        first = asyncio.ensure_future(
+            request(app, "POST", "/v2/models/sum/infer", infer_body([0, 0, 0])))
+        await asyncio.sleep(0.05)  # the first batch is in its forward pass, held by the gate
+        body = infer_body([1, 0, 0])
+        own = asyncio.ensure_future(request(app, "POST", "/v2/models/sum/infer", body, headers=[
+            (b"content-length", b"%d" % len(body)), (b"x-request-timeout", b"0.05")]))
+        default = asyncio.ensure_future(
+            request(app, "POST", "/v2/models/sum/infer", infer_body([2, 0, 0])))
+        gone = asyncio.ensure_future(app(scope, receive, send))
+        await asyncio.sleep(0.02)
+        if told_by == "hook":
+            assert len(callbacks) == 1  # registered once the request was queued
+            callbacks[0]()
+        else:
+            left.set()
+        replies = await asyncio.gather(own, default)
+        predictor.gate.set()
+        assert (await first).status == 200
+        await gone
+        after = await request(app, "POST", "/v2/models/sum/infer", infer_body([4, 0, 0]))
+        assert [(r.status, r.json()) for r in replies] == [
+            (504, {"error": "the request waited its deadline of 0.05 s in the queue"}),
+            (504, {"error": "the request waited its deadline of 0.2 s in the queue"})]
+        assert after.status == 200
+        assert predictor.batches == [[0.0], [4.0]]  # none of the three ran
+        metrics = (await request(app, "GET", "/metrics")).body.decode()
+        assert 'predictor_rejected_requests_total{reason="deadline"} 2.0' in metrics
+        assert 'predictor_rejected_requests_total{reason="disconnected"} 1.0' in metrics
+
+    serve(predictor, scenario, model_name="sum", max_wait_ms=0, request_timeout_seconds=0.2)
+
+
+def test_a_v2_request_the_full_queue_refuses_is_counted_like_predicts() -> None:
+    predictor = GatedSum()
+
+    async def scenario(app: ASGIApp) -> None:
+        await wait_ready(app)
+        predictor.armed = True
+        first = asyncio.ensure_future(
+            request(app, "POST", "/v2/models/sum/infer", infer_body([0, 0, 0])))
+        await asyncio.sleep(0.05)  # its one row fills the queue (MAX_QUEUE_ROWS=1)
+        full = await request(app, "POST", "/v2/models/sum/infer", infer_body([1, 0, 0]))
+        predictor.gate.set()
+        assert (await first).status == 200
+        assert (full.status, full.json(), full.headers["retry-after"]) == (503, {"error": (
+            "queue is full: 1 rows ahead, 1 more would pass the limit of 1 rows "
+            "(MAX_QUEUE_ROWS); retry in 1 s")}, "1")
+        metrics = (await request(app, "GET", "/metrics")).body.decode()
+        assert 'predictor_rejected_requests_total{reason="queue_rows"} 1.0' in metrics
+
+    serve(predictor, scenario, model_name="sum", max_queue_rows=1)
