@@ -48,7 +48,7 @@ from service._replicas import ReplicaPool, Runtime, load_runtime
 from service._settings import Settings
 from service._tensors import TensorError
 from service._v2 import ModelSpec, V2Error, default_model_name, describe_model
-from service._v2_openapi import openapi_paths
+from service._v2_openapi import TIMEOUT_PARAMETER, openapi_paths
 from service._v2_server import V2Server
 from service.nvml import load_nvml
 
@@ -515,11 +515,7 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
     extra: dict[str, Any] = {
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": _request_schema(settings)}}},
-        "parameters": [{
-            "name": "X-Request-Timeout", "in": "header", "required": False,
-            "description": "seconds this request may wait in the queue before it is answered "
-                           "504 (0: no deadline; default REQUEST_TIMEOUT_SECONDS)",
-            "schema": {"type": "number", "minimum": 0, "maximum": 86400}}],
+        "parameters": [TIMEOUT_PARAMETER],
     }
     if settings.api_token:
         extra["security"] = [{"bearer": []}]

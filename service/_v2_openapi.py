@@ -8,7 +8,14 @@ from typing import Any
 from service._tensors import DATATYPES
 from service._v2 import INPUT_NAME, MODEL_VERSION, ROUTES
 
-__all__ = ["openapi_paths"]
+__all__ = ["TIMEOUT_PARAMETER", "openapi_paths"]
+
+# The per-request deadline, on /predict and the v2 infer routes alike.
+TIMEOUT_PARAMETER = {
+    "name": "X-Request-Timeout", "in": "header", "required": False,
+    "description": "seconds this request may wait in the queue before it is answered "
+                   "504 (0: no deadline; default REQUEST_TIMEOUT_SECONDS)",
+    "schema": {"type": "number", "minimum": 0, "maximum": 86400}}
 
 
 def openapi_paths(model_name: str) -> dict[str, Any]:
@@ -19,7 +26,9 @@ def openapi_paths(model_name: str) -> dict[str, Any]:
     def errors(*codes: int) -> dict[str, Any]:
         what = {400: "a bad request: the message says what is wrong",
                 404: "unknown model or version", 413: "the body is over MAX_BODY_BYTES",
-                503: "the model is not ready (Retry-After says when to try again)"}
+                503: "the model is not ready or the queue is full (Retry-After says when to "
+                     "try again)",
+                504: "the request's deadline passed while it waited in the queue"}
         return {str(c): {**error, "description": what[c]} for c in codes}
 
     name = {"name": "model_name", "in": "path", "required": True,
@@ -58,7 +67,7 @@ def openapi_paths(model_name: str) -> dict[str, Any]:
                   "schema": {"type": "integer", "minimum": 0}}
         return {"post": {
             "summary": "Infer: joins the same batches as POST /predict",
-            "tags": ["open inference protocol"], "parameters": [*params, header],
+            "tags": ["open inference protocol"], "parameters": [*params, header, TIMEOUT_PARAMETER],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": request_schema},
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
@@ -66,7 +75,7 @@ def openapi_paths(model_name: str) -> dict[str, Any]:
                                                  "JSON header when requested)",
                                   "content": {**ok_json, "application/octet-stream": {
                                       "schema": {"type": "string", "format": "binary"}}}},
-                          **errors(400, 404, 413, 503)}}}
+                          **errors(400, 404, 413, 503, 504)}}}
 
     return {
         ROUTES["server_metadata"]: get("Server metadata", [], ()),

@@ -163,7 +163,9 @@ def test_openapi_documents_every_v2_route() -> None:
         spec = (await request(app, "GET", "/openapi.json")).json()
         assert set(ROUTES.values()) <= set(spec["paths"])
         infer = spec["paths"]["/v2/models/{model_name}/infer"]["post"]
-        assert {"200", "400", "404", "413", "503"} <= set(infer["responses"])
+        assert {"200", "400", "404", "413", "503", "504"} <= set(infer["responses"])
+        assert [p["name"] for p in infer["parameters"]] == [
+            "model_name", "Inference-Header-Content-Length", "X-Request-Timeout"]
         assert set(infer["requestBody"]["content"]) == {"application/json",
                                                         "application/octet-stream"}
         ready = spec["paths"]["/v2/models/{model_name}/versions/{model_version}/ready"]["get"]
