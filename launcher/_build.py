@@ -28,6 +28,7 @@ __all__ = [
     "ContextFile",
     "IgnorePattern",
     "context_files",
+    "file_digest",
     "hash_args_and_labels",
     "image_tag",
     "is_ignored",
@@ -220,7 +221,9 @@ def context_files(root: Path, dockerfile: str, wheelhouse: Path | None = None) -
     return [ContextFile(name, files[name]) for name in sorted(files)]
 
 
-def _file_digest(f: ContextFile) -> str:
+def file_digest(f: ContextFile) -> str:
+    """What an image tag hashes of one context file: its mode bit and bytes (a link: its
+    target; a wheelhouse wheel: its size, its name pins the rest)."""
     st = f.source.lstat()
     if stat.S_ISLNK(st.st_mode):
         return "link:" + str(f.source.readlink())
@@ -251,7 +254,7 @@ def image_tag(
     h = hashlib.sha256()
     h.update(f"dockerfile\0{dockerfile}\0".encode())
     for f in context_files(root, dockerfile, wheelhouse):
-        h.update(f"file\0{f.arcname}\0{_file_digest(f)}\0".encode())
+        h.update(f"file\0{f.arcname}\0{file_digest(f)}\0".encode())
     hash_args_and_labels(h.update, build_args, labels)
     return f"{IMAGE_REPO}:{variant}-{h.hexdigest()[:_HASH_LEN]}"
 

@@ -21,7 +21,13 @@ from pathlib import Path
 from launcher._cuda import cuda_table, format_version
 from launcher._errors import LauncherError
 from launcher._probe import Probe
-from launcher._require import HostFacts, RequirementError, check_requirements, image_requirements
+from launcher._require import (
+    HostFacts,
+    RequirementError,
+    check_requirements,
+    image_requirements,
+    parse_requirement,
+)
 
 __all__ = [
     "DEV_CHAR_FIX",
@@ -65,8 +71,9 @@ def image_requirement_error(image: str, env: Sequence[str], probe: Probe) -> Lau
                                   "the launcher choose")
     if why is None:
         return None
-    cuda = next((c.split(">=", 1)[1] for c in requirements.get("NVIDIA_REQUIRE_CUDA", "").split()
-                 if c.startswith("cuda>=")), None)
+    terms = parse_requirement(requirements.get("NVIDIA_REQUIRE_CUDA", ""))
+    cuda = next((c.value for term in terms for c in term if c.prop == "cuda" and c.op == ">="),
+                None)
     upgrade = (f"install an NVIDIA driver that runs CUDA {cuda}" if cuda
                else "install a newer NVIDIA driver")
     return LauncherError(

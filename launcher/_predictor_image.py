@@ -19,6 +19,7 @@ from pathlib import Path
 from launcher._build import (
     IMAGE_REPO,
     ContextFile,
+    file_digest,
     hash_args_and_labels,
     is_ignored,
     parse_dockerignore,
@@ -238,13 +239,6 @@ ENV PYTHONPATH={CODE_DIR}:/app \\
 """
 
 
-def _digest(path: Path) -> str:
-    if path.is_symlink():
-        return "link:" + str(path.readlink())
-    return ("x" if path.stat().st_mode & 0o111 else "-") + hashlib.sha256(
-        path.read_bytes()).hexdigest()
-
-
 def predictor_tag(base_tag: str, source: PredictorSource, build_args: Mapping[str, str],
                   labels: Mapping[str, str] | None = None) -> str:
     """``gpu-launcher/service:predictor-<12 hex>``: the service image's tag (itself a content
@@ -255,7 +249,7 @@ def predictor_tag(base_tag: str, source: PredictorSource, build_args: Mapping[st
                  "requirements", source.requirements_text):
         h.update(f"{part}\0".encode())
     for f in code_files(source.code):
-        h.update(f"file\0{f.arcname}\0{_digest(f.source)}\0".encode())
+        h.update(f"file\0{f.arcname}\0{file_digest(f)}\0".encode())
     hash_args_and_labels(h.update, build_args, labels)
     return f"{IMAGE_REPO}:predictor-{h.hexdigest()[:12]}"
 

@@ -47,6 +47,18 @@ def test_an_image_the_driver_cannot_start_is_an_error_with_a_hint() -> None:
                           "driver: drop --base-image and --cuda to let the launcher choose")
 
 
+@pytest.mark.parametrize("requirement, upgrade", [
+    ("cuda>=12.8,driver>=570", "install an NVIDIA driver that runs CUDA 12.8"),
+    ("driver>=570", "install a newer NVIDIA driver"),
+], ids=["cuda-and-driver-in-one-term", "driver-only"])
+def test_the_hint_names_the_cuda_the_image_needs(requirement: str, upgrade: str) -> None:
+    error = image_requirement_error("img", [f"NVIDIA_REQUIRE_CUDA={requirement}"],
+                                    host("550.54.15", (12, 4)))
+    assert error is not None
+    assert error.hint == (f"{upgrade}, or build for this driver: drop --base-image and --cuda "
+                          "to let the launcher choose")
+
+
 @pytest.mark.parametrize("cuda, probe", [
     ("13.0", host("580.65.06", (13, 0))),
     ("13.0", host("575.57.08", (12, 9), brand="tesla")),  # forward compatibility: datacenter
