@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import re
 
+from launcher._build import parse_image_ref
+
 __all__ = [
     "K8sValueError",
     "parse_count",
@@ -29,7 +31,6 @@ _DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _SUBDOMAIN = re.compile(rf"{_DNS1123.pattern}(\.{_DNS1123.pattern})*")
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _LABEL_VALUE = re.compile(rf"({_LABEL_NAME.pattern})?")
-_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]*[a-z0-9_]|[a-z0-9]", re.IGNORECASE)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -97,8 +98,10 @@ def parse_image(value: str) -> str:
     name, at, digest = value.partition("@")
     if at and not _DIGEST.fullmatch(digest):
         raise K8sValueError("the digest must be sha256: and 64 hex digits")
-    if not _IMAGE.fullmatch(name) or "//" in name:
-        raise K8sValueError("invalid reference format")
+    try:
+        parse_image_ref(name)
+    except ValueError as exc:
+        raise K8sValueError(str(exc)) from None
     return value
 
 

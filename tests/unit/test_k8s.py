@@ -391,8 +391,9 @@ def test_parse_dns_subdomain(value: str, ok: bool) -> None:
 @pytest.mark.parametrize(("value", "ok"), [
     ("predictor", True), ("registry.example.com:5000/team/predictor:1.0", True),
     ("127.0.0.1:5000/p@sha256:" + "a" * 64, True), ("p@sha256:abc", False), ("a b", False),
-    ("reg//p", False), ("", False),
-], ids=["short", "registry-port-tag", "digest", "short-digest", "space", "double-slash", "empty"])
+    ("reg//p", False), ("", False), ("team/Predictor", False), ("team/p:-1", False),
+], ids=["short", "registry-port-tag", "digest", "short-digest", "space", "double-slash", "empty",
+        "upper-case-repository", "tag-starting-with-dash"])
 def test_parse_image(value: str, ok: bool) -> None:
     assert_keeps_or_refuses(k8s_names.parse_image, value, ok)
 
