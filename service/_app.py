@@ -58,7 +58,7 @@ log = logging.getLogger("service")
 _JSON = [(b"content-type", b"application/json")]
 Headers = list[tuple[bytes, bytes]]
 # What the metrics record for a request whose client left before its answer (nginx's code).
-CLIENT_CLOSED = 499
+CLIENT_CLOSED = Disconnected.status  # 499
 # A predictor instance (it serves one replica), or a class / function that makes one per replica.
 PredictorSource = Predictor | Callable[[], Predictor]
 
@@ -239,12 +239,9 @@ class _Service:
         try:
             outputs = await ticket.future
             return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs), []
-        except DeadlineExceeded as exc:
+        except (DeadlineExceeded, Disconnected) as exc:  # 504, or 499 (nobody reads it)
             self.metrics.reject(exc.reason)
-            return 504, _detail(exc.message), []
-        except Disconnected as exc:
-            self.metrics.reject(exc.reason)
-            return CLIENT_CLOSED, _detail(exc.message), []
+            return exc.status, _detail(exc.message), []
         except OutOfMemory as exc:
             self.metrics.reject(exc.reason)
             log.error("inference failed: %s", exc.message)
