@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["EXAMPLE", "BadRequest", "check_rows", "decode_json", "inputs_of"]
+__all__ = ["EXAMPLE", "BadRequest", "check_rows", "decode_json", "inputs_of", "json_kind"]
 
 EXAMPLE = '{"inputs": [[0, 0, 5, 13, ...], ...]}'
 _NUMBERS = frozenset((int, float))
@@ -32,7 +32,8 @@ class BadRequest(Exception):
         self.message = message
 
 
-def _kind(value: object) -> str:
+def json_kind(value: object) -> str:
+    """What a decoded JSON value is, in words (``a string``, ``a number``, ...)."""
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
@@ -51,7 +52,7 @@ def decode_json(body: bytes) -> Any:
 def inputs_of(payload: Any) -> Any:
     """The ``inputs`` member of a decoded body."""
     if type(payload) is not dict:
-        raise BadRequest(422, f"body must be a JSON object like {EXAMPLE}, got {_kind(payload)}")
+        raise BadRequest(422, f"body must be a JSON object like {EXAMPLE}, got {json_kind(payload)}")
     try:
         return payload["inputs"]
     except KeyError:
@@ -66,7 +67,7 @@ def check_rows(inputs: Any, width: int, max_rows: int, maybe_bools: bool = True)
     """
     if type(inputs) is not list:
         raise BadRequest(422, f"'inputs' must be a list of rows (lists of {width} numbers), "
-                              f"got {_kind(inputs)}")
+                              f"got {json_kind(inputs)}")
     rows = len(inputs)
     if rows == 0:
         raise BadRequest(422, "'inputs' is empty: send at least one row")
@@ -76,7 +77,7 @@ def check_rows(inputs: Any, width: int, max_rows: int, maybe_bools: bool = True)
     for i, row in enumerate(inputs):
         if type(row) is not list:
             raise BadRequest(422, f"row {i} of 'inputs' must be a list of {width} numbers, "
-                                  f"got {_kind(row)}")
+                                  f"got {json_kind(row)}")
         if len(row) != width:
             raise BadRequest(422, f"row {i} of 'inputs' has {len(row)} values, expected {width}")
     flat = inputs[0] if rows == 1 else list(chain.from_iterable(inputs))
@@ -101,5 +102,5 @@ def _not_numbers(inputs: list[list[Any]]) -> BadRequest | None:
         for j, value in enumerate(row):
             if type(value) not in _NUMBERS:
                 return BadRequest(422, f"row {i} of 'inputs' must contain only numbers, "
-                                       f"found {_kind(value)} at position {j}")
+                                       f"found {json_kind(value)} at position {j}")
     return None

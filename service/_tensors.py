@@ -20,6 +20,7 @@ from itertools import chain
 from typing import Any
 
 from service._errors import MessageError
+from service._inputs import json_kind
 
 __all__ = [
     "DATATYPES",
@@ -81,8 +82,6 @@ _NUMBERS = frozenset((int, float))
 _JSON_KINDS = {"bool": (frozenset((bool,)), "true or false"),
                "int": (frozenset((int,)), "integers"), "uint": (frozenset((int,)), "integers"),
                "float": (_NUMBERS, "numbers"), "bytes": (frozenset((str,)), "strings")}
-_JSON_TYPES = {str: "a string", bool: "a boolean", type(None): "null", list: "a list",
-               dict: "an object", int: "a number", float: "a number"}
 
 
 def parse_datatype(name: object) -> Datatype:
@@ -105,7 +104,7 @@ def decode_json(dt: Datatype, data: object, count: int) -> list[Any]:
         raise TensorError(f"{dt.name} has no JSON form: send it as binary data "
                           "(parameters.binary_data_size)")
     if type(data) is not list:
-        raise TensorError(f"'data' must be a list, got {_kind(data)}")
+        raise TensorError(f"'data' must be a list, got {json_kind(data)}")
     flat = data
     while flat and type(flat[0]) is list and all(type(x) is list for x in flat):
         flat = list(chain.from_iterable(flat))
@@ -114,7 +113,7 @@ def decode_json(dt: Datatype, data: object, count: int) -> list[Any]:
     allowed, what = _JSON_KINDS[dt.kind]
     if not allowed.issuperset(map(type, flat)):
         bad = next(v for v in flat if type(v) not in allowed)
-        found = repr(bad) if type(bad) in _NUMBERS and dt.kind != "bytes" else _kind(bad)
+        found = repr(bad) if type(bad) in _NUMBERS and dt.kind != "bytes" else json_kind(bad)
         raise TensorError(f"{dt.name} 'data' must hold {what}, found {found}")
     if dt.low or dt.high:
         if flat and (min(flat) < dt.low or max(flat) > dt.high):
@@ -242,9 +241,6 @@ def _out_of_range() -> TensorError:
                        "which this model takes")
 
 
-def _kind(value: object) -> str:
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
 
 def _show(value: object) -> str:
-    return str(value) if type(value) is list else _kind(value)
+    return str(value) if type(value) is list else json_kind(value)

@@ -12,10 +12,7 @@ the model's metadata, request parsing, response building: orjson and struct, no 
 
 from __future__ import annotations
 
-import math
 import struct
-import sys
-from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from service._inputs import json_kind
 from service._tensors import (
     DATATYPES,
     Datatype,
@@ -238,10 +236,11 @@ def parse_infer(body: bytes, header_length: bytes | None, model: ModelSpec,
                                '"datatype": "FP32", "data": [...]}]}') from None
         raise V2Error(400, f"the inference request is not valid JSON: {exc}") from None
     if type(request) is not dict:
-        raise V2Error(400, f"the inference request must be a JSON object, got {_kind(request)}")
+        raise V2Error(400, "the inference request must be a JSON object, got "
+                           f"{json_kind(request)}")
     rid = request.get("id")
     if rid is not None and type(rid) is not str:
-        raise V2Error(400, f"'id' must be a string, got {_kind(rid)}")
+        raise V2Error(400, f"'id' must be a string, got {json_kind(rid)}")
     parameters = request.get("parameters")
     binary_output = False
     if parameters is not None:
@@ -275,7 +274,8 @@ def _takes(model: ModelSpec) -> str:
 
 def _not_the_input(inputs: object, model: ModelSpec) -> V2Error:
     if type(inputs) is not list or not inputs:
-        got = "is missing" if inputs is None else f"must be a non-empty list, got {_kind(inputs)}"
+        got = "is missing" if inputs is None else \
+            f"must be a non-empty list, got {json_kind(inputs)}"
         return V2Error(400, f"'inputs' {got}: {_takes(model)}")
     names = [i.get("name") if type(i) is dict else None for i in inputs]
     return V2Error(400, f"'inputs' has {', '.join(map(_show_name, names))}: {_takes(model)}")
@@ -302,7 +302,7 @@ def _input(tensor: dict[str, Any], binary: bytes, has_header: bool, model: Model
         size = parameters.get("binary_data_size")
     else:
         raise V2Error(400, f"input {INPUT_NAME!r} 'parameters' must be an object, got "
-                           f"{_kind(parameters)}")
+                           f"{json_kind(parameters)}")
     try:
         if size is None:
             if "data" not in tensor:
@@ -320,12 +320,8 @@ def _input(tensor: dict[str, Any], binary: bytes, has_header: bool, model: Model
 def _binary_values(dt: Datatype, data: bytes, count: int) -> Any:
     """The input's binary tensor data (``count`` values of ``dt``) as float32."""
     try:
-        if dt is _FP32 and len(data) == count * 4 and _LITTLE:  # the common case, in C
-            values = array("f")
-            values.frombytes(data)
-            if not math.isfinite(sum(values)):
-                to_float32(dt, values.tolist())  # raises, with the message
-            return values
+        if dt is _FP32 and len(data) == count * 4:  # the common case: the bytes as they are
+            return to_float32(dt, None, data)
         return to_float32(dt, decode_binary(dt, data, count))
     except TensorError as exc:
         raise V2Error(400, f"input {INPUT_NAME!r}: {exc.message}") from None
@@ -335,7 +331,6 @@ _FP32 = DATATYPES["FP32"]
 _HEADERS_CACHED = 64  # row counts whose all-binary response header is kept
 _REQUESTS_CACHED = 64  # binary requests' JSON headers kept parsed (without an id)
 _HEAD_CACHED_BYTES = 4096  # and at most this long
-_LITTLE = sys.byteorder == "little"
 
 
 def _bad_shape(tensor: dict[str, Any], model: ModelSpec) -> V2Error:
@@ -370,7 +365,7 @@ def _outputs(requested: object, model: ModelSpec,
     if requested is None:
         return tuple((o, binary_output) for o in model.outputs)
     if type(requested) is not list:
-        raise V2Error(400, f"'outputs' must be a list, got {_kind(requested)}")
+        raise V2Error(400, f"'outputs' must be a list, got {json_kind(requested)}")
     by_name = {o.name: o for o in model.outputs}
     chosen = []
     for item in requested:
@@ -388,7 +383,7 @@ def _outputs(requested: object, model: ModelSpec,
         binary = parameters.get("binary_data", binary_output)
         if type(binary) is not bool:
             raise V2Error(400, f"{where}: 'binary_data' must be true or false, got "
-                               f"{_kind(binary)}")
+                               f"{json_kind(binary)}")
         chosen.append((by_name[name], binary))
     return tuple(chosen)
 
@@ -477,23 +472,18 @@ def _object(value: object, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if type(value) is not dict:
-        raise V2Error(400, f"{where} must be an object, got {_kind(value)}")
+        raise V2Error(400, f"{where} must be an object, got {json_kind(value)}")
     return value
 
 
 def _flag(parameters: Mapping[str, Any], key: str, where: str) -> bool:
     value = parameters.get(key, False)
     if type(value) is not bool:
-        raise V2Error(400, f"{where}: {key!r} must be true or false, got {_kind(value)}")
+        raise V2Error(400, f"{where}: {key!r} must be true or false, got {json_kind(value)}")
     return value
 
 
-_JSON_TYPES = {str: "a string", bool: "a boolean", type(None): "null", list: "a list",
-               dict: "an object", int: "a number", float: "a number"}
 
-
-def _kind(value: object) -> str:
-    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def _show_name(name: object, what: str = "an input") -> str:
