@@ -125,10 +125,23 @@ class _Service:
         assert self.batcher is not None  # the ticket's future: no coroutine around it
         return self._enqueue(self.batcher, values, rows, timeout, receive, on_disconnect).future
 
-    def rejected(self, error: BaseException) -> None:
-        """Count a request the queue refused or dropped (predictor_rejected_requests_total)."""
+    def failure(self, error: Exception) -> tuple[int, str, int | None]:
+        """The answer to a request that did not get its outputs, for /predict and /v2 alike:
+        status, message and Retry-After seconds (or None). Counts a request the queue refused
+        or dropped (predictor_rejected_requests_total) and logs the model's failures."""
         if isinstance(error, (QueueFull, DeadlineExceeded, Disconnected, OutOfMemory)):
             self.metrics.reject(error.reason)
+        if isinstance(error, QueueFull):
+            return 503, error.message, error.retry_after
+        if isinstance(error, (DeadlineExceeded, Disconnected)):  # 504, or 499 (nobody reads it)
+            return error.status, error.message, None
+        if isinstance(error, OutOfMemory):
+            log.error("inference failed: %s", error.message)
+            return 503, f"inference failed: {error.message}; {error.hint}", None
+        if isinstance(error, NoReplica):  # the device failed, not the request: try again later
+            return 503, f"model is not ready: {error.message}", None
+        log.exception("inference failed", exc_info=error)  # the model's (or encode hook's)
+        return 500, f"inference failed: {type(error).__name__}: {error}", None
 
     @staticmethod
     def _enqueue(batcher: Batcher, values: array[float], rows: int, timeout: float | None,
@@ -233,24 +246,12 @@ class _Service:
         try:
             ticket = self._enqueue(batcher, values, len(values) // batcher.width, timeout,
                                    receive, on_disconnect)
-        except QueueFull as exc:
-            self.metrics.reject(exc.reason)
-            return 503, _detail(exc.message), [(b"retry-after", b"%d" % exc.retry_after)]
-        try:
             outputs = await ticket.future
             return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs), []
-        except (DeadlineExceeded, Disconnected) as exc:  # 504, or 499 (nobody reads it)
-            self.metrics.reject(exc.reason)
-            return exc.status, _detail(exc.message), []
-        except OutOfMemory as exc:
-            self.metrics.reject(exc.reason)
-            log.error("inference failed: %s", exc.message)
-            return 503, _detail(f"inference failed: {exc.message}; {exc.hint}"), []
-        except NoReplica as exc:  # the device failed, not the request: try again later
-            return 503, _detail(f"model is not ready: {exc.message}"), []
-        except Exception as exc:  # the model's (or encode hook's) failure
-            log.exception("inference failed")
-            return 500, _detail(f"inference failed: {type(exc).__name__}: {exc}"), []
+        except Exception as exc:  # noqa: BLE001 - sorted out by failure
+            status, message, retry = self.failure(exc)
+            return status, _detail(message), [] if retry is None else [
+                (b"retry-after", b"%d" % retry)]
 
     def _decoded(self, payload: Any) -> Any:
         """A decode hook's rows; its ValueError/TypeError/KeyError is the client's mistake."""

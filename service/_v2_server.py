@@ -14,7 +14,6 @@ from starlette.types import Receive, Scope, Send
 
 from service._admission import request_timeout
 from service._batcher import NoReplica
-from service._errors import ServiceError
 from service._http import DISCONNECT_HOOK
 from service._inputs import BadRequest
 from service._v2 import (
@@ -60,7 +59,7 @@ class Serving(Protocol):
         server's ``on_disconnect`` hook, else ``receive``) takes the request out of it."""
         ...
 
-    def rejected(self, error: BaseException) -> None: ...  # counted if the queue refused it
+    def failure(self, error: Exception) -> tuple[int, str, int | None]: ...  # as /predict's
 
 
 ReadBody = Callable[[Scope, Receive], Awaitable["bytes | None"]]  # None: the client left
@@ -131,7 +130,6 @@ class V2Server:
                 except V2Error:
                     raise
                 except Exception as exc:  # noqa: BLE001 - sorted out by _failed
-                    self.serving.rejected(exc)
                     raise self._failed(exc) from None
                 content, header_length = encode_response(model, request, part)
                 headers.append((b"content-type", _BINARY if header_length else _JSON))
@@ -205,20 +203,14 @@ class V2Server:
         return model, parse_infer(body, header_length, model, self.max_rows)
 
     def _failed(self, exc: Exception) -> V2Error:
-        """The answer to a failed inference."""
-        if isinstance(exc, NoReplica):  # the device failed, not the request: try again later
+        """The answer to a failed inference: /predict's (the service's ``failure``), but for
+        a replica-less model, which names the model and says when to try again."""
+        if isinstance(exc, NoReplica):
             return V2Error(503, f"model {self.model_name!r} is not ready: {exc.message}",
                            [(b"retry-after", b"%d" % RETRY_AFTER_S)])
-        # The service's own errors that carry an HTTP status (a full queue: 503 with
-        # retry_after seconds, a passed deadline: 504) answer with it; the rest are 500s
-        # (the model's failure).
-        status = getattr(exc, "status", None) if isinstance(exc, (ServiceError, BadRequest)) \
-            else None
-        if isinstance(status, int) and 400 <= status < 600:
-            retry = getattr(exc, "retry_after", None)
-            extra = [(b"retry-after", b"%d" % max(1, round(retry)))] if retry else []
-            return V2Error(status, str(getattr(exc, "message", exc)), extra)
-        return V2Error(500, f"inference failed: {type(exc).__name__}: {exc}")
+        status, message, retry = self.serving.failure(exc)
+        return V2Error(status, message, [] if retry is None else [
+            (b"retry-after", b"%d" % max(1, retry))])
 
     def _inflate(self, body: bytes, encoding: bytes) -> bytes:
         """A gzip or deflate request body (tritonclient's request_compression_algorithm)."""

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
 import pytest
 import torch
 from prometheus_client import CollectorRegistry
@@ -227,3 +228,21 @@ def test_api_token_guards_the_v2_infer_route_too() -> None:
         assert (await request(app, "GET", "/v2/health/ready")).status == 200  # probes open
 
     serve(OomPredictor(1 << 20), scenario, api_token="s3cret")
+
+
+def test_v2_answers_a_batch_out_of_device_memory_as_predict_does() -> None:
+    """One mapping of failures for both routes: the same 503 text, counted once."""
+    body = orjson.dumps({"inputs": [{"name": "input", "shape": [4, 3], "datatype": "FP32",
+                                     "data": [1, 2, 3, 1, 1, 1, 2, 2, 1, 3, 3, 1]}]})
+
+    async def scenario(app: ASGIApp, registry: CollectorRegistry) -> None:
+        await wait_ready(app)
+        reply = await request(app, "POST", "/v2/models/oom/infer", body)
+        assert (reply.status, reply.json()) == (503, {"error": (
+            "inference failed: out of device memory: CUDA out of memory. Tried to allocate "
+            "20.00 GiB (also in halves: the batch of 4 rows was retried as 2 + 2); send fewer "
+            "rows per request or lower MAX_BATCH_ROWS")})
+        assert rejected(registry, "out_of_memory") == 1.0
+        assert (await request(app, "GET", "/v2/health/ready")).status == 200
+
+    serve(OomPredictor(1), scenario, model_name="oom")

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope
 
+from service._admission import QueueFull
 from service._batcher import NoReplica
-from service._errors import ServiceError
 from service._http import DISCONNECT_HOOK
 from service._predictor import Batch
 from service._v2 import ROUTES, ModelSpec, TensorSpec
@@ -113,17 +113,10 @@ def test_v2_and_predict_requests_join_the_same_batches() -> None:
     serve(predictor, scenario, model_name="sum", max_wait_ms=0)
 
 
-class QueueFull(ServiceError):
-    """The shape of an admission answer (issue 15): a status and a Retry-After."""
-
-    status = 503
-    retry_after = 2.4
-
-
 class Admitting(SumPredictor):
     def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]:
-        if batch.rows == 1 and batch.values[0] == 9:
-            raise QueueFull("the queue is full (MAX_QUEUE_ROWS=0)", "retry later")
+        if batch.rows == 1 and batch.values[0] == 9:  # the admission's own error type
+            raise QueueFull("queue_rows", "the queue is full (MAX_QUEUE_ROWS=0)", 2)
         if batch.rows == 1 and batch.values[0] == 7:
             raise RuntimeError("bad kernel")
         return super().predict(batch)
@@ -200,8 +193,8 @@ class NoReplicaLeft:
     model = ModelSpec("sum", "python", TensorSpec("input", "FP32", (-1, 3)),
                       (TensorSpec("predictions", "INT64", (-1,)),))
 
-    def rejected(self, error: BaseException) -> None:
-        pass
+    def failure(self, error: Exception) -> tuple[int, str, int | None]:
+        raise AssertionError(f"a replica-less model is V2Server's own answer, not {error!r}")
 
     def infer(self, values: Any, rows: int, timeout: float | None, receive: Receive | None,
               on_disconnect: Callable[[Callable[[], None]], None] | None
