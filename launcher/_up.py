@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from launcher._build import image_tag
 from launcher._builder import build_image, build_predictor_image, prepare_wheelhouse
-from launcher._engine import EngineAPI, connect
+from launcher._engine import EngineAPI, EngineInfo, connect
 from launcher._engine_errors import (
     TOOLKIT_HINT,
     DriverTooOld,
@@ -117,15 +117,16 @@ class _Ahead(Generic[_T]):
 # --- the steps of up ------------------------------------------------------------------------
 
 
-def preflight(engine: EngineAPI, plan: Plan, options: PlanOptions) -> Plan:
+def preflight(engine: EngineAPI, plan: Plan, options: PlanOptions,
+              info: Callable[[], EngineInfo] | None = None) -> Plan:
     """A GPU plan needs an engine that can hand out GPUs (``docker info``: an ``nvidia``
     runtime or CDI); without one, fall back to CPU where allowed (a new plan: another image),
     else fail with the hint. ``--no-probe`` takes ``--gpus`` as given: the engine itself
-    decides at start."""
+    decides at start. ``info`` answers ``docker info`` (``up``'s one read); else it is asked."""
     if not plan.gpu or options.build.no_probe:
         return plan
-    info = engine.info()
-    why = gpu_runtime_missing(info.runtimes, info.cdi_spec_dirs)
+    facts = (info or engine.info)()
+    why = gpu_runtime_missing(facts.runtimes, facts.cdi_spec_dirs)
     if why is None:
         return plan
     if not may_fall_back(options.gpus, options.require_gpu):
@@ -266,10 +267,11 @@ def _capped(engine: EngineAPI, plan: Plan, limit: int) -> str:
     return _create_and_start(engine, plan, with_memlock(plan.create, limit))
 
 
-def _memory(engine: EngineAPI, policy: UpPolicy) -> EngineMemory | None:
+def _memory(engine: EngineAPI, policy: UpPolicy,
+            info: Callable[[], EngineInfo] | None = None) -> EngineMemory | None:
     if policy.state_dir is None or policy.remote:
         return None
-    engine_id = engine.info().engine_id
+    engine_id = (info or engine.info)().engine_id
     return EngineMemory(policy.state_dir, engine_id) if engine_id else None
 
 
@@ -388,11 +390,12 @@ def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
 
 
 def check_gpu_image(engine: EngineAPI, plan: Plan, probe: Probe | None,
-                    policy: UpPolicy) -> None:
+                    policy: UpPolicy, info: Callable[[], EngineInfo] | None = None) -> None:
     """Before the container exists: the checks of :mod:`launcher._gpu_preflight` for a GPU plan.
     The image's ``NVIDIA_REQUIRE_*`` against the probed driver (an error: the toolkit would
     refuse to start it), ``CUDA_VISIBLE_DEVICES`` in the image's env, and, for a local engine,
-    systemd cgroups with ``/dev/char`` lacking the NVIDIA nodes (warnings)."""
+    systemd cgroups with ``/dev/char`` lacking the NVIDIA nodes (warnings). ``info`` as in
+    :func:`preflight`."""
     if not plan.gpu:
         return
     env = tuple((engine.inspect_image(plan.image).get("Config") or {}).get("Env") or ())
@@ -405,7 +408,8 @@ def check_gpu_image(engine: EngineAPI, plan: Plan, probe: Probe | None,
         _log(f"warning: {visible}")
     if not policy.remote:
         nodes = nvidia_device_nodes()
-        warning = dev_char_warning(engine.info().cgroup_driver if nodes else None, nodes,
+        warning = dev_char_warning((info or engine.info)().cgroup_driver if nodes else None,
+                                   nodes,
                                    dev_char_entries())
         if warning:
             _log(f"warning: {warning}")
@@ -415,17 +419,20 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
     """Run the whole lifecycle for ``plan`` (made once, from ``options`` and ``probe``); the URL
     on stdout, progress on stderr."""
     engine: EngineAPI = connect()
+    # docker info is read once, by the first step that asks (preflight, the GPU image check
+    # or what was learned about the engine), and that answer is handed to the others
+    info = functools.cache(engine.info)
     try:
-        plan = preflight(engine, plan, options)
+        plan = preflight(engine, plan, options, info)
         # With --predictor, --tag names the derived image: the service image's tag is a hash.
         explicit = options.build.tag is not None and plan.predictor is None
         plan = fill_wheelhouse_first(engine, plan, policy, explicit)
         image_id = ensure_image(engine, plan, policy)
         image_id = ensure_predictor_image(engine, plan, policy) or image_id
-        check_gpu_image(engine, plan, probe, policy)
+        check_gpu_image(engine, plan, probe, policy, info)
         # What the container step asks the engine does not depend on the volumes: at once.
         existing = _Ahead(functools.partial(engine.find_container, plan.name))
-        memory = _Ahead(functools.partial(_memory, engine, policy))
+        memory = _Ahead(functools.partial(_memory, engine, policy, info))
         ensure_volumes(engine, plan)
         if options.model is not None and options.model.in_volume:
             copy_model(engine, plan, options.model)
