@@ -9,14 +9,14 @@ import functools
 import json
 import resource
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from launcher._build import image_tag
 from launcher._builder import build_image, build_predictor_image, prepare_wheelhouse
@@ -71,7 +71,6 @@ __all__ = [
 
 LOG_TAIL = 20  # log lines shown when the service does not come up
 _POLL = 0.1
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -87,31 +86,6 @@ class UpPolicy:
 
 def _log(line: str) -> None:
     print(f"launcher: {line}", file=sys.stderr)
-
-
-class _Ahead(Generic[_T]):
-    """An engine call started now in a thread, its answer taken later with :meth:`result` (its
-    value, or the error it raised, at the point where the caller would have made the call): a
-    round trip to the daemon is mostly waiting, so independent ones go at once."""
-
-    def __init__(self, call: Callable[[], _T]) -> None:
-        self._call = call
-        self._value: list[_T] = []
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value.append(self._call())
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-            self._error = exc
-
-    def result(self) -> _T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value[0]
 
 
 # --- the steps of up ------------------------------------------------------------------------
@@ -224,11 +198,11 @@ def ensure_volumes(engine: EngineAPI, plan: Plan) -> None:
         if not engine.volume_exists(volume):
             engine.create_volume(volume, labels=labels)
 
-    # each volume at once; a failure is raised in the order of the binds
-    checks = [_Ahead(functools.partial(ensure, volume))
-              for volume in named_volumes(plan.create["HostConfig"]["Binds"]) if volume in ours]
-    for check in checks:
-        check.result()
+    # each volume at once (a round trip is mostly waiting); a failure is raised in the order
+    # of the binds
+    volumes = [v for v in named_volumes(plan.create["HostConfig"]["Binds"]) if v in ours]
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(ensure, volumes))
 
 
 def _create_and_start(engine: EngineAPI, plan: Plan, body: Mapping[str, Any]) -> str:
@@ -408,9 +382,8 @@ def check_gpu_image(engine: EngineAPI, plan: Plan, probe: Probe | None,
         _log(f"warning: {visible}")
     if not policy.remote:
         nodes = nvidia_device_nodes()
-        warning = dev_char_warning((info or engine.info)().cgroup_driver if nodes else None,
-                                   nodes,
-                                   dev_char_entries())
+        driver = (info or engine.info)().cgroup_driver if nodes else None
+        warning = dev_char_warning(driver, nodes, dev_char_entries())
         if warning:
             _log(f"warning: {warning}")
 
@@ -431,13 +404,14 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
         image_id = ensure_predictor_image(engine, plan, policy) or image_id
         check_gpu_image(engine, plan, probe, policy, info)
         # What the container step asks the engine does not depend on the volumes: at once.
-        existing = _Ahead(functools.partial(engine.find_container, plan.name))
-        memory = _Ahead(functools.partial(_memory, engine, policy, info))
-        ensure_volumes(engine, plan)
-        if options.model is not None and options.model.in_volume:
-            copy_model(engine, plan, options.model)
-        container = ensure_container(engine, plan, image_id, policy,
-                                     existing_of=existing.result, memory_of=memory.result)
+        with ThreadPoolExecutor(max_workers=2) as ahead:
+            existing = ahead.submit(engine.find_container, plan.name)
+            memory = ahead.submit(_memory, engine, policy, info)
+            ensure_volumes(engine, plan)
+            if options.model is not None and options.model.in_volume:
+                copy_model(engine, plan, options.model)
+            container = ensure_container(engine, plan, image_id, policy,
+                                         existing_of=existing.result, memory_of=memory.result)
         url = wait_ready(engine, container, plan.name, policy)
     finally:
         engine.close()
