@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from launcher._build import image_tag
-from launcher._builder import build_image, build_predictor_image, prepare_wheelhouse
+from launcher._builder import (
+    build_image,
+    build_predictor_image,
+    prepare_wheelhouse,
+    service_image_id,
+)
 from launcher._engine import EngineAPI, EngineInfo, connect
 from launcher._engine_errors import (
     TOOLKIT_HINT,
@@ -135,13 +140,9 @@ def ensure_image(engine: EngineAPI, plan: Plan, policy: UpPolicy) -> str:
     """The service image's id: present → reused (unless --build); missing → built (unless
     --no-build) as ``plan.build`` says. A ``--service-image`` is only looked up."""
     tag = plan.build.tag
-    existing = engine.image_id(tag)
     if _given(plan):
-        if not existing:
-            raise NotFound(f"--service-image {tag} is not on the engine",
-                           hint="build one (launcher build) or pull it, or drop "
-                                "--service-image to build the planned one")
-        return existing
+        return service_image_id(engine, tag)
+    existing = engine.image_id(tag)
     if existing and not policy.build:
         _log(f"image {tag} is present")
         return existing
