@@ -16,7 +16,7 @@ from typing import Any
 from launcher._build import BuildProgress, BuildSpec, BuildStep, context_files, write_context_tar
 from launcher._cuda import TORCH_VERSION, cuda_table
 from launcher._engine import EngineAPI
-from launcher._engine_errors import BuildFailed
+from launcher._engine_errors import BuildFailed, NotFound
 from launcher._errors import LauncherError, UsageError
 from launcher._predictor_image import (
     DOCKERFILE,
@@ -42,7 +42,18 @@ __all__ = [
     "check_context",
     "prepare_wheelhouse",
     "probe_base",
+    "service_image_id",
 ]
+
+def service_image_id(engine: EngineAPI, tag: str) -> str:
+    """A ``--service-image``'s id: it is only looked up, never built here."""
+    image_id = engine.image_id(tag)
+    if image_id is None:
+        raise NotFound(f"--service-image {tag} is not on the engine",
+                       hint="build one (launcher build) or pull it, or drop --service-image to "
+                            "build the planned one")
+    return image_id
+
 
 # The stand-in base image scripts/standin-images makes (never under a real image's name).
 STANDIN_IMAGE = "gpu-launcher/standin-bookworm:latest"

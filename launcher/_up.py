@@ -9,18 +9,23 @@ import functools
 import json
 import resource
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from launcher._build import image_tag
-from launcher._builder import build_image, build_predictor_image, prepare_wheelhouse
-from launcher._engine import EngineAPI, connect
+from launcher._builder import (
+    build_image,
+    build_predictor_image,
+    prepare_wheelhouse,
+    service_image_id,
+)
+from launcher._engine import EngineAPI, EngineInfo, connect
 from launcher._engine_errors import (
     TOOLKIT_HINT,
     DriverTooOld,
@@ -71,7 +76,6 @@ __all__ = [
 
 LOG_TAIL = 20  # log lines shown when the service does not come up
 _POLL = 0.1
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -89,43 +93,19 @@ def _log(line: str) -> None:
     print(f"launcher: {line}", file=sys.stderr)
 
 
-class _Ahead(Generic[_T]):
-    """An engine call started now in a thread, its answer taken later with :meth:`result` (its
-    value, or the error it raised, at the point where the caller would have made the call): a
-    round trip to the daemon is mostly waiting, so independent ones go at once."""
-
-    def __init__(self, call: Callable[[], _T]) -> None:
-        self._call = call
-        self._value: list[_T] = []
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value.append(self._call())
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-            self._error = exc
-
-    def result(self) -> _T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value[0]
-
-
 # --- the steps of up ------------------------------------------------------------------------
 
 
-def preflight(engine: EngineAPI, plan: Plan, options: PlanOptions) -> Plan:
+def preflight(engine: EngineAPI, plan: Plan, options: PlanOptions,
+              info: Callable[[], EngineInfo] | None = None) -> Plan:
     """A GPU plan needs an engine that can hand out GPUs (``docker info``: an ``nvidia``
     runtime or CDI); without one, fall back to CPU where allowed (a new plan: another image),
     else fail with the hint. ``--no-probe`` takes ``--gpus`` as given: the engine itself
-    decides at start."""
+    decides at start. ``info`` answers ``docker info`` (``up``'s one read); else it is asked."""
     if not plan.gpu or options.build.no_probe:
         return plan
-    info = engine.info()
-    why = gpu_runtime_missing(info.runtimes, info.cdi_spec_dirs)
+    facts = (info or engine.info)()
+    why = gpu_runtime_missing(facts.runtimes, facts.cdi_spec_dirs)
     if why is None:
         return plan
     if not may_fall_back(options.gpus, options.require_gpu):
@@ -160,13 +140,9 @@ def ensure_image(engine: EngineAPI, plan: Plan, policy: UpPolicy) -> str:
     """The service image's id: present → reused (unless --build); missing → built (unless
     --no-build) as ``plan.build`` says. A ``--service-image`` is only looked up."""
     tag = plan.build.tag
-    existing = engine.image_id(tag)
     if _given(plan):
-        if not existing:
-            raise NotFound(f"--service-image {tag} is not on the engine",
-                           hint="build one (launcher build) or pull it, or drop "
-                                "--service-image to build the planned one")
-        return existing
+        return service_image_id(engine, tag)
+    existing = engine.image_id(tag)
     if existing and not policy.build:
         _log(f"image {tag} is present")
         return existing
@@ -223,11 +199,11 @@ def ensure_volumes(engine: EngineAPI, plan: Plan) -> None:
         if not engine.volume_exists(volume):
             engine.create_volume(volume, labels=labels)
 
-    # each volume at once; a failure is raised in the order of the binds
-    checks = [_Ahead(functools.partial(ensure, volume))
-              for volume in named_volumes(plan.create["HostConfig"]["Binds"]) if volume in ours]
-    for check in checks:
-        check.result()
+    # each volume at once (a round trip is mostly waiting); a failure is raised in the order
+    # of the binds
+    volumes = [v for v in named_volumes(plan.create["HostConfig"]["Binds"]) if v in ours]
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(ensure, volumes))
 
 
 def _create_and_start(engine: EngineAPI, plan: Plan, body: Mapping[str, Any]) -> str:
@@ -266,10 +242,11 @@ def _capped(engine: EngineAPI, plan: Plan, limit: int) -> str:
     return _create_and_start(engine, plan, with_memlock(plan.create, limit))
 
 
-def _memory(engine: EngineAPI, policy: UpPolicy) -> EngineMemory | None:
+def _memory(engine: EngineAPI, policy: UpPolicy,
+            info: Callable[[], EngineInfo] | None = None) -> EngineMemory | None:
     if policy.state_dir is None or policy.remote:
         return None
-    engine_id = engine.info().engine_id
+    engine_id = (info or engine.info)().engine_id
     return EngineMemory(policy.state_dir, engine_id) if engine_id else None
 
 
@@ -388,11 +365,12 @@ def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
 
 
 def check_gpu_image(engine: EngineAPI, plan: Plan, probe: Probe | None,
-                    policy: UpPolicy) -> None:
+                    policy: UpPolicy, info: Callable[[], EngineInfo] | None = None) -> None:
     """Before the container exists: the checks of :mod:`launcher._gpu_preflight` for a GPU plan.
     The image's ``NVIDIA_REQUIRE_*`` against the probed driver (an error: the toolkit would
     refuse to start it), ``CUDA_VISIBLE_DEVICES`` in the image's env, and, for a local engine,
-    systemd cgroups with ``/dev/char`` lacking the NVIDIA nodes (warnings)."""
+    systemd cgroups with ``/dev/char`` lacking the NVIDIA nodes (warnings). ``info`` as in
+    :func:`preflight`."""
     if not plan.gpu:
         return
     env = tuple((engine.inspect_image(plan.image).get("Config") or {}).get("Env") or ())
@@ -405,8 +383,8 @@ def check_gpu_image(engine: EngineAPI, plan: Plan, probe: Probe | None,
         _log(f"warning: {visible}")
     if not policy.remote:
         nodes = nvidia_device_nodes()
-        warning = dev_char_warning(engine.info().cgroup_driver if nodes else None, nodes,
-                                   dev_char_entries())
+        driver = (info or engine.info)().cgroup_driver if nodes else None
+        warning = dev_char_warning(driver, nodes, dev_char_entries())
         if warning:
             _log(f"warning: {warning}")
 
@@ -415,22 +393,26 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
     """Run the whole lifecycle for ``plan`` (made once, from ``options`` and ``probe``); the URL
     on stdout, progress on stderr."""
     engine: EngineAPI = connect()
+    # docker info is read once, by the first step that asks (preflight, the GPU image check
+    # or what was learned about the engine), and that answer is handed to the others
+    info = functools.cache(engine.info)
     try:
-        plan = preflight(engine, plan, options)
+        plan = preflight(engine, plan, options, info)
         # With --predictor, --tag names the derived image: the service image's tag is a hash.
         explicit = options.build.tag is not None and plan.predictor is None
         plan = fill_wheelhouse_first(engine, plan, policy, explicit)
         image_id = ensure_image(engine, plan, policy)
         image_id = ensure_predictor_image(engine, plan, policy) or image_id
-        check_gpu_image(engine, plan, probe, policy)
+        check_gpu_image(engine, plan, probe, policy, info)
         # What the container step asks the engine does not depend on the volumes: at once.
-        existing = _Ahead(functools.partial(engine.find_container, plan.name))
-        memory = _Ahead(functools.partial(_memory, engine, policy))
-        ensure_volumes(engine, plan)
-        if options.model is not None and options.model.in_volume:
-            copy_model(engine, plan, options.model)
-        container = ensure_container(engine, plan, image_id, policy,
-                                     existing_of=existing.result, memory_of=memory.result)
+        with ThreadPoolExecutor(max_workers=2) as ahead:
+            existing = ahead.submit(engine.find_container, plan.name)
+            memory = ahead.submit(_memory, engine, policy, info)
+            ensure_volumes(engine, plan)
+            if options.model is not None and options.model.in_volume:
+                copy_model(engine, plan, options.model)
+            container = ensure_container(engine, plan, image_id, policy,
+                                         existing_of=existing.result, memory_of=memory.result)
         url = wait_ready(engine, container, plan.name, policy)
     finally:
         engine.close()

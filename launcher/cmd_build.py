@@ -22,9 +22,9 @@ from launcher._builder import (
     build_predictor_image,
     check_context,
     prepare_wheelhouse,
+    service_image_id,
 )
 from launcher._engine import EngineAPI, connect
-from launcher._engine_errors import NotFound
 from launcher._errors import EXIT_OK, LauncherError, UsageError
 from launcher._options import add_build_options, build_options_from_args
 from launcher._plan import ROOT, build_inputs, cuda_choice
@@ -116,7 +116,8 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     engine = connect()
     try:
         if build.service_image is not None:
-            result = _service_image(engine, build.service_image)
+            tag = build.service_image
+            result = BuildResult(tag, service_image_id(engine, tag), built=False)
         else:
             if spec.wheelhouse is not None:
                 # Fill first: the content-hash tag covers the wheels the build will get.
@@ -136,15 +137,6 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
         engine.close()
     print(json.dumps(result.to_json(), indent=2) if args.json else result.tag)
     return EXIT_OK
-
-
-def _service_image(engine: EngineAPI, tag: str) -> BuildResult:
-    image_id = engine.image_id(tag)
-    if image_id is None:
-        raise NotFound(f"--service-image {tag} is not on the engine",
-                       hint="build one (launcher build) or pull it, or drop --service-image to "
-                            "build the planned one")
-    return BuildResult(tag, image_id, built=False)
 
 
 def _predictor_image(engine: EngineAPI, predictor: PredictorBuild, context: Path,

@@ -514,13 +514,16 @@ def test_wait_ready_polls_readyz_every_interval_and_takes_a_200_without_another_
     assert capsys.readouterr().err == "launcher: svc is ready (0.2s)\n"
 
 
-@pytest.mark.parametrize(("learn", "questions"), [
-    (False, ["find svc"]),  # no state_dir: nothing is learned, so no docker info
-    (True, ["find svc", "info"]),
-], ids=["nothing-learned", "learns-about-the-engine"])
+@pytest.mark.parametrize(("gpus", "learn", "questions"), [
+    ((), False, ["find svc"]),  # no state_dir: nothing is learned, so no docker info
+    ((), True, ["find svc", "info"]),
+    # preflight, the GPU image check and what is learned all need docker info: read once
+    (("all",), True, ["find svc", "info"]),
+], ids=["nothing-learned", "learns-about-the-engine", "gpu-learns-about-the-engine"])
 def test_up_runs_the_plan_to_ready_with_each_question_asked_once(
         monkeypatch: pytest.MonkeyPatch, readyz_503_503_200: Readyz, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str], learn: bool, questions: list[str]) -> None:
+        capsys: pytest.CaptureFixture[str], gpus: tuple[str, ...], learn: bool,
+        questions: list[str]) -> None:
     ports = {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(readyz_503_503_200.port)}]}
     asked: list[str] = []
 
@@ -534,11 +537,16 @@ def test_up_runs_the_plan_to_ready_with_each_question_asked_once(
             asked.append(f"find {name}")
             return super().find_container(name)
 
+        def inspect_image(self, ref: str) -> dict[str, Any]:
+            return {"Id": "sha256:1", "Config": {"Env": []}}
+
     engine = UpEngine(inspects=[{**state(), "NetworkSettings": {"Ports": ports}}],
-                      engine_id="E1")
+                      engine_id="E1", runtimes=("nvidia", "runc"))
     monkeypatch.setattr(_up, "connect", lambda: engine)
     monkeypatch.setattr(_up, "_POLL", 0.01)
-    opts = options()
+    monkeypatch.setattr(_up, "nvidia_device_nodes", lambda: {"/dev/nvidia0": "195:0"})
+    monkeypatch.setattr(_up, "dev_char_entries", lambda: ["195:0"])
+    opts = options(*gpus)
     policy = _up.UpPolicy(state_dir=tmp_path if learn else None)
     assert _up.up(plan_for(opts), opts, policy) == 0
     assert sorted(asked) == questions
