@@ -73,9 +73,8 @@ def command(contender: str, port: int, forward_s: float, batch: int
 
 
 async def _request(pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
-                   slots: asyncio.Semaphore, port: int, raw: bytes, timeout: float
-                   ) -> tuple[int, float]:
-    """(status, seconds) of one request; status 0 for a timeout or a broken connection."""
+                   slots: asyncio.Semaphore, port: int, raw: bytes, timeout: float) -> int:
+    """The status of one request; 0 for a timeout or a broken connection."""
     async with slots:
         conn = pool.pop() if pool else await asyncio.open_connection("127.0.0.1", port)
         reader, writer = conn
@@ -92,12 +91,12 @@ async def _request(pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
             await asyncio.wait_for(reader.readexactly(length), timeout)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             writer.close()
-            return 0, 0.0
+            return 0
         if close:
             writer.close()
         else:
             pool.append(conn)
-        return int(head[9:12]), 0.0
+        return int(head[9:12])
 
 
 async def open_loop(port: int, rate: float, seconds: float, timeout: float
@@ -110,7 +109,7 @@ async def open_loop(port: int, rate: float, seconds: float, timeout: float
     start = time.monotonic()
 
     async def one(due: float) -> None:
-        status, _ = await _request(pool, slots, port, raw, timeout)
+        status = await _request(pool, slots, port, raw, timeout)
         results.append((status, time.monotonic() - due))
 
     tasks = []
