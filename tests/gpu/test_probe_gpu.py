@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from launcher._cuda import TORCH_VERSION
 from launcher._probe import probe_host
 from tests.conftest import ROOT
 
@@ -56,7 +57,7 @@ def test_up_gpus_all_plans_a_gpu_image_or_says_which_driver_to_install() -> None
     assert plan["create"]["HostConfig"]["DeviceRequests"][0]["Count"] == -1
     assert plan["build_args"]["CUDA_IMAGE"].startswith("nvidia/cuda:")
     assert plan["build_args"]["TORCH_VARIANT"] == plan["cuda"]["wheel"]
-    assert plan["cuda"]["torch"] == f"2.13.0+{plan['cuda']['wheel']}"
+    assert plan["cuda"]["torch"] == f"{TORCH_VERSION}+{plan['cuda']['wheel']}"
     assert plan["cuda"]["explanation"] in result.stderr
     # the wheel it chose has kernels for every GPU, as `launcher probe --json` lists them
     probe = json.loads(run_launcher("probe", "--json").stdout)
