@@ -331,8 +331,6 @@ def test_up_verbose_builds_with_the_builders_output_as_the_failed_build_hint_say
 def test_the_remote_probe_modules_import_only_each_other_at_import_time() -> None:
     import ast
 
-    from tests.conftest import ROOT
-
     shipped = {f"launcher.{name[:-3]}" for name in _remote_probe._PROBE_FILES} | {"launcher"}
     for name in _remote_probe._PROBE_FILES:
         tree = ast.parse((ROOT / "launcher" / name).read_text())
