@@ -157,6 +157,11 @@ def run_wrk(url: str, connections: int, seconds: float, body_file: Path,
     return {k: int(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
 
 
+def wrk_errors(r: dict[str, int]) -> int:
+    """Every failed request of one ``run_wrk``: non-2xx answers and socket errors."""
+    return r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+
+
 @dataclass
 class Shape:
     """A request shape: the row label, the path, the body and the wrk script that sends it."""
@@ -206,8 +211,7 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
                     slices[shape.name].append((r, session_cpu_seconds(proc.pid) - cpu))
             for name, runs in slices.items():
                 requests = sum(r["requests"] for r, _ in runs)
-                errors = sum(r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
-                             for r, _ in runs)
+                errors = sum(wrk_errors(r) for r, _ in runs)
                 rows.append(Row(name, c, requests / (sum(r["duration_us"] for r, _ in runs) / 1e6),
                                 statistics.median(r["p50_us"] for r, _ in runs) / 1000,
                                 max(r["p99_us"] for r, _ in runs) / 1000, errors,
@@ -239,9 +243,8 @@ def _together(base: str, shapes: list[Shape], connections: int, seconds: float,
     cpu = session_cpu_seconds(pid) - cpu
     total = sum(r["requests"] for r in results)
     return [Row(s.name, share, r["requests"] / (r["duration_us"] / 1e6), r["p50_us"] / 1000,
-                r["p99_us"] / 1000,
-                r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"],
-                cpu * 1e6 / max(1, total), "together") for s, r in zip(shapes, results)]
+                r["p99_us"] / 1000, wrk_errors(r), cpu * 1e6 / max(1, total), "together")
+            for s, r in zip(shapes, results)]
 
 
 def table(rows: list[Row]) -> str:

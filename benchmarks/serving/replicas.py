@@ -26,7 +26,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench import DIGIT_ROW, ROOT, load_parser, log, model_file, run_wrk, session_cpu_seconds
+from bench import (
+    DIGIT_ROW,
+    ROOT,
+    load_parser,
+    log,
+    model_file,
+    run_wrk,
+    session_cpu_seconds,
+    wrk_errors,
+)
 from procs import free_port, stop_session, wait_ready
 
 CONFIGS = {"1 replica x 2 threads": "cpu", "2 replicas x 1 thread": "cpu,cpu"}
@@ -69,9 +78,8 @@ def measure(config: str, device: str, model: Path, cpus: str, connections: list[
             cpu = session_cpu_seconds(proc.pid)
             r = run_wrk(url + "/predict", c, seconds, body, None)
             cpu = session_cpu_seconds(proc.pid) - cpu
-            errors = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
             runs.append(Run(config, round_, c, r["requests"] / (r["duration_us"] / 1e6),
-                            r["p50_us"] / 1000, r["p99_us"] / 1000, errors,
+                            r["p50_us"] / 1000, r["p99_us"] / 1000, wrk_errors(r),
                             cpu * 1e6 / max(1, r["requests"]), replicas))
     except (RuntimeError, subprocess.SubprocessError) as exc:
         raise SystemExit(f"{config}: {exc}\n{log_path.read_text(errors='replace')[-2000:]}")
