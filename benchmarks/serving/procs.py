@@ -36,10 +36,14 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 120.0) 
 
 
 def stop_session(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the session of ``proc`` (started with start_new_session=True), then SIGKILL."""
-    os.killpg(proc.pid, signal.SIGTERM)
+    """SIGTERM to the session of ``proc`` (started with start_new_session=True), then SIGKILL.
+    A session with nothing left in it (the server exited, as ``wait_ready`` reports) is done."""
     try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    except ProcessLookupError:
         proc.wait(10)
