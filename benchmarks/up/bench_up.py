@@ -12,7 +12,10 @@ times the ``launcher up`` of another checkout (e.g. the commit before a change) 
 rounds, so before and after meet the same load. Each round, rotating which goes first: ``launcher up --no-build --tag IMAGE`` until it exits 0 (it returns once
 /readyz answers 200), then ``launcher down --volumes``; and ``docker run -d -p …`` of the same
 image + ``GET /readyz`` every 0.1 s (the launcher's own poll interval) until 200, then
-``docker rm -f``. Both use a fresh loopback port and a unique name. Prints one JSON object
+``docker rm -f``; and the SDK floor: a Python process that imports the Docker SDK and only
+creates and starts the plan's own body (``launcher up --dry-run --json``, less its named
+volumes and memlock), polled the same way: what any launcher written on the SDK pays before
+doing anything of its own. Each uses a fresh loopback port and a unique name. Prints one JSON object
 (seconds) with the ratio of the medians, and each path's phases (medians): ``to_start`` (the
 command's start → the container's ``State.StartedAt``: the launcher's or the CLI's own work and
 the engine's start), ``boot`` (→ the service's ``service: ready:`` log line: the same image
@@ -128,6 +131,55 @@ def time_docker_run(image: str) -> float:
                        check=False)
 
 
+# The least a Python launcher on the Docker SDK can do: its interpreter, `import docker`, one
+# create and one start of the plan's own body (no lookups, no volumes, no lifecycle), then exit.
+_SDK_FLOOR = """
+import json, sys
+import docker
+client = docker.from_env()
+body, name = json.loads(sys.argv[1]), sys.argv[2]
+client.api.start(client.api.create_container_from_config(body, name)["Id"])
+"""
+
+
+def floor_body(image: str) -> dict[str, Any]:
+    """The create body ``launcher up`` would send, less what needs the launcher's own steps:
+    named volumes (the image's anonymous ones are made instead, removed with the container) and
+    the memlock limit (an engine that cannot raise it would refuse the start)."""
+    result = launcher("up", "--tag", image, "--no-build", "--dry-run", "--json")
+    if result.returncode != 0:
+        raise SystemExit(f"launcher up --dry-run failed:\n{result.stderr[-3000:]}")
+    body: dict[str, Any] = json.loads(result.stdout)["create"]
+    host = body["HostConfig"]
+    host["Binds"] = []
+    host["Ulimits"] = [u for u in host.get("Ulimits") or () if u["Name"] != "memlock"]
+    body["Labels"] = {**body.get("Labels", {}), LABEL.split("=")[0]: LABEL.split("=")[1]}
+    return body
+
+
+def time_sdk_floor(body: dict[str, Any]) -> float:
+    name, port = f"bench-floor-{uuid.uuid4().hex[:8]}", free_port()
+    body = {**body, "HostConfig": {**body["HostConfig"], "PortBindings": {
+        "8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}}}
+    url = f"http://127.0.0.1:{port}"
+    began = time.time()
+    start = time.perf_counter()
+    try:
+        subprocess.run([sys.executable, "-c", _SDK_FLOOR, json.dumps(body), name], check=True,
+                       capture_output=True, timeout=120)
+        deadline = start + TIMEOUT
+        while not ready(url):
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"SDK floor: not ready within {TIMEOUT:g}s")
+            time.sleep(POLL)
+        elapsed = time.perf_counter() - start
+        record_phases("sdk_floor", name, began, began + elapsed)
+        return elapsed
+    finally:
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=60,
+                       check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", help="a service image already on the engine")
@@ -145,8 +197,10 @@ def main() -> None:
         if result.returncode != 0:
             raise SystemExit(f"launcher build failed:\n{result.stderr[-3000:]}")
         image = result.stdout.strip()
+    body = floor_body(image)
     contenders: dict[str, Callable[[str], float]] = {
-        "launcher_up": time_launcher_up, "docker_run": time_docker_run}
+        "launcher_up": time_launcher_up, "docker_run": time_docker_run,
+        "sdk_floor": lambda _image: time_sdk_floor(body)}
     if args.baseline is not None:
         baseline = args.baseline.resolve()
         contenders["baseline_up"] = lambda img: time_launcher_up(img, checkout=baseline,
@@ -169,6 +223,8 @@ def main() -> None:
     report: dict[str, Any] = {"image": image, "rounds": args.rounds}
     report |= {f"{name}_s": summary(values) for name, values in samples.items()}
     report["ratio_up_over_docker_run"] = round(statistics.median(samples["launcher_up"]) / run, 3)
+    report["ratio_sdk_floor_over_docker_run"] = round(
+        statistics.median(samples["sdk_floor"]) / run, 3)
     if args.baseline is not None:
         report["baseline"] = str(args.baseline)
         report["ratio_baseline_up_over_docker_run"] = round(
