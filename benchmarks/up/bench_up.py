@@ -109,26 +109,32 @@ def time_launcher_up(image: str, checkout: Path = ROOT, contender: str = "launch
     return elapsed
 
 
-def time_docker_run(image: str) -> float:
-    name, port = f"bench-run-{uuid.uuid4().hex[:8]}", free_port()
+def time_started(contender: str, name: str, port: int, command: list[str]) -> float:
+    """``command`` starts container ``name`` publishing ``port`` and exits; then ``GET /readyz``
+    every 0.1 s (the launcher's own poll interval) until 200; then ``docker rm -f -v``."""
     url = f"http://127.0.0.1:{port}"
     began = time.time()
     start = time.perf_counter()
     try:
-        subprocess.run(["docker", "run", "-d", "--name", name, "--label", LABEL, "-p",
-                        f"127.0.0.1:{port}:8000", image], check=True, capture_output=True,
-                       timeout=120)
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
         deadline = start + TIMEOUT
         while not ready(url):
             if time.perf_counter() > deadline:
-                raise SystemExit(f"docker run {image}: not ready within {TIMEOUT:g}s")
+                raise SystemExit(f"{contender}: not ready within {TIMEOUT:g}s")
             time.sleep(POLL)
         elapsed = time.perf_counter() - start
-        record_phases("docker_run", name, began, began + elapsed)
+        record_phases(contender, name, began, began + elapsed)
         return elapsed
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=60,
                        check=False)
+
+
+def time_docker_run(image: str) -> float:
+    name, port = f"bench-run-{uuid.uuid4().hex[:8]}", free_port()
+    return time_started("docker_run", name, port, [
+        "docker", "run", "-d", "--name", name, "--label", LABEL, "-p",
+        f"127.0.0.1:{port}:8000", image])
 
 
 # The least a Python launcher on the Docker SDK can do: its interpreter, `import docker`, one
@@ -161,23 +167,8 @@ def time_sdk_floor(body: dict[str, Any]) -> float:
     name, port = f"bench-floor-{uuid.uuid4().hex[:8]}", free_port()
     body = {**body, "HostConfig": {**body["HostConfig"], "PortBindings": {
         "8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}}}
-    url = f"http://127.0.0.1:{port}"
-    began = time.time()
-    start = time.perf_counter()
-    try:
-        subprocess.run([sys.executable, "-c", _SDK_FLOOR, json.dumps(body), name], check=True,
-                       capture_output=True, timeout=120)
-        deadline = start + TIMEOUT
-        while not ready(url):
-            if time.perf_counter() > deadline:
-                raise SystemExit(f"SDK floor: not ready within {TIMEOUT:g}s")
-            time.sleep(POLL)
-        elapsed = time.perf_counter() - start
-        record_phases("sdk_floor", name, began, began + elapsed)
-        return elapsed
-    finally:
-        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=60,
-                       check=False)
+    return time_started("sdk_floor", name, port,
+                        [sys.executable, "-c", _SDK_FLOOR, json.dumps(body), name])
 
 
 def main() -> None:
