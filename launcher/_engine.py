@@ -10,6 +10,7 @@ commands decide policy and never see SDK exceptions.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,6 +157,9 @@ class EngineAPI(Protocol):
 
     def stream_logs(self, container: str, tail: int | None = None,
                     follow: bool = False) -> Iterator[str]: ...
+
+    def watch_output(self, container: str, on_output: Callable[[], None]) -> Callable[[], None]:
+        ...
 
     def put_archive(self, container: str, path: str, data: bytes) -> None: ...
 
@@ -407,6 +411,31 @@ class Engine:
             for chunk in self._api.logs(container, stream=True, follow=follow,
                                         tail="all" if tail is None else tail):
                 yield bytes(chunk).decode(errors="replace")
+
+    def watch_output(self, container: str, on_output: Callable[[], None]) -> Callable[[], None]:
+        """Call ``on_output`` (from a thread of its own) each time the container writes to its
+        log from now on; the callable returned stops watching. Best effort: where the log
+        cannot be followed (a logging driver that cannot be read), it is never called."""
+        try:
+            stream = self._api.logs(container, stream=True, follow=True, tail=0)
+        except Exception:  # noqa: BLE001 - a hint, never a failure: the caller polls anyway
+            return lambda: None
+
+        def pump() -> None:
+            try:
+                for _ in stream:
+                    on_output()
+            except Exception:  # noqa: BLE001, S110 - closed by stop(), or the engine went away
+                pass
+
+        thread = threading.Thread(target=pump, name=f"output of {container[:12]}", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            stream.close()
+            thread.join(timeout=1)
+
+        return stop
 
     def put_archive(self, container: str, path: str, data: bytes) -> None:
         """Unpack the tar ``data`` into ``path`` of a (created) container: works on a remote

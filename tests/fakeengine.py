@@ -70,6 +70,9 @@ class FakeEngineBase:
                     follow: bool = False) -> Iterator[str]:
         _unexpected(f"stream_logs {container}")
 
+    def watch_output(self, container: str, on_output: Callable[[], None]) -> Callable[[], None]:
+        return lambda: None  # as the real one where a log cannot be followed: never called
+
     def put_archive(self, container: str, path: str, data: bytes) -> None:
         _unexpected(f"put_archive {container}")
 

@@ -4,7 +4,9 @@ real process, and the archive the remote probe (launcher/_remote_probe.py) copie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -510,6 +512,71 @@ def test_wait_ready_polls_readyz_every_interval_and_takes_a_200_without_another_
     assert sleeps == [_up._POLL, _up._POLL]  # 503, 503, 200: two waits of one interval
     assert engine.looks == 2  # the first look, and one after each 503 but not after the 200
     assert capsys.readouterr().err == "launcher: svc is ready (0.2s)\n"
+
+
+@dataclass
+class TalkingEngine(CountingEngine):
+    """A container that writes to its log: every ``every`` s (``None``: once, after 0.05 s),
+    from a thread of its own, as the real engine's watch does, until the watch is stopped."""
+
+    every: float | None = None
+    stopped: int = 0
+
+    def watch_output(self, container: str, on_output: Callable[[], None]) -> Callable[[], None]:
+        done = threading.Event()
+
+        def talk() -> None:
+            if self.every is None:
+                if not done.wait(0.05):
+                    on_output()
+                return
+            for _ in range(100_000):  # bounded: 100 s at the most
+                if done.wait(self.every):
+                    return
+                on_output()
+
+        thread = threading.Thread(target=talk, daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            done.set()
+            thread.join(timeout=5)
+            self.stopped += 1
+
+        return stop
+
+
+def test_wait_ready_looks_again_as_soon_as_the_container_writes_to_its_log(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    readyz = Readyz(503, 200)
+    try:
+        ports = {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(readyz.port)}]}
+        engine = TalkingEngine(inspects=[{**state(), "NetworkSettings": {"Ports": ports}}])
+        monkeypatch.setattr(_up, "_POLL", 30.0)  # without the wake-up: 30 s to the next look
+        began = time.monotonic()
+        assert _up.wait_ready(engine, "c", "svc", _up.UpPolicy()) is not None
+        assert time.monotonic() - began < 15  # the log line, not the poll, brought it forward
+        assert engine.stopped == 1  # and the watch is over when up returns
+    finally:
+        readyz.close()
+
+
+def test_a_chatty_container_gets_a_look_at_most_every_min_gap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    readyz = Readyz(*[503] * 30, 200)
+    try:
+        ports = {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(readyz.port)}]}
+        engine = TalkingEngine(inspects=[{**state(), "NetworkSettings": {"Ports": ports}}],
+                               every=0.0005)
+        monkeypatch.setattr(_up, "_POLL", 30.0)
+        began = time.monotonic()
+        assert _up.wait_ready(engine, "c", "svc", _up.UpPolicy()) is not None
+        elapsed = time.monotonic() - began
+        # the first inspect, then one after each 503 but the first (that look is the first's)
+        assert engine.looks == 30
+        assert 30 * _up._MIN_GAP <= elapsed < 15  # woken thousands of times: 31 looks
+    finally:
+        readyz.close()
 
 
 @pytest.mark.parametrize(("gpus", "learn", "questions"), [
