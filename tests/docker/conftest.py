@@ -72,9 +72,38 @@ def standin_image(docker_client: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def image_labels() -> dict[str, str]:
-    """TEST_LABEL plus this session's own label, for every image the docker tests build."""
-    return {**TEST_LABEL, SESSION_LABEL: unique("session")}
+def image_labels(docker_client: Any) -> Iterator[dict[str, str]]:
+    """TEST_LABEL plus this session's own label, for every image the docker tests build. At the
+    end, the untagged layers that carry it go too (see :func:`remove_session_layers`)."""
+    labels = {**TEST_LABEL, SESSION_LABEL: unique("session")}
+    yield labels
+    left = remove_session_layers(docker_client, labels[SESSION_LABEL])
+    assert not left, f"tests left images of this session in the engine: {left}"
+
+
+def remove_session_layers(client: Any, session: str, passes: int = 50) -> list[str]:
+    """Remove every image carrying ``session``'s label, leaves first; what is left (ids).
+
+    They are the layers above this session's own LABEL step (the images built FROM a session's
+    service image inherit its labels), which no other build can reuse. Each is removed on its
+    own (``noprune``): the untagged layers below it, without the label, are the build cache the
+    next session builds on, and a prune would take them with it. A layer with children is
+    refused ("conflict") until its children are gone, hence the passes."""
+    import docker.errors
+
+    for _ in range(passes):
+        ids = [i.id for i in client.images.list(all=True,
+                                                filters={"label": f"{SESSION_LABEL}={session}"})]
+        removed = 0
+        for image in ids:
+            try:
+                client.images.remove(image, noprune=True)
+                removed += 1
+            except docker.errors.APIError:  # a parent of one not removed yet, or in use
+                continue
+        if not ids or not removed:
+            return ids
+    return ids
 
 
 @pytest.fixture(scope="session")
