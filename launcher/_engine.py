@@ -432,7 +432,10 @@ class Engine:
         thread.start()
 
         def stop() -> None:
-            stream.close()
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - e.g. SSH: the SDK cannot cancel its streams
+                return  # the thread ends with the container's log, or with the process
             thread.join(timeout=1)
 
         return stop

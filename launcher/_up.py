@@ -354,7 +354,7 @@ def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
         output.clear()
 
     pause = sleep or until_output
-    stop_watching = engine.watch_output(container, output.set)
+    stop_watching: Callable[[], None] | None = None  # watched from the first wait on
     try:
         started = look = clock()
         while True:
@@ -375,13 +375,16 @@ def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
                 raise LauncherError(f"{name} did not become ready: {verdict.reason}",
                                     hint=f"see its log (launcher logs --name {name}); "
                                          f"remove it with launcher down --name {name}")
+            if stop_watching is None:  # not ready at the first look (kept running: it is)
+                stop_watching = engine.watch_output(container, output.set)
             pause(max(0.0, look + _POLL - clock()))  # a look every _POLL s, whatever it took
             early = _MIN_GAP - (clock() - look)
             if early > 0:  # however chatty the container, a look at most every _MIN_GAP s
                 (sleep or time.sleep)(early)
             look = clock()
     finally:
-        stop_watching()
+        if stop_watching is not None:
+            stop_watching()
 
 
 def check_gpu_image(engine: EngineAPI, plan: Plan, probe: Probe | None,

@@ -520,9 +520,11 @@ class TalkingEngine(CountingEngine):
     from a thread of its own, as the real engine's watch does, until the watch is stopped."""
 
     every: float | None = None
+    watched: int = 0
     stopped: int = 0
 
     def watch_output(self, container: str, on_output: Callable[[], None]) -> Callable[[], None]:
+        self.watched += 1
         done = threading.Event()
 
         def talk() -> None:
@@ -556,7 +558,18 @@ def test_wait_ready_looks_again_as_soon_as_the_container_writes_to_its_log(
         began = time.monotonic()
         assert _up.wait_ready(engine, "c", "svc", _up.UpPolicy()) is not None
         assert time.monotonic() - began < 15  # the log line, not the poll, brought it forward
-        assert engine.stopped == 1  # and the watch is over when up returns
+        assert (engine.watched, engine.stopped) == (1, 1)  # over when up returns
+    finally:
+        readyz.close()
+
+
+def test_a_service_ready_at_the_first_look_is_not_watched() -> None:
+    readyz = Readyz(200)  # e.g. up kept the container running: one look, no log followed
+    try:
+        ports = {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(readyz.port)}]}
+        engine = TalkingEngine(inspects=[{**state(), "NetworkSettings": {"Ports": ports}}])
+        assert _up.wait_ready(engine, "c", "svc", _up.UpPolicy()) is not None
+        assert (engine.looks, engine.watched, engine.stopped) == (1, 0, 0)
     finally:
         readyz.close()
 
