@@ -90,6 +90,11 @@ class UpPolicy:
     remote: bool = False  # DOCKER_HOST names another machine
     state_dir: Path | None = None  # where what was learned about engines is kept (None: nowhere)
 
+    @property
+    def remembers(self) -> bool:
+        """What is learned about the engine is kept: a state dir, and a local engine."""
+        return self.state_dir is not None and not self.remote
+
 
 def _log(line: str) -> None:
     print(f"launcher: {line}", file=sys.stderr)
@@ -246,7 +251,7 @@ def _capped(engine: EngineAPI, plan: Plan, limit: int) -> str:
 
 def _memory(engine: EngineAPI, policy: UpPolicy,
             info: Callable[[], EngineInfo] | None = None) -> EngineMemory | None:
-    if policy.state_dir is None or policy.remote:
+    if not policy.remembers or policy.state_dir is None:  # (the second narrows the type)
         return None
     engine_id = (info or engine.info)().engine_id
     return EngineMemory(policy.state_dir, engine_id) if engine_id else None
@@ -421,7 +426,7 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
         # and the GPU image check (a GPU plan), what was learned about a local engine. Where one
         # will, it is asked from the start (the slowest question, ~15 ms here), while the image
         # is looked up; elsewhere only if a step asks.
-        needed = plan.gpu or (policy.state_dir is not None and not policy.remote)
+        needed = plan.gpu or policy.remembers
         info = ahead.submit(engine.info).result if needed else functools.cache(engine.info)
         try:
             plan = preflight(engine, plan, options, info)

@@ -160,7 +160,8 @@ def floor_body(image: str) -> dict[str, Any]:
     host = body["HostConfig"]
     host["Binds"] = []
     host["Ulimits"] = [u for u in host.get("Ulimits") or () if u["Name"] != "memlock"]
-    body["Labels"] = {**body.get("Labels", {}), LABEL.split("=")[0]: LABEL.split("=")[1]}
+    key, _, value = LABEL.partition("=")
+    body["Labels"] = {**body.get("Labels", {}), key: value}
     return body
 
 
