@@ -30,7 +30,6 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -148,7 +147,7 @@ def run_wrk(url: str, connections: int, seconds: float, body_file: Path,
     if cpu is not None:
         argv = ["taskset", "-c", cpu, *argv]
     env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_SCRIPT_DIR": str(HERE),
-           "WRK_HEADER_LENGTH": str(header_length), "WRK_PATH": urlsplit(url).path}
+           "WRK_HEADER_LENGTH": str(header_length)}
     out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env,
                          timeout=seconds + 60).stdout
     match = RESULT.search(out)
@@ -312,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         body = Path(tmp) / "body.json"
         body.write_text(json.dumps({"inputs": [DIGIT_ROW]}))
         v2_path = f"/v2/models/{model.stem}/infer"
-        shapes = {name: Shape(name, v2_path, file, name.replace("-", "_") + ".lua", header)
+        # JSON bodies need only report.lua; binary ones their own headers (v2_binary.lua)
+        shapes = {name: Shape(name, v2_path, file, "v2_binary.lua" if header else "report.lua",
+                              header)
                   for name, (file, header) in v2_bodies(Path(tmp)).items()}
         chosen = args.contenders.split(",")
         v2 = [shapes[c] for c in chosen if c in V2]
