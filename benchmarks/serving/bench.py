@@ -92,6 +92,19 @@ def litserve_python() -> Path:
     return ROOT / ".cache" / "litserve-venv" / "bin" / "python"
 
 
+def setup_litserve() -> None:
+    """Make LitServe's own venv on first use (benchmarks/serving/setup-litserve)."""
+    subprocess.run([str(HERE / "setup-litserve")], check=False, stdout=subprocess.DEVNULL)
+
+
+def litserve_missing() -> str | None:
+    """Why LitServe cannot run (its row's note), None when it can."""
+    lit = litserve_python()
+    if lit.exists():
+        return None
+    return f"no LitServe venv at {lit.parent.parent} (run benchmarks/serving/setup-litserve)"
+
+
 def command(contender: str, model: Path, port: int) -> tuple[list[str], dict[str, str], str] | str:
     """argv, env and readiness path of a contender, or why it cannot run here."""
     env = {"MODEL_PATH": str(model), "PYTHONUNBUFFERED": "1", "TORCH_THREADS": "1"}
@@ -106,10 +119,10 @@ def command(contender: str, model: Path, port: int) -> tuple[list[str], dict[str
                 "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
                 "--http", "httptools", "--loop", "uvloop", "--lifespan", "off"], env, "/readyz"
     if contender == "litserve":
-        lit = litserve_python()
-        if not lit.exists():
-            return f"no LitServe venv at {lit.parent.parent} (run benchmarks/serving/setup-litserve)"
-        return [str(lit), str(HERE / "litserve_app.py"), str(port)], env, "/health"
+        missing = litserve_missing()
+        if missing is not None:
+            return missing
+        return [str(litserve_python()), str(HERE / "litserve_app.py"), str(port)], env, "/health"
     return f"unknown contender {contender!r}"
 
 
@@ -305,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2 and shutil.which("taskset")
     model = model_file(args.model)
     if "litserve" in args.contenders.split(",") and not args.no_setup:
-        subprocess.run([str(HERE / "setup-litserve")], check=False, stdout=subprocess.DEVNULL)
+        setup_litserve()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         body = Path(tmp) / "body.json"

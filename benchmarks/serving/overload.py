@@ -28,9 +28,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from bench import ROOT, litserve_missing, litserve_python, setup_litserve
 from procs import free_port, stop_session, wait_ready
 
 BODY = b'{"inputs": [[1.0, 2.0]]}'
@@ -65,10 +65,11 @@ def command(contender: str, port: int, forward_s: float, batch: int
         return ([sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
                 env, "/readyz")
     if contender == "litserve":
-        lit = ROOT / ".cache" / "litserve-venv" / "bin" / "python"
-        if not lit.exists():
-            return f"no LitServe venv at {lit.parent.parent} (run benchmarks/serving/setup-litserve)"
-        return [str(lit), str(HERE / "litserve_slow_app.py"), str(port)], env, "/health"
+        missing = litserve_missing()
+        if missing is not None:
+            return missing
+        return [str(litserve_python()), str(HERE / "litserve_slow_app.py"), str(port)], env, \
+            "/health"
     return f"unknown contender {contender!r}"
 
 
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if "litserve" in args.contenders.split(","):
-        subprocess.run([str(HERE / "setup-litserve")], check=False, stdout=subprocess.DEVNULL)
+        setup_litserve()
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2 and bool(shutil.which("taskset"))
     levels = [float(m) for m in args.levels.split(",")]
     forward = args.forward_ms / 1000
