@@ -19,7 +19,7 @@ CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 _BASE = "pip install gpu-launcher (the base install brings it)"
 _SERVICE = "pip install 'gpu-launcher[service]'"
 _TORCH = (f"pip install torch --index-url {CPU_TORCH_INDEX} (a CPU build; "
-          "download.pytorch.org/whl/cu128 for CUDA 12.8; plain PyPI on Linux is a CUDA build)")
+          "download.pytorch.org/whl/cu126 for CUDA 12.6; plain PyPI on Linux is a CUDA build)")
 
 # Top-level module -> (what it is, the install that brings it).
 _PROVIDERS: dict[str, tuple[str, str]] = {

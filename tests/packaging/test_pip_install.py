@@ -127,5 +127,5 @@ def test_the_service_extra_never_pulls_torch_on_linux(venv: Path, tmp_path: Path
     assert served.stderr.splitlines() == [
         "error: python -m service needs torch (module 'torch'), which is not installed",
         (f"hint: pip install torch --index-url {CPU_TORCH_INDEX} (a CPU build; "
-        "download.pytorch.org/whl/cu128 for CUDA 12.8; plain PyPI on Linux is a CUDA build)"),
+        "download.pytorch.org/whl/cu126 for CUDA 12.6; plain PyPI on Linux is a CUDA build)"),
     ]

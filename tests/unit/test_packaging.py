@@ -61,7 +61,7 @@ MISSING = [
     ("torch", "python -m service",
      "python -m service needs torch (module 'torch'), which is not installed",
      (f"pip install torch --index-url {CPU_TORCH_INDEX} (a CPU build; "
-     "download.pytorch.org/whl/cu128 for CUDA 12.8; plain PyPI on Linux is a CUDA build)")),
+     "download.pytorch.org/whl/cu126 for CUDA 12.6; plain PyPI on Linux is a CUDA build)")),
 ]
 
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from launcher._cuda import TORCH_VERSION, cuda_table
+from service._deps import missing_dependency
 from tests.conftest import ROOT
 
 
@@ -57,3 +58,12 @@ def test_the_services_torch_hint_names_the_tables_cpu_index() -> None:
     from service._deps import CPU_TORCH_INDEX
 
     assert CPU_TORCH_INDEX == cuda_table().cpu_index_url
+
+
+def test_the_torch_install_hint_names_a_stable_cuda_wheel_of_the_pinned_torch() -> None:
+    # service/_deps.py cannot read the table (the image has no launcher/): held to it here.
+    hint = missing_dependency(ModuleNotFoundError(name="torch"), "the service")
+    assert hint is not None
+    named = [(w, c) for w, c in re.findall(r"whl/(cu\d+) for CUDA (\d+\.\d+)", hint.hint)]
+    stable = {(v.wheel, f"{v.cuda[0]}.{v.cuda[1]}") for v in cuda_table().variants if v.stable}
+    assert named and set(named) <= stable, (named, stable)
