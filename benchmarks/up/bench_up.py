@@ -67,7 +67,7 @@ def ready(url: str) -> bool:
         return False
 
 
-PHASES: dict[str, list[float]] = {}  # "NAME:phase" -> samples
+PHASES: dict[str, dict[str, list[float]]] = {}  # contender -> phase -> samples
 
 
 def _stamp(text: str) -> float:
@@ -91,7 +91,7 @@ def record_phases(contender: str, container: str, began: float, noticed: float) 
     t_start, t_ready = _stamp(started), _stamp(ready)
     for phase, value in (("to_start", t_start - began), ("boot", t_ready - t_start),
                          ("notice", noticed - t_ready)):
-        PHASES.setdefault(f"{contender}:{phase}", []).append(value)
+        PHASES.setdefault(contender, {}).setdefault(phase, []).append(value)
 
 
 def time_launcher_up(image: str, checkout: Path = ROOT, contender: str = "launcher_up") -> float:
@@ -215,20 +215,19 @@ def main() -> None:
     run = statistics.median(samples["docker_run"])
     report: dict[str, Any] = {"image": image, "rounds": args.rounds}
     report |= {f"{name}_s": summary(values) for name, values in samples.items()}
-    report["ratio_up_over_docker_run"] = round(statistics.median(samples["launcher_up"]) / run, 3)
-    report["ratio_sdk_floor_over_docker_run"] = round(
-        statistics.median(samples["sdk_floor"]) / run, 3)
+    for name, values in samples.items():
+        if name != "docker_run":  # launcher_up's key is the short ratio_up_…
+            key = "up" if name == "launcher_up" else name
+            report[f"ratio_{key}_over_docker_run"] = round(statistics.median(values) / run, 3)
     if args.baseline is not None:
         report["baseline"] = str(args.baseline)
-        report["ratio_baseline_up_over_docker_run"] = round(
-            statistics.median(samples["baseline_up"]) / run, 3)
     report["phases_median_s"] = {
-        name: {key.split(":")[1]: round(statistics.median(v), 3) for key, v in PHASES.items()
-               if key.split(":")[0] == name} for name in contenders}
+        name: {phase: round(statistics.median(v), 3) for phase, v in PHASES.get(name, {}).items()}
+        for name in contenders}
     # The same image boots in every path, yet its boot spreads ±50-100 ms between rounds: with
     # one boot for all (the median over every path), what is left is what each command does.
     phases = report["phases_median_s"]
-    boots = [v for key, values in PHASES.items() if key.endswith(":boot") for v in values]
+    boots = [v for phases_of in PHASES.values() for v in phases_of.get("boot", [])]
     if boots and all({"to_start", "notice"} <= set(phases[name]) for name in contenders):
         boot = statistics.median(boots)
 
