@@ -9,9 +9,8 @@ from typing import Any
 
 from launcher._engine import connect
 from launcher._errors import LauncherError
-from launcher._options import DEFAULT_NAME
+from launcher._options import DEFAULT_NAME, STOP_GRACE
 from launcher._plan import LABEL_MANAGED, LABEL_NAME
-from launcher._up import STOP_GRACE
 
 __all__ = ["add_parser", "run"]
 
