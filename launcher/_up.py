@@ -56,7 +56,7 @@ from launcher._lifecycle import (
 )
 from launcher._model import VOLUME_DIR, ModelFile, model_archive
 from launcher._options import STOP_GRACE, PlanOptions
-from launcher._plan import LABEL_MANAGED, LABEL_NAME, Plan, make_plan
+from launcher._plan import LABEL_MANAGED, LABEL_NAME, READY_PATH, Plan, make_plan
 from launcher._probe import Probe
 
 __all__ = [
@@ -321,7 +321,7 @@ def ensure_container(engine: EngineAPI, plan: Plan, image_id: str,
 
 def _readyz(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
+        with urllib.request.urlopen(url + READY_PATH, timeout=1) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)

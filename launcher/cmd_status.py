@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from launcher._engine import connect, is_remote_engine
-from launcher._options import CONTAINER_PORT
-from launcher._plan import LABEL_MANAGED, LABEL_NAME
+from launcher._lifecycle import service_url
+from launcher._plan import LABEL_MANAGED, LABEL_NAME, READY_PATH
 
 __all__ = [
     "add_parser",
@@ -75,13 +75,8 @@ def _ports(ports: Mapping[str, Any] | None) -> list[str]:
 
 def readyz_url(inspect: Mapping[str, Any]) -> str | None:
     """``http://ADDR:PORT/readyz`` of the service's published port on this host, or None."""
-    ports = (inspect.get("NetworkSettings") or {}).get("Ports") or {}
-    for binding in ports.get(f"{CONTAINER_PORT}/tcp") or ():
-        host, port = binding.get("HostIp") or "", binding.get("HostPort")
-        if port:
-            host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-            return f"http://{f'[{host}]' if ':' in host else host}:{port}/readyz"
-    return None
+    url = service_url((inspect.get("NetworkSettings") or {}).get("Ports"))
+    return url + READY_PATH if url else None
 
 
 def readyz_replicas(body: Any) -> list[dict[str, Any]] | None:
