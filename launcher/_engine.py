@@ -29,10 +29,10 @@ else:
 from launcher._engine_errors import (
     ENGINE_HINT,
     BuildFailed,
-    EngineError,
     EngineUnavailable,
     NotFound,
     classify,
+    daemon_error,
 )
 from launcher._errors import LauncherError
 
@@ -62,14 +62,10 @@ def engine_error(exc: Exception, doing: str) -> LauncherError:
     text = str(exc)
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
         text = str(exc.explanation)
-    known = classify(text, doing)
-    if known is not None:
-        return known
     if isinstance(exc, docker.errors.NotFound):
-        return NotFound(f"{doing}: {text}", "check the name with docker ps -a / docker images",
-                        detail=text)
-    return EngineError(f"{doing}: {text}", "see the engine's log (journalctl -u docker)",
-                       detail=text)
+        return classify(text, doing) or NotFound(
+            f"{doing}: {text}", "check the name with docker ps -a / docker images", detail=text)
+    return daemon_error(text, doing)
 
 
 @contextmanager
@@ -276,9 +272,7 @@ class Engine:
                 if "error" in event:
                     detail = event.get("errorDetail") or {}
                     text = str(detail.get("message") or event["error"]).strip()
-                    raise classify(text, doing) or EngineError(
-                        f"{doing}: {text}", "see the engine's log (journalctl -u docker)",
-                        detail=text)
+                    raise daemon_error(text, doing)
                 yield event
 
     def build(

@@ -25,6 +25,7 @@ __all__ = [
     "RegistryRefused",
     "RegistryUnreachable",
     "classify",
+    "daemon_error",
 ]
 
 ENGINE_HINT = "start it (scripts/setup --engine, or systemctl start docker) or set DOCKER_HOST"
@@ -143,3 +144,10 @@ def classify(text: str, doing: str) -> EngineError | None:
         if all(needle in low for needle in needles):
             return cls(f"{doing}: {text}", hint, detail=text)
     return None
+
+
+def daemon_error(text: str, doing: str) -> EngineError:
+    """The daemon's ``text`` while ``doing`` something as its typed error (:func:`classify`), or
+    a plain :class:`EngineError` that points at the engine's log when no rule knows it."""
+    return classify(text, doing) or EngineError(
+        f"{doing}: {text}", "see the engine's log (journalctl -u docker)", detail=text)
