@@ -35,6 +35,7 @@ __all__ = [
     "parse_build_output",
     "parse_dockerignore",
     "parse_image_ref",
+    "sha256_file",
     "write_context_tar",
 ]
 
@@ -232,11 +233,16 @@ def file_digest(f: ContextFile) -> str:
         # A wheel's file name pins project, version and tags; hashing 1 GB of CUDA wheels on
         # every `launcher up` would cost more than it protects.
         return f"wheel:{executable}:{st.st_size}"
+    return f"{executable}:{sha256_file(f.source)}"
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, in hex, read in 1 MiB chunks."""
     h = hashlib.sha256()
-    with f.source.open("rb") as fh:
+    with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    return f"{executable}:{h.hexdigest()}"
+    return h.hexdigest()
 
 
 def image_tag(

@@ -9,7 +9,6 @@ carries the file's digest, so a new model at the same path replaces the containe
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tarfile
@@ -17,6 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher._build import sha256_file
 from launcher._errors import UsageError
 
 __all__ = ["BIND_DIR", "LABEL_MODEL", "VOLUME_DIR", "ModelFile", "check_model_file",
@@ -61,15 +61,12 @@ def check_model_file(value: str, cwd: str, in_volume: bool = False) -> ModelFile
     if not path.is_file():
         raise bad("not a file")
     try:
-        with path.open("rb") as fh:
-            digest = hashlib.sha256()
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        digest = sha256_file(path)
     except OSError as exc:
         raise bad(f"cannot read it ({exc.strerror})") from None
     if not zipfile.is_zipfile(path):
         raise bad("not a TorchScript or torch.export archive (not a zip file)")
-    return ModelFile(path, digest.hexdigest()[:16], in_volume)
+    return ModelFile(path, digest[:16], in_volume)
 
 
 def model_archive(model: ModelFile) -> bytes:
