@@ -302,8 +302,12 @@ def _default_tag(root: Path, dockerfile: str, build_args: Mapping[str, str],
 
 
 def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
-              tag: TagFn = _default_tag, cpu_fallback: str | None = None) -> Plan:
+              tag: TagFn = _default_tag, cpu_fallback: str | None = None,
+              unprobed: str = "--no-probe") -> Plan:
     """Options + probe (None: ``--no-probe``) → :class:`Plan`.
+
+    ``unprobed`` says why a GPU plan without a probe was not probed, in its explanation
+    ("not probed (--no-probe); ..."; render's is "a cluster").
 
     ``cpu_fallback`` (the lifecycle's, e.g. "the engine has no NVIDIA runtime") plans for CPU
     with that reason as the warning; the caller decides when that is allowed (never when the
@@ -345,7 +349,7 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
     if choice is not None:
         explanation = choice.explanation
         if probe is None:
-            explanation = "not probed (--no-probe); " + explanation
+            explanation = f"not probed ({unprobed}); " + explanation
         if build.base_image:
             explanation += f"; --base-image {build.base_image} replaces {choice.image}"
     else:

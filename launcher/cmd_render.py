@@ -159,10 +159,10 @@ def run(args: argparse.Namespace) -> int:
     opts = k8s_options_from_args(args)
     image = _value("--image", args.image, parse_image) if args.image is not None else None
     options = plan_options_from_args(_up_args(args, opts, image), os.environ, os.getcwd())
-    plan = make_plan(options, options.build.probed)  # a node's probe file, or none
-    # No --no-probe flag here: a cluster's GPUs are never this host's to probe.
-    explanation = plan.explanation.replace("not probed (--no-probe); ", "not probed (a cluster); ")
-    print(f"launcher: {explanation}", file=sys.stderr)
+    # A node's probe file, or none: no --no-probe flag here, a cluster's GPUs are never this
+    # host's to probe.
+    plan = make_plan(options, options.build.probed, unprobed="a cluster")
+    print(f"launcher: {plan.explanation}", file=sys.stderr)
     for warning in plan.warnings:
         print(f"launcher: warning: {warning}", file=sys.stderr)
     if image is None:
