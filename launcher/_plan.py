@@ -141,6 +141,12 @@ def build_inputs(gpu: CudaChoice | None, build: BuildOptions) -> tuple[str, str,
     return dockerfile, base, args
 
 
+def service_tag(build: BuildOptions) -> str | None:
+    """The service image's tag where the options name it: ``--service-image``, else ``--tag``
+    unless ``--predictor`` (then ``--tag`` names the derived image); None: the content hash."""
+    return build.service_image or (build.tag if build.predictor is None else None)
+
+
 def _match_device(gpus: Sequence[GpuInfo], ident: str) -> list[GpuInfo]:
     """The GPU(s) a device ID names: an index, a GPU UUID, or a MIG device (``MIG-<uuid>`` or
     ``GPU:SLICE``), which NVML lists under its parent: any GPU with MIG enabled may hold it."""
@@ -341,11 +347,7 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
         warnings.append(f"--probe-file {build.probe_file} ignored: this is a CPU plan "
                         "(add --gpus)")
     dockerfile, base, build_args = build_inputs(choice, build)
-    # With --predictor, --tag names the derived image; the service image under it keeps its
-    # content hash (or is the --service-image given).
-    service_tag = None if build.predictor is not None else build.tag
-    image = build.service_image or service_tag or tag(root, dockerfile, build_args,
-                                                      build.wheelhouse)
+    image = service_tag(build) or tag(root, dockerfile, build_args, build.wheelhouse)
     if choice is not None:
         explanation = choice.explanation
         if probe is None:

@@ -56,7 +56,7 @@ from launcher._lifecycle import (
 )
 from launcher._model import VOLUME_DIR, ModelFile, model_archive
 from launcher._options import STOP_GRACE, PlanOptions
-from launcher._plan import LABEL_MANAGED, LABEL_NAME, READY_PATH, Plan, make_plan
+from launcher._plan import LABEL_MANAGED, LABEL_NAME, READY_PATH, Plan, make_plan, service_tag
 from launcher._probe import Probe
 
 __all__ = [
@@ -430,8 +430,7 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
         info = ahead.submit(engine.info).result if needed else functools.cache(engine.info)
         try:
             plan = preflight(engine, plan, options, info)
-            # With --predictor, --tag names the derived image: the service image's tag is a hash.
-            explicit = options.build.tag is not None and plan.predictor is None
+            explicit = service_tag(options.build) is not None  # else the content hash
             plan = fill_wheelhouse_first(engine, plan, policy, explicit)
             image_id = ensure_image(engine, plan, policy)
             image_id = ensure_predictor_image(engine, plan, policy) or image_id

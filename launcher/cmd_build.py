@@ -27,7 +27,7 @@ from launcher._builder import (
 from launcher._engine import EngineAPI, connect
 from launcher._errors import EXIT_OK, LauncherError, UsageError
 from launcher._options import add_build_options, build_options_from_args
-from launcher._plan import ROOT, build_inputs, cuda_choice
+from launcher._plan import ROOT, build_inputs, cuda_choice, service_tag
 from launcher._predictor_image import PredictorBuild
 from launcher._probe import probe_host
 from launcher._wheelhouse import parse_python_version
@@ -106,12 +106,11 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
         _log(choice.explanation)
     labels = dict(args.label)
     predictor = build.predictor
-    # With --predictor, --tag names the derived image; the service image keeps its hash.
-    service_tag = build.tag if predictor is None else None
+    named = service_tag(build)  # None: the content hash, known once the inputs are
     spec = BuildSpec(dockerfile=dockerfile, base_image=base, build_args=build_args,
-                     tag=service_tag or "", context=args.context, wheelhouse=build.wheelhouse,
+                     tag=named or "", context=args.context, wheelhouse=build.wheelhouse,
                      no_cache=build.no_cache, labels=labels, python_version=args.python_version,
-                     skip_if_exists=service_tag is None, verbose=build.verbose)
+                     skip_if_exists=named is None, verbose=build.verbose)
     check_context(spec)  # before the engine: a usage error needs no daemon
     engine = connect()
     try:
@@ -125,8 +124,8 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
                 # The GPU image installs the torch build the filled wheelhouse holds.
                 dockerfile, base, build_args = build_inputs(choice, build)
                 spec = replace(spec, build_args=build_args)
-            tag = service_tag or image_tag(args.context, dockerfile, build_args,
-                                           wheelhouse=build.wheelhouse, labels=labels)
+            tag = named or image_tag(args.context, dockerfile, build_args,
+                                     wheelhouse=build.wheelhouse, labels=labels)
             result = build_image(engine, replace(spec, tag=tag, wheelhouse_ready=True), log=_log)
         if predictor is not None:
             result = _predictor_image(engine, PredictorBuild.plan(
