@@ -16,7 +16,7 @@ from launcher._engine import EngineAPI, connect, is_remote_engine
 from launcher._engine_errors import GpuRuntimeMissing, NotFound
 from launcher._errors import LauncherError
 from launcher._options import PlanOptions
-from launcher._plan import LABEL_MANAGED, build_inputs
+from launcher._plan import LABEL_MANAGED, build_inputs, service_tag
 from launcher._probe import Probe, parse_probe_json, probe_host
 
 __all__ = ["probe_for", "remote_probe"]
@@ -48,17 +48,19 @@ def probe_for(options: PlanOptions, environ: Mapping[str, str], dry_run: bool,
         print("launcher: remote engine (DOCKER_HOST): a dry run does not probe it; --gpus taken "
               "as given", file=sys.stderr)
         return None
-    # The CPU service image of these build options (no plan: only its tag is needed).
-    dockerfile, _, build_args = build_inputs(None, options.build)
-    cpu_image = options.build.tag or image_tag(ROOT, dockerfile, build_args,
-                                               wheelhouse=options.build.wheelhouse)
+    # The service image these build options name, else their CPU one's content hash (no plan:
+    # only its tag is needed); with --predictor never --tag, the derived image built later.
+    image = service_tag(options.build)
+    if image is None:
+        dockerfile, _, build_args = build_inputs(None, options.build)
+        image = image_tag(ROOT, dockerfile, build_args, wheelhouse=options.build.wheelhouse)
     engine = connect(environ)
     try:
-        if engine.image_id(cpu_image) is None:
-            raise NotFound(f"the remote engine has no {cpu_image} to probe its GPUs with",
+        if engine.image_id(image) is None:
+            raise NotFound(f"the remote engine has no {image} to probe its GPUs with",
                            hint="build it there first (DOCKER_HOST=... launcher build), "
                                 "or skip the probe with --no-probe")
-        return remote_probe(engine, cpu_image)
+        return remote_probe(engine, image)
     finally:
         engine.close()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from launcher import _up
+from launcher import _remote_probe, _up
 from launcher._cli import build_parser
 from launcher._engine_errors import NotFound
 from launcher._errors import UsageError
@@ -121,6 +121,29 @@ def test_service_image_without_a_predictor_is_a_usage_error(tmp_path: Path) -> N
     assert (caught.value.message, caught.value.hint) == (
         "--service-image needs --predictor MODULE:CLASS",
         "drop --service-image, or add --predictor and --code")
+
+
+@pytest.mark.parametrize(("argv", "probed_in"), [
+    ([], None),
+    (["--tag", "team/svc:1"], "team/svc:1"),
+    (["--predictor", "predict:Predictor", "--code", "code"], None),
+    # --tag names the derived image, built after the probe: the service image is the hash's.
+    (["--predictor", "predict:Predictor", "--code", "code", "--tag", "team/model:1"], None),
+    (["--predictor", "predict:Predictor", "--code", "code", "--service-image", "registry/svc:2",
+      "--tag", "team/model:1"], "registry/svc:2"),
+], ids=["hash", "tag", "predictor", "predictor-tag", "service-image"])
+def test_a_remote_engine_is_probed_in_the_service_image_up_would_run_under_its_own(
+        code: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str],
+        probed_in: str | None) -> None:
+    opts = options(code.parent, "--gpus", "all", *argv, remote=True)
+    # None: the content hash of the CPU service image of these options, as a CPU up plans it.
+    image = probed_in or make_plan(replace(opts, gpus=()), None).build.tag
+    engine = Engine()  # it has no image: the probe names the one it looked for
+    monkeypatch.setattr(_remote_probe, "connect", lambda environ: engine)
+    with pytest.raises(NotFound) as caught:
+        _remote_probe.probe_for(opts, {"DOCKER_HOST": "ssh://gpu-box"}, False,
+                                lambda: pytest.fail("a remote engine's GPUs are not NVML's here"))
+    assert caught.value.message == f"the remote engine has no {image} to probe its GPUs with"
 
 
 @dataclass
