@@ -119,11 +119,9 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
             result = BuildResult(tag, service_image_id(engine, tag), built=False)
         else:
             if spec.wheelhouse is not None:
-                # Fill first: the content-hash tag covers the wheels the build will get.
+                # Fill first: the content-hash tag covers the wheels the build will get. The
+                # build args stand: the fill pins the torch build they name (torch==X+variant).
                 prepare_wheelhouse(engine, spec, _log)
-                # The GPU image installs the torch build the filled wheelhouse holds.
-                dockerfile, base, build_args = build_inputs(choice, build)
-                spec = replace(spec, build_args=build_args)
             tag = named or image_tag(args.context, dockerfile, build_args,
                                      wheelhouse=build.wheelhouse, labels=labels)
             result = build_image(engine, replace(spec, tag=tag, wheelhouse_ready=True), log=_log)
