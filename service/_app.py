@@ -106,14 +106,6 @@ class _Service:
             self.model = model
 
     @property
-    def state(self) -> str:
-        """The /v2 routes' view: ready once a replica is (and the batcher made)."""
-        replicas = self.replicas
-        if self.batcher is None or replicas is None or not replicas.ready:
-            return "failed" if self.status == "failed" else "starting"
-        return "ready"
-
-    @property
     def reason(self) -> str:
         return self.replicas.reason() if self.replicas is not None else ""
 
@@ -212,6 +204,8 @@ class _Service:
 
     @property
     def status(self) -> str:
+        """starting, ready or failed: for /readyz, /predict and the /v2 routes. Ready once a
+        replica is, and then the batcher is made (in the same ``_changed()`` call)."""
         return "starting" if self.replicas is None else self.replicas.status
 
     def health(self) -> dict[str, Any]:
@@ -233,9 +227,10 @@ class _Service:
                       ) -> tuple[int, bytes, Headers]:
         """Status, JSON body and extra headers (a client that disconnects takes its request
         out of the queue: :meth:`_enqueue`)."""
-        batcher, replicas = self.batcher, self.replicas
-        if batcher is None or replicas is None or not replicas.ready:  # no replica ready
-            return 503, _detail(f"model is not ready ({self.status})"), []
+        state, batcher = self.status, self.batcher
+        if state != "ready":
+            return 503, _detail(f"model is not ready ({state})"), []
+        assert batcher is not None  # made when the first replica got ready
         try:
             payload = decode_json(body)
             inputs = self._decoded(payload) if self._decode else inputs_of(payload)

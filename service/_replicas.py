@@ -226,8 +226,9 @@ class ReplicaPool:
     @property
     def status(self) -> str:
         """ready: at least one replica is; starting: none yet but one may still get there."""
-        states = {r.state for r in self.replicas}
-        return next((s for s in ("ready", "starting") if s in states), "failed")
+        if self.ready:  # the count of replicas in state ready
+            return "ready"
+        return "starting" if any(r.state == "starting" for r in self.replicas) else "failed"
 
     def counts(self) -> dict[str, int]:
         return {state: sum(1 for r in self.replicas if r.state == state) for state in REPLICA_STATES}

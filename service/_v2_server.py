@@ -41,7 +41,7 @@ class Serving(Protocol):
     """What the protocol needs of the service: its state, the model and the batcher."""
 
     @property
-    def state(self) -> str: ...  # starting | ready | failed
+    def status(self) -> str: ...  # starting | ready | failed
 
     @property
     def reason(self) -> str: ...
@@ -164,13 +164,13 @@ class V2Server:
                                f"{self.version!r}")
 
     def _not_ready(self) -> V2Error:
-        state, reason = self.serving.state, self.serving.reason
+        state, reason = self.serving.status, self.serving.reason
         why = f"{state}: {reason}" if reason else state
         return V2Error(503, f"model {self.model_name!r} is not ready ({why})",
                        [(b"retry-after", b"%d" % RETRY_AFTER_S)])
 
     def _get(self, action: str) -> tuple[int, dict[str, Any]]:
-        state = self.serving.state
+        state = self.serving.status
         if action == "server_metadata":
             return 200, {"name": SERVER_NAME, "version": self.server_version,
                          "extensions": list(EXTENSIONS)}
@@ -193,7 +193,7 @@ class V2Server:
     def _request(self, scope: Scope, body: bytes) -> tuple[ModelSpec, InferRequest]:
         """The inference request in ``body``, for the model (which must be ready)."""
         model = self.serving.model
-        if model is None or self.serving.state != "ready":
+        if model is None or self.serving.status != "ready":
             raise self._not_ready()
         headers = dict(scope["headers"])  # a repeated header: the last one counts
         header_length = headers.get(_HEADER_LENGTH)
