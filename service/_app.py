@@ -38,11 +38,11 @@ from service._metrics import ServiceMetrics
 from service._predictor import (
     HasDecode,
     HasEncode,
-    HasInfo,
     HasOutputDatatypes,
     OutOfMemory,
     Predictor,
     PredictorError,
+    predictor_info,
 )
 from service._replicas import ReplicaPool, Runtime, load_runtime
 from service._settings import Settings
@@ -93,8 +93,7 @@ class _Service:
     def describe(self, predictor: Predictor, width: int,
                  outputs: Mapping[str, Sequence[Any]]) -> None:
         """In a replica's thread, after its warm-up: the model's /v2 metadata (the first one)."""
-        info = ({str(k): str(v) for k, v in predictor.info.items()}
-                if isinstance(predictor, HasInfo) else {})
+        info = predictor_info(predictor)
         datatypes = (predictor.output_datatypes if isinstance(predictor, HasOutputDatatypes)
                      else None)
         try:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from service._cpu import threads_per_replica
 from service._device import NO_CUDA, CudaFacts, DeviceFailure, ReplicaSlot
 from service._errors import ServiceError
-from service._predictor import Batch, HasInfo, Predictor, PredictorError
+from service._predictor import Batch, Predictor, PredictorError, predictor_info
 
 __all__ = ["REPLICA_STATES", "CpuOnlyRuntime", "Replica", "ReplicaPool", "Runtime", "WarmupHook",
            "load_runtime", "reason_of"]
@@ -141,8 +141,7 @@ class ReplicaPool:
         self.width = width
         if self.first is None:
             self.first = predictor
-            self.info = ({str(k): str(v) for k, v in predictor.info.items()}
-                         if isinstance(predictor, HasInfo) else {})
+            self.info = predictor_info(predictor)
         replica.predictor, replica.state, replica.idle_since = predictor, "ready", time.monotonic()
         self.ready += 1
         log.info("replica %d ready on %s%s, input width %d", replica.index, replica.device,
