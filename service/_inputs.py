@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 import struct
 from array import array
+from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
 import orjson
+
+from service._errors import MessageError
 
 __all__ = ["EXAMPLE", "BadRequest", "check_rows", "decode_json", "inputs_of", "json_kind"]
 
@@ -23,13 +26,15 @@ _JSON_TYPES = {str: "a string", bool: "a boolean", type(None): "null", list: "a 
                dict: "an object", int: "a number", float: "a number"}
 
 
-class BadRequest(Exception):
-    """The client's mistake: an HTTP status (4xx) and a message that names what was wrong."""
+class BadRequest(MessageError):
+    """The client's mistake: an HTTP status (4xx) and a message that names what was wrong,
+    plus any headers of the answer (those of ``V2Error``, which also answers a 5xx)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str,
+                 headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
+        self.headers = list(headers)
 
 
 def json_kind(value: object) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from service._inputs import json_kind
+from service._inputs import BadRequest, json_kind
 from service._tensors import (
     DATATYPES,
     Datatype,
@@ -77,15 +77,9 @@ ROUTES = {  # action: route template
 }
 
 
-class V2Error(Exception):
-    """An answer other than 200: the status and the ``error`` text (plus extra headers)."""
-
-    def __init__(self, status: int, message: str,
-                 headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = list(headers)
+class V2Error(BadRequest):
+    """A /v2 answer other than 200: the status (a 5xx too: not ready, a failed inference), the
+    ``error`` text and any extra headers."""
 
 
 @dataclass(frozen=True)

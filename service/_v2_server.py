@@ -127,8 +127,6 @@ class V2Server:
                     part = await self.serving.infer(
                         request.values, request.rows, timeout, receive,
                         scope.get("extensions", {}).get(DISCONNECT_HOOK))
-                except V2Error:
-                    raise
                 except Exception as exc:  # noqa: BLE001 - sorted out by _failed
                     raise self._failed(exc) from None
                 content, header_length = encode_response(model, request, part)
@@ -145,12 +143,9 @@ class V2Server:
                 headers.append((b"content-type", _JSON))
                 if status == 503:
                     headers.append((b"retry-after", b"%d" % RETRY_AFTER_S))
-        except V2Error as exc:
+        except BadRequest as exc:  # V2Error, or the front's: over MAX_BODY_BYTES, a bad timeout
             status, content = exc.status, orjson.dumps({"error": exc.message})
             headers = [(b"content-type", _JSON), *exc.headers]
-        except BadRequest as exc:  # over MAX_BODY_BYTES, a bad X-Request-Timeout
-            status, content = exc.status, orjson.dumps({"error": exc.message})
-            headers = [(b"content-type", _JSON)]
         headers.append((b"content-length", b"%d" % len(content)))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head_only else content})
