@@ -77,7 +77,7 @@ class Replica:
     index: int
     device: str  # "cpu" / "cuda:N" (or the unusable DEVICE entry of a failed slot)
     executor: ThreadPoolExecutor
-    threads: int | None = None  # intra-op CPU threads (CPU replicas)
+    threads: int  # intra-op CPU threads (its share of the CPU quota; a CUDA replica's too)
     state: str = "starting"
     reason: str | None = None
     predictor: Predictor | None = None
@@ -150,8 +150,7 @@ class ReplicaPool:
 
     def _load(self, replica: Replica) -> tuple[Predictor, int]:
         """In the replica's thread: its CPU threads, a new predictor, setup, width, warm-up."""
-        if replica.threads is not None:  # before setup: the predictor's own torch work too
-            self._runtime.use_cpu_threads(replica.threads)
+        self._runtime.use_cpu_threads(replica.threads)  # before setup: its own torch work too
         predictor = self._make()
         predictor.setup(replica.device)
         declared, found = self._input_width, predictor.input_width

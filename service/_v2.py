@@ -356,8 +356,6 @@ def _bad_binary(tensor: dict[str, Any], size: object, has_header: bool, left: in
 
 def _outputs(requested: object, model: ModelSpec,
              binary_output: bool) -> tuple[tuple[TensorSpec, bool], ...]:
-    if requested is None:
-        return tuple((o, binary_output) for o in model.outputs)
     if type(requested) is not list:
         raise V2Error(400, f"'outputs' must be a list, got {json_kind(requested)}")
     by_name = {o.name: o for o in model.outputs}
