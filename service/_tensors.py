@@ -165,9 +165,11 @@ def to_float32(dt: Datatype, values: list[Any] | None, raw: bytes | None = None)
 
 def encode_binary(dt: Datatype, flat: Sequence[Any]) -> bytes:
     """Flat values as binary tensor data."""
-    if dt.fixed:
+    if dt.fixed:  # the hot path of a /v2 response: its Struct made once per (code, count)
+        key = (dt.code, len(flat))
+        packer = _PACKERS.get(key) or _packer(*key)
         try:
-            return struct.pack(f"<{len(flat)}{dt.code}", *flat)
+            return packer.pack(*flat)
         except (OverflowError, struct.error) as exc:
             raise TensorError(f"a value does not fit {dt.name}: {exc}") from None
     if dt.kind == "bytes":
@@ -180,6 +182,18 @@ def encode_binary(dt: Datatype, flat: Sequence[Any]) -> bytes:
         return struct.pack(f"<{len(flat)}{dt.code}", *flat)
     except (OverflowError, struct.error) as exc:
         raise TensorError(f"a value does not fit {dt.name}: {exc}") from None
+
+
+def _packer(code: str, count: int) -> struct.Struct:
+    """``count`` little-endian values of struct type ``code`` (kept for the next response)."""
+    packer = struct.Struct(f"<{count}{code}")
+    if len(_PACKERS) < _PACKERS_CACHED:
+        _PACKERS[code, count] = packer
+    return packer
+
+
+_PACKERS: dict[tuple[str, int], struct.Struct] = {}
+_PACKERS_CACHED = 256
 
 
 def encode_json(dt: Datatype, flat: Sequence[Any]) -> list[Any]:
