@@ -38,11 +38,11 @@ from service._metrics import ServiceMetrics
 from service._predictor import (
     HasDecode,
     HasEncode,
-    HasInfo,
     HasOutputDatatypes,
     OutOfMemory,
     Predictor,
     PredictorError,
+    predictor_info,
 )
 from service._replicas import ReplicaPool, Runtime, load_runtime
 from service._settings import Settings
@@ -93,8 +93,7 @@ class _Service:
     def describe(self, predictor: Predictor, width: int,
                  outputs: Mapping[str, Sequence[Any]]) -> None:
         """In a replica's thread, after its warm-up: the model's /v2 metadata (the first one)."""
-        info = ({str(k): str(v) for k, v in predictor.info.items()}
-                if isinstance(predictor, HasInfo) else {})
+        info = predictor_info(predictor)
         datatypes = (predictor.output_datatypes if isinstance(predictor, HasOutputDatatypes)
                      else None)
         try:
@@ -104,14 +103,6 @@ class _Service:
                                  "map each output name to a datatype, e.g. 'FP32'") from None
         if self.model is None:
             self.model = model
-
-    @property
-    def state(self) -> str:
-        """The /v2 routes' view: ready once a replica is (and the batcher made)."""
-        replicas = self.replicas
-        if self.batcher is None or replicas is None or not replicas.ready:
-            return "failed" if self.status == "failed" else "starting"
-        return "ready"
 
     @property
     def reason(self) -> str:
@@ -212,6 +203,8 @@ class _Service:
 
     @property
     def status(self) -> str:
+        """starting, ready or failed: for /readyz, /predict and the /v2 routes. Ready once a
+        replica is, and then the batcher is made (in the same ``_changed()`` call)."""
         return "starting" if self.replicas is None else self.replicas.status
 
     def health(self) -> dict[str, Any]:
@@ -233,9 +226,10 @@ class _Service:
                       ) -> tuple[int, bytes, Headers]:
         """Status, JSON body and extra headers (a client that disconnects takes its request
         out of the queue: :meth:`_enqueue`)."""
-        batcher, replicas = self.batcher, self.replicas
-        if batcher is None or replicas is None or not replicas.ready:  # no replica ready
-            return 503, _detail(f"model is not ready ({self.status})"), []
+        state, batcher = self.status, self.batcher
+        if state != "ready":
+            return 503, _detail(f"model is not ready ({state})"), []
+        assert batcher is not None  # made when the first replica got ready
         try:
             payload = decode_json(body)
             inputs = self._decoded(payload) if self._decode else inputs_of(payload)

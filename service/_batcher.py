@@ -142,10 +142,24 @@ class Batcher:
             if self._handle is not None:
                 self._handle.cancel()
             self._dispatch()
-        for item in [i for i in self._pending if i.deadline <= now]:
-            self._drop(item, DeadlineExceeded(
-                f"the request waited its deadline of {item.timeout:g} s in the queue"))
-        upcoming = min((i.deadline for i in self._pending), default=math.inf)
+        # one pass: what stays, what leaves (dropping each from the list's middle was
+        # quadratic when many expire at once, i.e. under overload)
+        kept: list[Ticket] = []
+        expired: list[Ticket] = []
+        upcoming = math.inf
+        for item in self._pending:
+            if item.deadline <= now:
+                expired.append(item)
+            else:
+                kept.append(item)
+                upcoming = min(upcoming, item.deadline)
+        if expired:
+            self._pending[:] = kept
+            self._pending_rows -= sum(item.rows for item in expired)
+            for item in expired:
+                if not item.future.done():
+                    item.future.set_exception(DeadlineExceeded(
+                        f"the request waited its deadline of {item.timeout:g} s in the queue"))
         if upcoming < math.inf and self._loop is not None:
             self._arm_deadline(self._loop, upcoming)
 

@@ -10,26 +10,32 @@ from __future__ import annotations
 import math
 import struct
 from array import array
+from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
 import orjson
 
-__all__ = ["EXAMPLE", "BadRequest", "check_rows", "decode_json", "inputs_of", "json_kind"]
+from service._errors import MessageError
+
+__all__ = ["EXAMPLE", "NUMBERS", "BadRequest", "check_rows", "decode_json", "float32s", "inputs_of",
+           "json_kind"]
 
 EXAMPLE = '{"inputs": [[0, 0, 5, 13, ...], ...]}'
-_NUMBERS = frozenset((int, float))
+NUMBERS = frozenset((int, float))  # the types of JSON's numbers
 _JSON_TYPES = {str: "a string", bool: "a boolean", type(None): "null", list: "a list",
                dict: "an object", int: "a number", float: "a number"}
 
 
-class BadRequest(Exception):
-    """The client's mistake: an HTTP status (4xx) and a message that names what was wrong."""
+class BadRequest(MessageError):
+    """The client's mistake: an HTTP status (4xx) and a message that names what was wrong,
+    plus any headers of the answer (those of ``V2Error``, which also answers a 5xx)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str,
+                 headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
+        self.headers = list(headers)
 
 
 def json_kind(value: object) -> str:
@@ -81,16 +87,23 @@ def check_rows(inputs: Any, width: int, max_rows: int, maybe_bools: bool = True)
         if len(row) != width:
             raise BadRequest(422, f"row {i} of 'inputs' has {len(row)} values, expected {width}")
     flat = inputs[0] if rows == 1 else list(chain.from_iterable(inputs))
-    if maybe_bools and not _NUMBERS.issuperset(map(type, flat)):
+    if maybe_bools and not NUMBERS.issuperset(map(type, flat)):
         raise _not_numbers(inputs) or _out_of_range()
+    values = float32s(flat)
+    if values is None:  # a string, null, list or object among the values, else out of range
+        raise _not_numbers(inputs) or _out_of_range()
+    return values
+
+
+def float32s(flat: Sequence[Any]) -> array[float] | None:
+    """Numbers as float32 (for /predict and /v2); None when one is not a number (a string,
+    null, list or object), or is beyond float32's finite range (a huge int, inf, 1e39)."""
     values = array("f")
     try:  # struct packs ints and floats to float32 in C, faster than array("f", flat)
         values.frombytes(struct.pack(f"{len(flat)}f", *flat))
-    except struct.error:  # a string, null, list or object among the values, or a huge int
-        raise _not_numbers(inputs) or _out_of_range() from None
-    if not math.isfinite(sum(values)):  # inf when a value is beyond float32's range
-        raise _out_of_range()
-    return values
+    except (OverflowError, struct.error):
+        return None
+    return values if math.isfinite(sum(values)) else None  # sum: inf past float32's range
 
 
 def _out_of_range() -> BadRequest:
@@ -100,7 +113,7 @@ def _out_of_range() -> BadRequest:
 def _not_numbers(inputs: list[list[Any]]) -> BadRequest | None:
     for i, row in enumerate(inputs):
         for j, value in enumerate(row):
-            if type(value) not in _NUMBERS:
+            if type(value) not in NUMBERS:
                 return BadRequest(422, f"row {i} of 'inputs' must contain only numbers, "
                                        f"found {json_kind(value)} at position {j}")
     return None

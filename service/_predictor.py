@@ -27,7 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 from service._errors import ServiceError
 
 __all__ = ["Batch", "HasDecode", "HasEncode", "HasInfo", "HasOutputDatatypes", "OutOfMemory",
-           "Predictor", "PredictorError", "check_predictor", "load_predictor_class"]
+           "Predictor", "PredictorError", "check_predictor", "load_predictor_class",
+           "predictor_info"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,12 @@ class HasEncode(Protocol):
 class HasInfo(Protocol):
     @property
     def info(self) -> Mapping[str, str]: ...  # read-only here, so a plain attribute fits
+
+
+def predictor_info(predictor: object) -> dict[str, str]:
+    """Its ``info`` as strings (for the metrics' labels and the /v2 metadata); none: {}."""
+    return ({str(k): str(v) for k, v in predictor.info.items()}
+            if isinstance(predictor, HasInfo) else {})
 
 
 @runtime_checkable

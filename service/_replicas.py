@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from service._cpu import threads_per_replica
 from service._device import NO_CUDA, CudaFacts, DeviceFailure, ReplicaSlot
 from service._errors import ServiceError
-from service._predictor import Batch, HasInfo, Predictor, PredictorError
+from service._predictor import Batch, Predictor, PredictorError, predictor_info
 
 __all__ = ["REPLICA_STATES", "CpuOnlyRuntime", "Replica", "ReplicaPool", "Runtime", "WarmupHook",
            "load_runtime", "reason_of"]
@@ -77,7 +77,7 @@ class Replica:
     index: int
     device: str  # "cpu" / "cuda:N" (or the unusable DEVICE entry of a failed slot)
     executor: ThreadPoolExecutor
-    threads: int | None = None  # intra-op CPU threads (CPU replicas)
+    threads: int  # intra-op CPU threads (its share of the CPU quota; a CUDA replica's too)
     state: str = "starting"
     reason: str | None = None
     predictor: Predictor | None = None
@@ -141,8 +141,7 @@ class ReplicaPool:
         self.width = width
         if self.first is None:
             self.first = predictor
-            self.info = ({str(k): str(v) for k, v in predictor.info.items()}
-                         if isinstance(predictor, HasInfo) else {})
+            self.info = predictor_info(predictor)
         replica.predictor, replica.state, replica.idle_since = predictor, "ready", time.monotonic()
         self.ready += 1
         log.info("replica %d ready on %s%s, input width %d", replica.index, replica.device,
@@ -151,8 +150,7 @@ class ReplicaPool:
 
     def _load(self, replica: Replica) -> tuple[Predictor, int]:
         """In the replica's thread: its CPU threads, a new predictor, setup, width, warm-up."""
-        if replica.threads is not None:  # before setup: the predictor's own torch work too
-            self._runtime.use_cpu_threads(replica.threads)
+        self._runtime.use_cpu_threads(replica.threads)  # before setup: its own torch work too
         predictor = self._make()
         predictor.setup(replica.device)
         declared, found = self._input_width, predictor.input_width
@@ -226,8 +224,9 @@ class ReplicaPool:
     @property
     def status(self) -> str:
         """ready: at least one replica is; starting: none yet but one may still get there."""
-        states = {r.state for r in self.replicas}
-        return next((s for s in ("ready", "starting") if s in states), "failed")
+        if self.ready:  # the count of replicas in state ready
+            return "ready"
+        return "starting" if any(r.state == "starting" for r in self.replicas) else "failed"
 
     def counts(self) -> dict[str, int]:
         return {state: sum(1 for r in self.replicas if r.state == state) for state in REPLICA_STATES}

@@ -20,7 +20,7 @@ from itertools import chain
 from typing import Any
 
 from service._errors import MessageError
-from service._inputs import json_kind
+from service._inputs import NUMBERS, float32s, json_kind
 
 __all__ = [
     "DATATYPES",
@@ -78,10 +78,9 @@ DATATYPES: dict[str, Datatype] = {t.name: t for t in (
     Datatype("BYTES", "", 0, "bytes", fixed=False),
 )}
 _NAMES = ", ".join(DATATYPES)
-_NUMBERS = frozenset((int, float))
 _JSON_KINDS = {"bool": (frozenset((bool,)), "true or false"),
                "int": (frozenset((int,)), "integers"), "uint": (frozenset((int,)), "integers"),
-               "float": (_NUMBERS, "numbers"), "bytes": (frozenset((str,)), "strings")}
+               "float": (NUMBERS, "numbers"), "bytes": (frozenset((str,)), "strings")}
 
 
 def parse_datatype(name: object) -> Datatype:
@@ -113,7 +112,7 @@ def decode_json(dt: Datatype, data: object, count: int) -> list[Any]:
     allowed, what = _JSON_KINDS[dt.kind]
     if not allowed.issuperset(map(type, flat)):
         bad = next(v for v in flat if type(v) not in allowed)
-        found = repr(bad) if type(bad) in _NUMBERS and dt.kind != "bytes" else json_kind(bad)
+        found = repr(bad) if type(bad) in NUMBERS and dt.kind != "bytes" else json_kind(bad)
         raise TensorError(f"{dt.name} 'data' must hold {what}, found {found}")
     if dt.low or dt.high:
         if flat and (min(flat) < dt.low or max(flat) > dt.high):
@@ -149,17 +148,16 @@ def to_float32(dt: Datatype, values: list[Any] | None, raw: bytes | None = None)
     """Numbers (decoded ``values``, or FP32 ``raw`` binary data) as float32 for the model."""
     if dt.kind == "bytes":
         raise TensorError("BYTES cannot be the input of this model: it takes numbers")
-    out = array("f")
-    if raw is not None and dt.name == "FP32":
-        out.frombytes(raw)
-        if not _LITTLE:
-            out.byteswap()
-    else:
+    if raw is None or dt.name != "FP32":
         assert values is not None
-        try:
-            out.frombytes(struct.pack(f"{len(values)}f", *values))
-        except (OverflowError, struct.error):
-            raise _out_of_range() from None
+        packed = float32s(values)
+        if packed is None:
+            raise _out_of_range()
+        return packed
+    out = array("f")
+    out.frombytes(raw)
+    if not _LITTLE:
+        out.byteswap()
     if not math.isfinite(sum(out)):
         raise _out_of_range()
     return out
@@ -167,9 +165,11 @@ def to_float32(dt: Datatype, values: list[Any] | None, raw: bytes | None = None)
 
 def encode_binary(dt: Datatype, flat: Sequence[Any]) -> bytes:
     """Flat values as binary tensor data."""
-    if dt.fixed:
+    if dt.fixed:  # the hot path of a /v2 response: its Struct made once per (code, count)
+        key = (dt.code, len(flat))
+        packer = _PACKERS.get(key) or _packer(*key)
         try:
-            return struct.pack(f"<{len(flat)}{dt.code}", *flat)
+            return packer.pack(*flat)
         except (OverflowError, struct.error) as exc:
             raise TensorError(f"a value does not fit {dt.name}: {exc}") from None
     if dt.kind == "bytes":
@@ -182,6 +182,18 @@ def encode_binary(dt: Datatype, flat: Sequence[Any]) -> bytes:
         return struct.pack(f"<{len(flat)}{dt.code}", *flat)
     except (OverflowError, struct.error) as exc:
         raise TensorError(f"a value does not fit {dt.name}: {exc}") from None
+
+
+def _packer(code: str, count: int) -> struct.Struct:
+    """``count`` little-endian values of struct type ``code`` (kept for the next response)."""
+    packer = struct.Struct(f"<{count}{code}")
+    if len(_PACKERS) < _PACKERS_CACHED:
+        _PACKERS[code, count] = packer
+    return packer
+
+
+_PACKERS: dict[tuple[str, int], struct.Struct] = {}
+_PACKERS_CACHED = 256
 
 
 def encode_json(dt: Datatype, flat: Sequence[Any]) -> list[Any]:

@@ -12,7 +12,6 @@ the model's metadata, request parsing, response building: orjson and struct, no 
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from service._inputs import json_kind
+from service._inputs import BadRequest, json_kind
 from service._tensors import (
     DATATYPES,
     Datatype,
@@ -77,15 +76,9 @@ ROUTES = {  # action: route template
 }
 
 
-class V2Error(Exception):
-    """An answer other than 200: the status and the ``error`` text (plus extra headers)."""
-
-    def __init__(self, status: int, message: str,
-                 headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = list(headers)
+class V2Error(BadRequest):
+    """A /v2 answer other than 200: the status (a 5xx too: not ready, a failed inference), the
+    ``error`` text and any extra headers."""
 
 
 @dataclass(frozen=True)
@@ -362,8 +355,6 @@ def _bad_binary(tensor: dict[str, Any], size: object, has_header: bool, left: in
 
 def _outputs(requested: object, model: ModelSpec,
              binary_output: bool) -> tuple[tuple[TensorSpec, bool], ...]:
-    if requested is None:
-        return tuple((o, binary_output) for o in model.outputs)
     if type(requested) is not list:
         raise V2Error(400, f"'outputs' must be a list, got {json_kind(requested)}")
     by_name = {o.name: o for o in model.outputs}
@@ -410,8 +401,7 @@ def encode_response(model: ModelSpec, request: InferRequest,
         dt = spec.dt
         try:
             if binary:
-                blob = _packer(dt.code, len(flat)).pack(*flat) if dt.fixed \
-                    else encode_binary(dt, flat)
+                blob = encode_binary(dt, flat)
                 blobs.append(blob)
                 if head is None:
                     outputs.append({"name": spec.name, "datatype": spec.datatype,
@@ -419,9 +409,6 @@ def encode_response(model: ModelSpec, request: InferRequest,
             else:
                 outputs.append({"name": spec.name, "datatype": spec.datatype, "shape": shape,
                                 "data": encode_json(dt, flat)})
-        except (OverflowError, struct.error) as exc:
-            raise V2Error(500, f"output {spec.name!r}: a value does not fit {dt.name}: "
-                               f"{exc}") from None
         except TensorError as exc:
             status = 400 if not dt.json or dt.kind == "bytes" else 500
             raise V2Error(status, f"output {spec.name!r}: {exc.message}") from None
@@ -436,20 +423,6 @@ def encode_response(model: ModelSpec, request: InferRequest,
     if not blobs:
         return head, None
     return b"".join((head, *blobs)), len(head)
-
-
-def _packer(code: str, count: int) -> struct.Struct:
-    """``count`` little-endian values of struct type ``code``: made once per (code, count)."""
-    packer = _PACKERS.get((code, count))
-    if packer is None:
-        packer = struct.Struct(f"<{count}{code}")
-        if len(_PACKERS) < _PACKERS_CACHED:
-            _PACKERS[code, count] = packer
-    return packer
-
-
-_PACKERS: dict[tuple[str, int], struct.Struct] = {}
-_PACKERS_CACHED = 256
 
 
 def _flatten(spec: TensorSpec, column: Sequence[Any] | None, rows: int) -> tuple[list[Any],

@@ -41,7 +41,7 @@ class Serving(Protocol):
     """What the protocol needs of the service: its state, the model and the batcher."""
 
     @property
-    def state(self) -> str: ...  # starting | ready | failed
+    def status(self) -> str: ...  # starting | ready | failed
 
     @property
     def reason(self) -> str: ...
@@ -127,8 +127,6 @@ class V2Server:
                     part = await self.serving.infer(
                         request.values, request.rows, timeout, receive,
                         scope.get("extensions", {}).get(DISCONNECT_HOOK))
-                except V2Error:
-                    raise
                 except Exception as exc:  # noqa: BLE001 - sorted out by _failed
                     raise self._failed(exc) from None
                 content, header_length = encode_response(model, request, part)
@@ -145,12 +143,9 @@ class V2Server:
                 headers.append((b"content-type", _JSON))
                 if status == 503:
                     headers.append((b"retry-after", b"%d" % RETRY_AFTER_S))
-        except V2Error as exc:
+        except BadRequest as exc:  # V2Error, or the front's: over MAX_BODY_BYTES, a bad timeout
             status, content = exc.status, orjson.dumps({"error": exc.message})
             headers = [(b"content-type", _JSON), *exc.headers]
-        except BadRequest as exc:  # over MAX_BODY_BYTES, a bad X-Request-Timeout
-            status, content = exc.status, orjson.dumps({"error": exc.message})
-            headers = [(b"content-type", _JSON)]
         headers.append((b"content-length", b"%d" % len(content)))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head_only else content})
@@ -164,13 +159,13 @@ class V2Server:
                                f"{self.version!r}")
 
     def _not_ready(self) -> V2Error:
-        state, reason = self.serving.state, self.serving.reason
+        state, reason = self.serving.status, self.serving.reason
         why = f"{state}: {reason}" if reason else state
         return V2Error(503, f"model {self.model_name!r} is not ready ({why})",
                        [(b"retry-after", b"%d" % RETRY_AFTER_S)])
 
     def _get(self, action: str) -> tuple[int, dict[str, Any]]:
-        state = self.serving.state
+        state = self.serving.status
         if action == "server_metadata":
             return 200, {"name": SERVER_NAME, "version": self.server_version,
                          "extensions": list(EXTENSIONS)}
@@ -193,7 +188,7 @@ class V2Server:
     def _request(self, scope: Scope, body: bytes) -> tuple[ModelSpec, InferRequest]:
         """The inference request in ``body``, for the model (which must be ready)."""
         model = self.serving.model
-        if model is None or self.serving.state != "ready":
+        if model is None or self.serving.status != "ready":
             raise self._not_ready()
         headers = dict(scope["headers"])  # a repeated header: the last one counts
         header_length = headers.get(_HEADER_LENGTH)

@@ -189,7 +189,7 @@ def test_a_predictor_declaring_an_unknown_datatype_fails_to_load_with_the_reason
 class NoReplicaLeft:
     """The service's side as V2Server sees it, when every replica has just failed."""
 
-    state, reason, timeout = "ready", "", None
+    status, reason, timeout = "ready", "", None
     model = ModelSpec("sum", "python", TensorSpec("input", "FP32", (-1, 3)),
                       (TensorSpec("predictions", "INT64", (-1,)),))
 
