@@ -1,12 +1,14 @@
 """The launch plan: options + probe → image (Dockerfile, base, build args, tag) and the exact
 Docker Engine API (1.41) ``ContainerCreate`` body. Pure: ``up --dry-run --json`` prints it, ``up``
-executes it, and tests check it without a daemon. The options come from :mod:`launcher._options`.
+executes it, and tests check it without a daemon (:func:`report_plan` alone writes: the plan's
+explanation and warnings, on stderr). The options come from :mod:`launcher._options`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +39,7 @@ __all__ = [
     "build_inputs",
     "cuda_choice",
     "make_plan",
+    "report_plan",
 ]
 
 CPU_DOCKERFILE = "Dockerfile"
@@ -375,3 +378,11 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
         create=_create_body(options, predictor.tag if predictor else image, requests),
         warnings=tuple(warnings), predictor=predictor,
     )
+
+
+def report_plan(plan: Plan) -> None:
+    """The plan's explanation and warnings on stderr, as up, push and render show them
+    (``launcher: ...`` then ``launcher: warning: ...``)."""
+    print(f"launcher: {plan.explanation}", file=sys.stderr)
+    for warning in plan.warnings:
+        print(f"launcher: warning: {warning}", file=sys.stderr)

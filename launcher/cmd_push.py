@@ -19,7 +19,7 @@ from launcher._engine import connect
 from launcher._engine_errors import NotFound
 from launcher._errors import UsageError
 from launcher._options import add_build_options, plan_options_from_args, run_defaults
-from launcher._plan import make_plan
+from launcher._plan import make_plan, report_plan
 from launcher._push import PushProgress, split_reference
 from launcher._remote_probe import probe_for
 from service.nvml import load_nvml
@@ -56,9 +56,7 @@ def source_image(args: argparse.Namespace, load: Callable[[], Any]) -> str:
     up_args = argparse.Namespace(**{**run_defaults(), **vars(args)})
     options = plan_options_from_args(up_args, os.environ, os.getcwd())
     plan = make_plan(options, probe_for(options, os.environ, False, load))
-    _log(plan.explanation)
-    for warning in plan.warnings:
-        _log(f"warning: {warning}")
+    report_plan(plan)
     return plan.image
 
 

@@ -32,7 +32,7 @@ from launcher._options import (
     plan_options_from_args,
     run_defaults,
 )
-from launcher._plan import make_plan
+from launcher._plan import make_plan, report_plan
 
 __all__ = ["add_parser", "k8s_options_from_args", "run"]
 
@@ -162,9 +162,7 @@ def run(args: argparse.Namespace) -> int:
     # A node's probe file, or none: no --no-probe flag here, a cluster's GPUs are never this
     # host's to probe.
     plan = make_plan(options, options.build.probed, unprobed="a cluster")
-    print(f"launcher: {plan.explanation}", file=sys.stderr)
-    for warning in plan.warnings:
-        print(f"launcher: warning: {warning}", file=sys.stderr)
+    report_plan(plan)
     if image is None:
         print(f"launcher: warning: {plan.image} is this engine's own tag; a cluster cannot pull "
               "it: push it (launcher push DEST) and render with --image DEST", file=sys.stderr)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from launcher._engine import is_remote_engine
 from launcher._engine_memory import cache_dir
 from launcher._options import add_build_options, add_run_options, plan_options_from_args
-from launcher._plan import Plan, make_plan
+from launcher._plan import Plan, make_plan, report_plan
 from launcher._remote_probe import probe_for
 from launcher._up import UpPolicy, up
 from service.nvml import load_nvml
@@ -68,9 +67,7 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     # on that engine.
     probe = probe_for(options, os.environ, args.dry_run, load)
     plan = make_plan(options, probe)  # once: up executes this plan (or its CPU fallback)
-    print(f"launcher: {plan.explanation}", file=sys.stderr)
-    for warning in plan.warnings:
-        print(f"launcher: warning: {warning}", file=sys.stderr)
+    report_plan(plan)
     if args.dry_run:
         print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
         return 0
