@@ -20,7 +20,7 @@ import pytest
 
 from launcher._cuda import cuda_table
 from launcher._engine import connect
-from launcher._wheelhouse import PROBE_COMMAND, fill_wheelhouse, parse_probe
+from launcher._wheelhouse import PROBE_COMMAND, PythonTarget, fill_wheelhouse, parse_probe
 from tests.conftest import ROOT, TEST_LABEL, unavailable, unique
 
 # The debootstrap bookworm stand-in that scripts/standin-images imports (python3 3.11 + venv).
@@ -107,15 +107,21 @@ def remove_session_layers(client: Any, session: str, passes: int = 50) -> list[s
 
 
 @pytest.fixture(scope="session")
-def wheelhouse(standin_image: str) -> Path:
-    """.cache/wheelhouse holding requirements.lock's wheels for the stand-in's Python (pip
-    downloads only what is missing; torch comes from pip's own find-links when it has it)."""
+def standin_target(standin_image: str) -> PythonTarget:
+    """The stand-in's Python and platform, the wheels' target (one probe container a session)."""
     engine = connect()
     try:
-        target = parse_probe(engine.run_once(standin_image, PROBE_COMMAND), standin_image)
+        return parse_probe(engine.run_once(standin_image, PROBE_COMMAND), standin_image)
     finally:
         engine.close()
-    fill_wheelhouse(WHEELHOUSE, ROOT / "requirements.lock", target, cuda_table().cpu_index_url)
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(standin_target: PythonTarget) -> Path:
+    """.cache/wheelhouse holding requirements.lock's wheels for the stand-in's Python (pip
+    downloads only what is missing; torch comes from pip's own find-links when it has it)."""
+    fill_wheelhouse(WHEELHOUSE, ROOT / "requirements.lock", standin_target,
+                    cuda_table().cpu_index_url)
     return WHEELHOUSE
 
 

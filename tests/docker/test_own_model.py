@@ -20,14 +20,13 @@ from typing import Any
 import pytest
 import requests
 
-from launcher._engine import connect
 from launcher._flags import parse_publish
 from launcher._limits import Ulimit
 from launcher._model import check_model_file
 from launcher._options import BuildOptions, PlanOptions
 from launcher._plan import make_plan
 from launcher._up import UpPolicy, up
-from launcher._wheelhouse import PROBE_COMMAND, fill_wheelhouse, parse_probe
+from launcher._wheelhouse import PythonTarget, fill_wheelhouse
 from tests.clihelpers import assert_fails, run_launcher
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
 from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, remove_image
@@ -172,17 +171,13 @@ class Project:
 
 
 @pytest.fixture(scope="module")
-def extra_wheelhouse(standin_image: str, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory
-                     ) -> Path:
+def extra_wheelhouse(standin_target: PythonTarget, wheelhouse: Path,
+                     tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session wheelhouse, holding EXTRA's wheel too (downloaded once from PyPI)."""
     requirements = tmp_path_factory.mktemp("extra") / "requirements.txt"
     requirements.write_text(EXTRA + "\n")
-    engine = connect()
-    try:
-        target = parse_probe(engine.run_once(standin_image, PROBE_COMMAND), standin_image)
-    finally:
-        engine.close()
-    fill_wheelhouse(wheelhouse, requirements, target, constraints=ROOT / "requirements.lock")
+    fill_wheelhouse(wheelhouse, requirements, standin_target,
+                    constraints=ROOT / "requirements.lock")
     return wheelhouse
 
 
