@@ -44,12 +44,16 @@ class BuiltImage:
         return self.tag
 
 
+def label_args(labels: dict[str, str]) -> list[str]:
+    """``--label KEY=VALUE`` for each of ``labels``, as ``up`` and ``build`` take them."""
+    return [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
+
+
 def launcher_build(*args: str, labels: dict[str, str], context: Path = ROOT) -> BuiltImage:
     """`python -m launcher build ... --json` as a user runs it; fails the test on a non-zero exit."""
-    label_args = [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
     proc = subprocess.run(
         [sys.executable, "-m", "launcher", "build", "--context", str(context), "--json",
-         *label_args, *args],
+         *label_args(labels), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
     )
     assert proc.returncode == 0, f"launcher build {' '.join(args)} exited {proc.returncode}:\n" \

@@ -10,7 +10,6 @@ import os
 import re
 import resource
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from launcher._options import PlanOptions
 from launcher._plan import Plan, make_plan
 from launcher._up import STOP_GRACE
 from service._settings import STOP_SECONDS
+from tests.clihelpers import run_launcher
 from tests.conftest import ROOT, TEST_LABEL, free_port, unavailable, unique
 from tests.docker.conftest import BuiltImage
 
@@ -229,10 +229,8 @@ def test_api_token_from_the_shell_reaches_the_predictor_in_both_and_the_drain_fi
 
 def cli_main_dry_run_json(environ: dict[str, str]) -> Any:
     """`launcher up --dry-run --json --no-probe` with ``environ`` added, as a real process."""
-    proc = subprocess.run([sys.executable, "-m", "launcher", "up", "--dry-run", "--json",
-                           "--no-probe"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-                          env={**os.environ, **environ})
+    proc = run_launcher("up", "--dry-run", "--json", "--no-probe", env=environ)
+    assert proc.returncode == 0, proc.stderr
     assert "from-the-shell" not in proc.stderr
     return json.loads(proc.stdout)
 

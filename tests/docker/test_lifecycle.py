@@ -28,11 +28,11 @@ from launcher._engine_errors import TOOLKIT_HINT
 from launcher._remote_probe import remote_probe
 from tests.clihelpers import has_nvml, run_launcher
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
-from tests.docker.conftest import BUILD_TIMEOUT
+from tests.docker.conftest import BUILD_TIMEOUT, label_args
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-LABEL_ARGS = [a for k, v in TEST_LABEL.items() for a in ("--label", f"{k}={v}")]
+LABEL_ARGS = label_args(TEST_LABEL)
 DIGIT_ZERO = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0,
               0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0,
               0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0]

@@ -29,7 +29,7 @@ from launcher._up import UpPolicy, up
 from launcher._wheelhouse import PythonTarget, fill_wheelhouse
 from tests.clihelpers import assert_fails, run_launcher
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
-from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, remove_image
+from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, label_args, remove_image
 from tests.docker.test_lifecycle import cleanup
 from tests.service.modelfiles import picker_export, picker_torchscript
 
@@ -55,14 +55,6 @@ class Positives:
 '''
 
 
-def labels_args(image_labels: dict[str, str]) -> list[str]:
-    return [a for k, v in image_labels.items() for a in ("--label", f"{k}={v}")]
-
-
-def launcher(*argv: str, timeout: float = BUILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    return run_launcher(*argv, timeout=timeout)
-
-
 def example_of(stderr: str) -> str:
     """The example ``up`` prints after 'try:'."""
     lines = stderr.splitlines()
@@ -70,7 +62,7 @@ def example_of(stderr: str) -> str:
 
 
 def down(docker_client: Any, name: str) -> None:
-    launcher("down", "--name", name, "--volumes", "-t", "2", timeout=120)
+    run_launcher("down", "--name", name, "--volumes", "-t", "2", timeout=120)
     cleanup(docker_client, name)
 
 
@@ -83,8 +75,9 @@ def test_up_model_serves_a_host_file_with_the_stock_image(docker_client: Any,
     model = picker_torchscript(tmp_path / "picker.pt")  # width 3, not the digits' 64
     name, port = unique("glt-model"), free_port()
     try:
-        result = launcher("up", "--model", str(model), "--name", name, "--tag", cpu_image.tag,
-                          "--no-build", "-p", f"127.0.0.1:{port}:8000", *labels_args(TEST_LABEL))
+        result = run_launcher("up", "--model", str(model), "--name", name, "--tag",
+                              cpu_image.tag, "--no-build", "-p", f"127.0.0.1:{port}:8000",
+                              *label_args(TEST_LABEL), timeout=BUILD_TIMEOUT)
         assert result.returncode == 0, result.stderr[-4000:]
         url = f"http://127.0.0.1:{port}"
         assert result.stdout == url + "\n"
@@ -195,9 +188,9 @@ def project(docker_client: Any, cpu_image: BuiltImage, extra_wheelhouse: Path,
     args = ("--predictor", "positives:Positives", "--code", str(code), "--requirements",
             str(requirements), "--service-image", cpu_image.tag, "--wheelhouse",
             str(extra_wheelhouse), "--name", name, "-p", f"127.0.0.1:{port}:8000",
-            *labels_args(image_labels))
+            *label_args(image_labels))
     try:
-        first = launcher("up", *args)
+        first = run_launcher("up", *args, timeout=BUILD_TIMEOUT)
         assert first.returncode == 0, first.stderr[-4000:]
         yield Project(code, requirements, name, f"http://127.0.0.1:{port}", args, first)
     finally:
@@ -224,7 +217,7 @@ def test_up_predictor_builds_from_the_service_image_and_answers(project: Project
 def test_up_again_with_an_unchanged_project_does_not_build(docker_client: Any,
                                                            project: Project) -> None:
     before = docker_client.api.inspect_container(project.name)["Id"]
-    again = launcher("up", *project.args)
+    again = run_launcher("up", *project.args, timeout=BUILD_TIMEOUT)
     assert again.returncode == 0, again.stderr
     assert "building" not in again.stderr
     assert "(same predictor, code and requirements)" in again.stderr
@@ -237,12 +230,12 @@ def test_a_code_edit_rebuilds_only_the_code_layer(docker_client: Any, project: P
                                                   extra_wheelhouse: Path,
                                                   image_labels: dict[str, str]) -> None:
     build_args = ["build", "--json", *project.args[:8], "--wheelhouse", str(extra_wheelhouse),
-                  *labels_args(image_labels)]
-    unchanged = launcher(*build_args)
+                  *label_args(image_labels)]
+    unchanged = run_launcher(*build_args, timeout=BUILD_TIMEOUT)
     assert unchanged.returncode == 0, unchanged.stderr
     assert json.loads(unchanged.stdout)["built"] is False
     (project.code / "positives.py").write_text(PREDICT_PY.replace("v > 0", "v >= 0"))
-    edited = launcher(*build_args)
+    edited = run_launcher(*build_args, timeout=BUILD_TIMEOUT)
     assert edited.returncode == 0, edited.stderr
     result = json.loads(edited.stdout)
     assert result["built"] is True and result["tag"] != json.loads(unchanged.stdout)["tag"]
@@ -255,7 +248,7 @@ def test_a_code_edit_rebuilds_only_the_code_layer(docker_client: Any, project: P
     assert any(s["instruction"].startswith("RUN if grep") and s["cached"]
                for s in steps[:code_step])  # the requirements layer came from the cache
     assert not steps[code_step]["cached"]
-    served = launcher("up", *project.args)
+    served = run_launcher("up", *project.args, timeout=BUILD_TIMEOUT)
     assert served.returncode == 0, served.stderr
     assert f"{project.name}: replacing it" in served.stderr
     answer = requests.post(project.url + "/predict", json={"inputs": [[0, 0, 1, -1]]},
@@ -282,15 +275,16 @@ def test_launcher_init_output_serves_as_generated(docker_client: Any, cpu_image:
                                                   wheelhouse: Path, image_labels: dict[str, str],
                                                   tmp_path: Path) -> None:
     target = tmp_path / "my-model"
-    made = launcher("init", str(target), timeout=60)
+    made = run_launcher("init", str(target), timeout=60)
     assert made.returncode == 0, made.stderr
     line = made.stderr.splitlines()[-1].strip()
     assert line.startswith("launcher up --predictor predict:Predictor --code ")
     name, port = unique("glt-init"), free_port()
     try:
-        result = launcher(*line.split()[1:], "--service-image", cpu_image.tag, "--wheelhouse",
-                          str(wheelhouse), "--name", name, "-p", f"127.0.0.1:{port}:8000",
-                          *labels_args(image_labels))
+        result = run_launcher(*line.split()[1:], "--service-image", cpu_image.tag,
+                              "--wheelhouse", str(wheelhouse), "--name", name, "-p",
+                              f"127.0.0.1:{port}:8000", *label_args(image_labels),
+                              timeout=BUILD_TIMEOUT)
         assert result.returncode == 0, result.stderr[-4000:]
         example = example_of(result.stderr)
         ran = subprocess.run(["bash", "-c", example], capture_output=True, text=True,

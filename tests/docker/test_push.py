@@ -22,7 +22,8 @@ import pytest
 import requests
 
 from tests.clihelpers import run_launcher
-from tests.conftest import TEST_LABEL, free_port, stop_process, tool_path, unique
+from tests.conftest import free_port, stop_process, tool_path, unique
+from tests.docker.conftest import remove_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -83,21 +84,22 @@ def registry(registry_binary: str, tmp_path: Path) -> Iterator[Registry]:
 
 
 @pytest.fixture
-def small_image(docker_client: Any, standin_image: str) -> Iterator[str]:
-    """Two layers (the stand-in's and one of our own) under a unique tag, with the test label:
-    not the 1 GB service image (a push of that costs minutes on a small box)."""
+def small_image(docker_client: Any, standin_image: str,
+                image_labels: dict[str, str]) -> Iterator[str]:
+    """Two layers (the stand-in's and one of our own) under a unique tag, with the session's
+    labels: not the 1 GB service image (a push of that costs minutes on a small box)."""
     tag = f"gpu-launcher/test-push:{unique('img')}"
     dockerfile = f"FROM {standin_image}\nRUN echo {tag} > /glt-push\n"
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag,
-                               labels=dict(TEST_LABEL), rm=True, forcerm=True)
+                               labels=image_labels, rm=True, forcerm=True)
     yield tag
-    _remove(docker_client, tag)
+    remove_image(docker_client, tag)
 
 
 @pytest.fixture
-def tiny_image(docker_client: Any) -> Iterator[str]:
-    """One file FROM scratch (a few hundred bytes to push): for the tests of credentials and
-    failures, where the layers are not the point."""
+def tiny_image(docker_client: Any, image_labels: dict[str, str]) -> Iterator[str]:
+    """One file FROM scratch (a few hundred bytes to push), with the session's labels: for the
+    tests of credentials and failures, where the layers are not the point."""
     tag = f"gpu-launcher/test-push:{unique('tiny')}"
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
@@ -108,18 +110,9 @@ def tiny_image(docker_client: Any) -> Iterator[str]:
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
     docker_client.images.build(fileobj=context, custom_context=True, tag=tag,
-                               labels=dict(TEST_LABEL), rm=True, forcerm=True)
+                               labels=image_labels, rm=True, forcerm=True)
     yield tag
-    _remove(docker_client, tag)
-
-
-def _remove(docker_client: Any, ref: str) -> None:
-    import docker.errors
-
-    try:
-        docker_client.images.remove(ref, force=True, noprune=True)
-    except docker.errors.ImageNotFound:
-        pass
+    remove_image(docker_client, tag)
 
 
 def _docker_config(path: Path, config: dict[str, Any]) -> dict[str, str]:
@@ -148,8 +141,8 @@ def test_push_then_pull_back_gives_the_same_image(docker_client: Any, registry: 
                                                 ".v2+json"}, timeout=10)
         assert head.headers["Docker-Content-Digest"] == printed["digest"]
 
-        _remove(docker_client, dest)
-        _remove(docker_client, small_image)
+        remove_image(docker_client, dest)
+        remove_image(docker_client, small_image)
         assert not docker_client.images.list(filters={"reference": small_image})
         pull = subprocess.run(["docker", "--config", env["DOCKER_CONFIG"], "pull", dest],
                               capture_output=True, text=True, timeout=300, check=False)
@@ -159,7 +152,7 @@ def test_push_then_pull_back_gives_the_same_image(docker_client: Any, registry: 
                                  dest], capture_output=True, text=True, timeout=60, check=True)
         assert pulled.stdout.strip() == f"{dest.rpartition(':')[0]}@{printed['digest']}"
     finally:
-        _remove(docker_client, dest)
+        remove_image(docker_client, dest)
 
 
 def _helper(bin_dir: Path) -> dict[str, str]:
@@ -191,7 +184,7 @@ def test_push_uses_the_docker_config_credentials(docker_client: Any, registry: R
         assert proc.returncode == 0, proc.stderr
         assert DIGEST_LINE.fullmatch(proc.stdout.strip()), proc.stdout
     finally:
-        _remove(docker_client, dest)
+        remove_image(docker_client, dest)
 
 
 def _failed_push(docker_client: Any, image: str, dest: str, tmp_path: Path,
@@ -202,7 +195,7 @@ def _failed_push(docker_client: Any, image: str, dest: str, tmp_path: Path,
         proc = run_launcher("push", "--image", image, dest,
                             env=_docker_config(tmp_path / "docker", {}), timeout=timeout)
     finally:
-        _remove(docker_client, dest)
+        remove_image(docker_client, dest)
     errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("launcher: pushing")]
     assert (proc.returncode, proc.stdout, len(errors)) == (1, "", 2), proc.stderr
     assert errors[0].startswith(f"launcher: error: pushing {dest}: ")

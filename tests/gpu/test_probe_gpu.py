@@ -6,11 +6,12 @@ import json
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
-from launcher._cuda import TORCH_VERSION
-from launcher._probe import probe_host
+from launcher._cuda import TORCH_VERSION, CudaChoice, GpuNeed, NoCudaFits, choose_cuda, cuda_table
+from launcher._probe import probe_from_json, probe_host
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.gpu]
@@ -45,21 +46,37 @@ def test_probe_agrees_with_nvidia_smi() -> None:
     assert data["driver_version"] == rows[0][3]
 
 
+def host_choice(probe: dict[str, Any]) -> CudaChoice | NoCudaFits:
+    """What ``up --gpus all`` should choose on the host ``probe`` (``launcher probe --json``)
+    describes: the CUDA table's choice for its driver and every GPU, or the refusal."""
+    host = probe_from_json(probe)
+    try:
+        return choose_cuda(cuda_table(), host.driver_version, host.cuda_driver_version,
+                           [GpuNeed(g.name, g.compute_capability) for g in host.gpus])
+    except NoCudaFits as refusal:
+        return refusal
+
+
 def test_up_gpus_all_plans_a_gpu_image_or_says_which_driver_to_install() -> None:
+    probed = run_launcher("probe", "--json")
+    assert probed.returncode == 0, probed.stderr
+    probe = json.loads(probed.stdout)
+    expected = host_choice(probe)
     result = run_launcher("up", "--gpus", "all", "--dry-run", "--json")
-    if result.returncode == 1:  # an old driver or a GPU no wheel covers: refused, saying why
+    if isinstance(expected, NoCudaFits):  # an old driver or a GPU no wheel covers: refused
+        assert result.returncode == 1, (expected.hint, result.stdout)
         assert ("hint: install an NVIDIA driver " in result.stderr
                 or "wheel has kernels for" in result.stderr), result.stderr
+        assert expected.hint in result.stderr, (expected.hint, result.stderr)
         return
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["gpu"] is True and plan["dockerfile"] == "Dockerfile.gpu"
     assert plan["create"]["HostConfig"]["DeviceRequests"][0]["Count"] == -1
     assert plan["build_args"]["CUDA_IMAGE"].startswith("nvidia/cuda:")
-    assert plan["build_args"]["TORCH_VARIANT"] == plan["cuda"]["wheel"]
+    assert plan["build_args"]["TORCH_VARIANT"] == plan["cuda"]["wheel"] == expected.wheel
     assert plan["cuda"]["torch"] == f"{TORCH_VERSION}+{plan['cuda']['wheel']}"
     assert plan["cuda"]["explanation"] in result.stderr
     # the wheel it chose has kernels for every GPU, as `launcher probe --json` lists them
-    probe = json.loads(run_launcher("probe", "--json").stdout)
     for gpu in probe["gpus"]:
         assert plan["cuda"]["wheel"] in {w["wheel"] for w in gpu["torch_wheels"]}, gpu

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import orjson
 import pytest
 import requests
 
-from tests.conftest import ROOT, ServerProcess, digits_split, start_server
+from tests.conftest import ROOT, ServerProcess, digits_split
 from tests.service.modelfiles import picker_export, picker_torchscript
 
 pytestmark = pytest.mark.slow
@@ -22,16 +21,6 @@ ROW = [0.0] * 64
 NO_CUDA = ("DEVICE={} but CUDA cannot be used: this torch build has no CUDA support (a CPU wheel) "
            "(hint: set DEVICE=auto to fall back to the CPU, or give the container a GPU)")
 ROWS_1025 = b'{"inputs": [' + b",".join([b"[" + b",".join([b"0"] * 64) + b"]"] * 1025) + b"]}"
-
-
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One default server (digits model) for the read-only tests of this module."""
-    server = start_server(tmp_path_factory.mktemp("server"), env={"MAX_BODY_BYTES": "200000"})
-    yield server
-    server.stop()
 
 
 def post(server: ServerProcess, body: Any, **kwargs: Any) -> requests.Response:

@@ -14,28 +14,16 @@ import torch
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
-from service._app import PredictorSource, create_app
 from service._cpu import cpu_threads, threads_per_replica
 from service._device import AUTO_CPU_REPLICAS
 from service._predictor import Batch
-from service._settings import DEFAULT_MODEL_PATH, Settings
+from service._settings import DEFAULT_MODEL_PATH
 from service._torch import TorchModelPredictor
 from tests.conftest import digits_split
-from tests.service.asgi import request, running, wait_ready
+from tests.service.asgi import request, wait_ready
+from tests.service.test_app_reliability import serve
 
 ILLEGAL = "CUDA error: an illegal memory access was encountered"
-
-
-def serve(predictor: PredictorSource, scenario: Callable[[ASGIApp, CollectorRegistry],
-          Awaitable[None]], **settings: Any) -> None:
-    registry = CollectorRegistry()
-    app = create_app(predictor, Settings(**settings), registry, nvml_loader=None)
-
-    async def main() -> None:
-        async with running(app):
-            await scenario(app, registry)
-
-    asyncio.run(main())
 
 
 def digits_model() -> TorchModelPredictor:

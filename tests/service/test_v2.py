@@ -23,14 +23,6 @@ ROW = [0.0] * 64
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The default server (the built-in digits model)."""
-    server = start_server(tmp_path_factory.mktemp("v2"), env={"MAX_BODY_BYTES": "200000"})
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A Python predictor with a column of every datatype, served as MODEL_NAME=echo."""
     server = start_server(tmp_path_factory.mktemp("v2-echo"), env={

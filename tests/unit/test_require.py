@@ -17,7 +17,7 @@ from launcher._require import (
     parse_requirement,
 )
 
-# NVIDIA_REQUIRE_CUDA by CUDA version (also read by test_gpu_preflight)
+# NVIDIA_REQUIRE_CUDA by CUDA version (also read by test_gpu_preflight and test_up_gpu_checks)
 REAL = {i["cuda"]: i["NVIDIA_REQUIRE_CUDA"] for i in json.loads(
     (Path(__file__).parent / "data/nvidia_require_cuda.json").read_text())["images"]}
 

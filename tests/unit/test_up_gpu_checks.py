@@ -4,9 +4,7 @@ warnings for CUDA_VISIBLE_DEVICES in the image and systemd cgroups without /dev/
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +17,8 @@ from launcher._options import PlanOptions
 from launcher._plan import Plan, make_plan
 from launcher._probe import GpuInfo, Probe
 from tests.fakeengine import FakeEngineBase
+from tests.unit.test_require import REAL
 
-REAL = {i["cuda"]: i["NVIDIA_REQUIRE_CUDA"] for i in json.loads(
-    (Path(__file__).parent / "data/nvidia_require_cuda.json").read_text())["images"]}
 RTX5090 = GpuInfo(0, "GPU-5090", "NVIDIA GeForce RTX 5090", 32 << 30, (12, 0), None,
                   "geforcertx")
 
