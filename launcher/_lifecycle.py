@@ -113,12 +113,14 @@ class Verdict:
 
 def judge_readiness(state: Mapping[str, Any], restart_count: int, initial_restarts: int,
                     readyz: int | None, use_healthcheck: bool, elapsed: float,
-                    timeout: float) -> Verdict:
+                    timeout: float, service_failed: str | None = None) -> Verdict:
     """One look at a starting container: ``State`` and ``RestartCount`` from inspect, and the
-    status of ``GET /readyz`` through the published port (None: no answer, or not polled).
+    status of ``GET /readyz`` through the published port (None: no answer, or not polled), with
+    its reason when it says ``failed`` (``service_failed``).
 
     Ready on a 200 (or, with ``use_healthcheck``, the healthcheck's ``healthy``); failed as soon
-    as the container exited, restarted or turned unhealthy, or when the time is up.
+    as the container exited, restarted or turned unhealthy, the service says it failed (every
+    replica did: it will not become ready), or when the time is up.
     """
     health = (state.get("Health") or {}).get("Status")
     if readyz == 200 or (use_healthcheck and health == "healthy"):
@@ -128,6 +130,8 @@ def judge_readiness(state: Mapping[str, Any], restart_count: int, initial_restar
                                  f"restarted {restart_count - initial_restarts} time(s)")
     if state.get("Status") in ("exited", "dead"):
         return Verdict("failed", f"the container exited with code {state.get('ExitCode')}")
+    if service_failed is not None:
+        return Verdict("failed", f"the service failed: {service_failed}")
     if health == "unhealthy":
         return Verdict("failed", "the container's healthcheck reports unhealthy")
     if elapsed >= timeout:

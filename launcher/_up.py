@@ -319,14 +319,26 @@ def ensure_container(engine: EngineAPI, plan: Plan, image_id: str,
     return container
 
 
-def _readyz(url: str) -> int | None:
+def _readyz(url: str) -> tuple[int | None, str | None]:
+    """``GET /readyz``: its status (None: no answer) and, when it says ``failed``, its reason."""
     try:
         with urllib.request.urlopen(url + READY_PATH, timeout=1) as response:
-            return int(response.status)
+            return int(response.status), None
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        with exc:
+            return int(exc.code), _failed_reason(exc.read(65536))
     except (OSError, ValueError):
+        return None, None
+
+
+def _failed_reason(body: bytes) -> str | None:
+    try:
+        health = json.loads(body)
+    except ValueError:
         return None
+    if not isinstance(health, dict) or health.get("status") != "failed":
+        return None
+    return str(health.get("reason") or "every replica failed")
 
 
 def served_width(url: str) -> int | None:
@@ -363,12 +375,13 @@ def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
     try:
         started = look = clock()
         while True:
-            status = _readyz(poll) if poll else None
+            status, service_failed = _readyz(poll) if poll else (None, None)
             if status != 200 and look > started:  # a 200 is ready whatever the state says
                 inspect = engine.inspect_container(container)
             verdict = judge_readiness(inspect.get("State") or {},
                                       int(inspect.get("RestartCount") or 0), initial, status,
-                                      poll is None, clock() - started, policy.timeout)
+                                      poll is None, clock() - started, policy.timeout,
+                                      service_failed)
             if verdict.state == "ready":
                 _log(f"{name} is ready ({clock() - started:.1f}s)")
                 return url

@@ -151,17 +151,23 @@ class TorchModelPredictor:
 
     def setup(self, device: str) -> None:
         self.device = pick_device(device)  # the service passes a resolved device: cpu, cuda:N
-        if _is_export_archive(self.path):
-            program = torch.export.load(str(self.path))
-            self.input_width = _export_width(program)
-            self._model = _compile_head(program.module().to(self.device))
-            kind = "torch.export"
-        else:
-            model = torch.jit.load(str(self.path), map_location=self.device)  # type: ignore[no-untyped-call]
-            model.eval()
-            self.input_width = _script_width(model)
-            self._model = _compile_head(model)
-            kind = "torchscript"
+        export = _is_export_archive(self.path)
+        kind = "torch.export" if export else "torchscript"
+        try:
+            if export:
+                program = torch.export.load(str(self.path))
+                model = program.module().to(self.device)
+                self.input_width = _export_width(program)
+            else:
+                model = torch.jit.load(str(self.path), map_location=self.device)  # type: ignore[no-untyped-call]
+                model.eval()
+                self.input_width = _script_width(model)
+        except Exception as exc:
+            if isinstance(exc, torch.OutOfMemoryError) or device_error_reason(exc) is not None:
+                raise  # the device failed or is full, not the file
+            raise _not_a_model(self.path, "torch.export" if export else "TorchScript",
+                               exc) from exc
+        self._model = _compile_head(model)
         self.info = {"model": self.path.name, "format": kind, "device": self.device,
                      "torch_version": torch_version()}
 
@@ -175,6 +181,18 @@ class TorchModelPredictor:
             raise ValueError(f"model output has shape {list(scores.shape)}, "
                              f"expected [{batch.rows}, K]")
         return {"predictions": predictions.tolist(), "scores": scores.tolist()}
+
+
+def _not_a_model(path: Path, kind: str, exc: BaseException) -> PredictorError:
+    """A file torch cannot load as ``kind``: the setting, the file and torch's first line
+    (without the request for a better message that torch's checks append)."""
+    text = str(exc).strip()
+    why = text.splitlines()[0].partition("(Could this error message")[0].strip() if text else ""
+    return PredictorError(f"MODEL_PATH={path}: torch cannot load it as a {kind} model "
+                          f"({why or type(exc).__name__})",
+                          "point MODEL_PATH (launcher up --model) at a file saved with "
+                          "torch.jit.save (.pt) or torch.export.save (.pt2), or unset it for "
+                          "the built-in digits model")
 
 
 def _script_width(model: Any) -> int | None:

@@ -125,6 +125,25 @@ def test_device_cuda_without_a_gpu_is_reported_by_readyz(server_factory: Any) ->
         {"replica": 0, "device": "cuda", "state": "failed", "reason": NO_CUDA.format("cuda")}]}
 
 
+def test_a_zip_that_is_not_a_model_fails_naming_model_path_with_a_hint(
+        server_factory: Any, tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/data.pkl", b"weights")
+    server = server_factory(env={"MODEL_PATH": str(path), "DEVICE": "cpu",
+                                 "REPLICAS_PER_DEVICE": "2"}, wait=False)
+    reply = server.wait_settled(60)
+    reason = (f"MODEL_PATH={path}: torch cannot load it as a TorchScript model (Expected "
+              'hasRecord("version") to be true, but got false.) (hint: point MODEL_PATH '
+              "(launcher up --model) at a file saved with torch.jit.save (.pt) or "
+              "torch.export.save (.pt2), or unset it for the built-in digits model)")
+    assert reply is not None and reply.status_code == 503
+    assert reply.json()["status"] == "failed"
+    assert reply.json()["reason"] == reason  # both replicas: the one reason, once
+
+
 def test_device_cpu_and_cuda0_without_a_gpu_serves_from_the_cpu_and_reports_cuda0_failed(
         server_factory: Any) -> None:
     server = server_factory(env={"DEVICE": "cpu,cuda:0", "REPLICAS_PER_DEVICE": "1"})

@@ -108,11 +108,16 @@ RUNNING = {"Status": "running", "Running": True}
     ({"Status": "restarting", "ExitCode": 1}, 2, None, False, 1.0,
      lifecycle.Verdict("failed", "the container exited (code 1) and was restarted 2 time(s)")),
     (RUNNING, 0, 503, False, 30.0, lifecycle.Verdict("failed", "not ready after 30s")),
+    ({**RUNNING, "Health": {"Status": "starting"}}, 0, (503, "MODEL_PATH=/m.pt: bad"), False,
+     1.0, lifecycle.Verdict("failed", "the service failed: MODEL_PATH=/m.pt: bad")),
 ], ids=["readyz-200", "readyz-503", "no-answer", "healthy", "health-starting", "unhealthy",
-        "exited", "restarted", "timeout"])
-def test_judge_readiness(state: dict[str, Any], restarts: int, readyz: int | None,
-                         healthcheck: bool, elapsed: float, expected: lifecycle.Verdict) -> None:
-    assert lifecycle.judge_readiness(state, restarts, 0, readyz, healthcheck, elapsed, 30.0) == expected
+        "exited", "restarted", "timeout", "readyz-failed"])
+def test_judge_readiness(state: dict[str, Any], restarts: int,
+                         readyz: int | tuple[int, str] | None, healthcheck: bool, elapsed: float,
+                         expected: lifecycle.Verdict) -> None:
+    code, failed = readyz if isinstance(readyz, tuple) else (readyz, None)
+    assert lifecycle.judge_readiness(state, restarts, 0, code, healthcheck, elapsed, 30.0,
+                                     failed) == expected
 
 
 @pytest.mark.parametrize(("ports", "expected"), [

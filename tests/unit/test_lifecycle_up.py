@@ -454,7 +454,7 @@ def test_ensure_volumes_asked_at_once_raises_the_engines_error(broken: str) -> N
 class Readyz:
     """A real HTTP server on 127.0.0.1 whose /readyz answers ``codes`` in turn (then the last)."""
 
-    def __init__(self, *codes: int) -> None:
+    def __init__(self, *codes: int, body: bytes = b"") -> None:
         import http.server
         import threading
 
@@ -464,8 +464,9 @@ class Readyz:
             def do_GET(self) -> None:
                 code = answers.pop(0) if len(answers) > 1 else answers[0]
                 self.send_response(code)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -512,6 +513,27 @@ def test_wait_ready_polls_readyz_every_interval_and_takes_a_200_without_another_
     assert sleeps == [_up._POLL, _up._POLL]  # 503, 503, 200: two waits of one interval
     assert engine.looks == 2  # the first look, and one after each 503 but not after the 200
     assert capsys.readouterr().err == "launcher: svc is ready (0.2s)\n"
+
+
+def test_wait_ready_stops_at_once_when_readyz_says_failed_and_gives_its_reason(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    reason = "MODEL_PATH=/models/m.pt: torch cannot load it (hint: point MODEL_PATH at a model)"
+    server = Readyz(503, body=b'{"status": "failed", "reason": "%s", "replicas": []}'
+                    % reason.encode())
+    try:
+        ports = {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(server.port)}]}
+        starting = {"Status": "running", "Running": True, "Health": {"Status": "starting"}}
+        engine = FakeEngine(inspects=[{**state(), "State": starting,
+                                       "NetworkSettings": {"Ports": ports}}])
+        clock = Clock()
+        with pytest.raises(LauncherError) as exc:
+            _up.wait_ready(engine, "c", "svc", _up.UpPolicy(timeout=180),
+                           clock=clock, sleep=clock.sleep)
+    finally:
+        server.close()
+    assert exc.value.message == f"svc did not become ready: the service failed: {reason}"
+    assert clock.now == 0  # at the first look, not after --timeout
+    assert capsys.readouterr().err.startswith("launcher: last 20 log lines of svc:\n")
 
 
 @dataclass
