@@ -26,6 +26,7 @@ __all__ = [
     "parse_env_file",
     "parse_publish",
     "parse_restart",
+    "parse_timeout",
     "parse_volume",
     "port_maps",
     "validate_name",
@@ -251,6 +252,20 @@ def parse_env_file(data: bytes, path: str, environ: Mapping[str, str]) -> list[s
         elif key in environ:
             result.append(f"{key.strip()}={environ[key]}")
     return result
+
+
+# --- --timeout ------------------------------------------------------------------------------
+
+
+def parse_timeout(value: str) -> float:
+    """``up --timeout``: a finite number of seconds above 0 (the launcher's own flag)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise FlagError("not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise FlagError("must be a number of seconds above 0")
+    return seconds
 
 
 # --- --restart / --name ---------------------------------------------------------------------

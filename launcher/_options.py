@@ -25,6 +25,7 @@ from launcher._flags import (
     parse_env_file,
     parse_publish,
     parse_restart,
+    parse_timeout,
     parse_volume,
     validate_name,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "build_options_from_args",
     "plan_options_from_args",
     "run_defaults",
+    "timeout_from_args",
 ]
 
 DEFAULT_NAME = "gpu-launcher"
@@ -75,6 +77,7 @@ _FLAG_HINTS = {
     "--restart": "one of no, always, unless-stopped, on-failure[:MAX_RETRIES]",
     "--name": "letters, digits, '_', '.', '-'; at least two characters",
     "--cuda": "MAJOR.MINOR of a CUDA the torch wheels exist for, e.g. 12.6",
+    "--timeout": "how long up waits for the service, in seconds, e.g. --timeout 180",
 }
 
 
@@ -208,6 +211,11 @@ def _flag(flag: str, value: str, parse: Callable[[str], Any]) -> Any:
     except (FlagError, GpuSpecError, ValueError) as exc:
         raise UsageError(f'invalid argument "{value}" for "{flag}" flag: {exc}',
                          hint=_FLAG_HINTS.get(flag)) from None
+
+
+def timeout_from_args(value: str) -> float:
+    """``up --timeout``'s seconds; a bad value → :class:`UsageError` echoing it (exit 2)."""
+    return float(_flag("--timeout", value, parse_timeout))
 
 
 def build_options_from_args(args: argparse.Namespace, cwd: str | None = None) -> BuildOptions:

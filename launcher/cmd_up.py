@@ -14,7 +14,13 @@ from typing import Any
 
 from launcher._engine import is_remote_engine
 from launcher._engine_memory import cache_dir
-from launcher._options import add_build_options, add_run_options, plan_options_from_args
+from launcher._errors import UsageError
+from launcher._options import (
+    add_build_options,
+    add_run_options,
+    plan_options_from_args,
+    timeout_from_args,
+)
 from launcher._plan import Plan, make_plan, report_plan
 from launcher._remote_probe import probe_for
 from launcher._up import UpPolicy, up
@@ -34,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
     build.add_argument("--build", action="store_true", help="build even if the image exists")
     build.add_argument("--no-build", action="store_true",
                        help="never build: fail if the image is missing")
-    group.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
+    group.add_argument("--timeout", default="180", metavar="SECONDS",
                        help="how long to wait for the service to be ready (180)")
     group.add_argument("--dry-run", action="store_true",
                        help="print the plan and touch nothing")
@@ -60,6 +66,10 @@ def format_plan(plan: Plan) -> str:
 
 
 def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
+    if args.json and not args.dry_run:
+        raise UsageError("--json prints the plan, and needs --dry-run",
+                         hint="add --dry-run: launcher up --dry-run --json")
+    timeout = timeout_from_args(args.timeout)
     remote = is_remote_engine(os.environ.get("DOCKER_HOST"))
     # Every flag (--model's file too) is checked here, before the engine is touched.
     options = plan_options_from_args(args, os.environ, os.getcwd(), remote=remote)
@@ -71,7 +81,7 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     if args.dry_run:
         print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
         return 0
-    policy = UpPolicy(build=args.build, no_build=args.no_build, timeout=args.timeout,
+    policy = UpPolicy(build=args.build, no_build=args.no_build, timeout=timeout,
                       remote=remote,
                       state_dir=cache_dir(os.environ))
     return up(plan, options, policy, probe)

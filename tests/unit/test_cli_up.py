@@ -8,7 +8,7 @@ import json
 import pytest
 
 from launcher._cli import main
-from tests.clihelpers import has_nvml, run_launcher
+from tests.clihelpers import assert_fails, has_nvml, run_launcher
 from tests.fakenvml import FakeGpu, FakeNvml, loader
 
 no_gpu_here = pytest.mark.skipif(has_nvml(), reason="this host has NVML")
@@ -63,6 +63,24 @@ def test_up_bad_values_exit_2_echoing_the_value(argv: list[str], first_line: str
     lines = result.stderr.splitlines()
     assert lines[0] == first_line
     assert lines[1].startswith("hint: ") and len(lines) == 2
+
+
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}  # touched: exit 1, not 2
+
+
+TIMEOUT_HINT = "hint: how long up waits for the service, in seconds, e.g. --timeout 180"
+
+
+@pytest.mark.parametrize("argv, stderr", [
+    (["--timeout", "-5"], [('launcher: error: invalid argument "-5" for "--timeout" flag: must '
+                            "be a number of seconds above 0"), TIMEOUT_HINT]),
+    (["--timeout=0"], [('launcher: error: invalid argument "0" for "--timeout" flag: must be a '
+                        "number of seconds above 0"), TIMEOUT_HINT]),
+    (["--json"], ["launcher: error: --json prints the plan, and needs --dry-run",
+                  "hint: add --dry-run: launcher up --dry-run --json"]),
+], ids=["negative-timeout", "zero-timeout", "json-without-dry-run"])
+def test_up_refuses_before_touching_the_engine(argv: list[str], stderr: list[str]) -> None:
+    assert_fails(run_launcher("up", "--no-probe", *argv, env=NO_ENGINE), 2, stderr)
 
 
 def up_in_process(nvml: FakeNvml, *argv: str) -> int:

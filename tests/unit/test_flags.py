@@ -14,6 +14,7 @@ from launcher._flags import (
     parse_env_file,
     parse_publish,
     parse_restart,
+    parse_timeout,
     parse_volume,
     port_maps,
     validate_name,
@@ -161,6 +162,24 @@ def test_parse_restart(value: str, expected: dict[str, Any]) -> None:
 ], ids=["unknown", "count-on-always", "count-not-int", "no-policy", "negative"])
 def test_parse_restart_rejects(value: str, message: str) -> None:
     assert error_text(FlagError, parse_restart, value) == message
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("180", 180.0), ("0.5", 0.5), ("1e3", 1000.0),
+], ids=["whole", "fraction", "exponent"])
+def test_parse_timeout(value: str, expected: float) -> None:
+    assert parse_timeout(value) == expected
+
+
+@pytest.mark.parametrize("value, message", [
+    ("-5", "must be a number of seconds above 0"),
+    ("0", "must be a number of seconds above 0"),
+    ("inf", "must be a number of seconds above 0"),
+    ("nan", "must be a number of seconds above 0"),
+    ("3m", "not a number of seconds"),
+], ids=["negative", "zero", "inf", "nan", "unit"])
+def test_parse_timeout_rejects(value: str, message: str) -> None:
+    assert error_text(FlagError, parse_timeout, value) == message
 
 
 @pytest.mark.parametrize("value", ["a", "-x", "a b", "a/b", ""], ids=["short", "dash", "space", "slash", "empty"])
