@@ -70,6 +70,7 @@ __all__ = [
     "ensure_volumes",
     "fill_wheelhouse_first",
     "preflight",
+    "remove_volumes",
     "served_width",
     "up",
     "wait_ready",
@@ -196,21 +197,39 @@ def copy_model(engine: EngineAPI, plan: Plan, model: ModelFile) -> None:
          f"as {model.container_path}")
 
 
-def ensure_volumes(engine: EngineAPI, plan: Plan) -> None:
+def ensure_volumes(engine: EngineAPI, plan: Plan) -> list[str]:
     """The default named volumes (NAME-models, NAME-data) exist, labelled as this launcher's,
-    so ``down --volumes`` finds them; other named volumes the engine creates as usual."""
+    so ``down --volumes`` finds them; other named volumes the engine creates as usual. Returns
+    those created here (a failed ``up`` removes them: :func:`remove_volumes`)."""
     labels = {LABEL_MANAGED: "true", LABEL_NAME: plan.name, **plan.build.labels}
     ours = {f"{plan.name}-models", f"{plan.name}-data"}
 
-    def ensure(volume: str) -> None:
-        if not engine.volume_exists(volume):
-            engine.create_volume(volume, labels=labels)
+    def ensure(volume: str) -> bool:
+        if engine.volume_exists(volume):
+            return False
+        engine.create_volume(volume, labels=labels)
+        return True
 
     # each volume at once (a round trip is mostly waiting); a failure is raised in the order
-    # of the binds
+    # of the binds, after removing the one the other thread made
     volumes = [v for v in named_volumes(plan.create["HostConfig"]["Binds"]) if v in ours]
     with ThreadPoolExecutor() as pool:
-        list(pool.map(ensure, volumes))
+        futures = [pool.submit(ensure, v) for v in volumes]
+    made = [v for v, f in zip(volumes, futures) if f.exception() is None and f.result()]
+    error = next((f.exception() for f in futures if f.exception() is not None), None)
+    if error is not None:
+        remove_volumes(engine, made)
+        raise error
+    return made
+
+
+def remove_volumes(engine: EngineAPI, volumes: list[str]) -> None:
+    """Remove what a failed ``up`` created (best effort: its own error is the one to report)."""
+    for volume in volumes:
+        try:
+            engine.remove_volume(volume)
+        except LauncherError as exc:
+            _log(f"warning: volume {volume} is left: {exc.message}")
 
 
 def _create_and_start(engine: EngineAPI, plan: Plan, body: Mapping[str, Any]) -> str:
@@ -451,11 +470,16 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
             # What the container step asks the engine does not depend on the volumes: at once.
             existing = ahead.submit(engine.find_container, plan.name)
             memory = ahead.submit(_memory, engine, policy, info)
-            ensure_volumes(engine, plan)
-            if options.model is not None and options.model.in_volume:
-                copy_model(engine, plan, options.model)
-            container = ensure_container(engine, plan, image_id, policy,
-                                         existing_of=existing.result, memory_of=memory.result)
+            made = ensure_volumes(engine, plan)
+            try:
+                if options.model is not None and options.model.in_volume:
+                    copy_model(engine, plan, options.model)
+                container = ensure_container(engine, plan, image_id, policy,
+                                             existing_of=existing.result,
+                                             memory_of=memory.result)
+            except BaseException:  # no container: nothing uses what this up made
+                remove_volumes(engine, made)
+                raise
             url = wait_ready(engine, container, plan.name, policy)
         finally:
             engine.close()

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from launcher._engine import connect
+from launcher._engine import Engine, connect
 from launcher._engine_errors import NotFound
-from launcher._errors import UsageError
+from launcher._errors import LauncherError, UsageError
 from launcher._options import add_build_options, plan_options_from_args, run_defaults
 from launcher._plan import make_plan, report_plan
 from launcher._push import PushProgress, split_reference
@@ -60,6 +60,21 @@ def source_image(args: argparse.Namespace, load: Callable[[], Any]) -> str:
     return plan.image
 
 
+def _untag(engine: Engine, dest: str, before: str | None) -> None:
+    """Put DEST back as the push found it: gone, or on the image it named (best effort: the
+    push's own error is the one to report). An image DEST is the only tag of (pushed by its
+    id) keeps it: untagging it would delete the image."""
+    try:
+        if before is None:
+            if len(engine.inspect_image(dest).get("RepoTags") or ()) > 1:
+                engine.remove_image(dest)
+        elif before != engine.image_id(dest):
+            repository, tag = split_reference(dest)
+            engine.tag_image(before, repository, tag)
+    except LauncherError as exc:
+        _log(f"warning: {dest} is left tagged: {exc.message}")
+
+
 def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     try:
         repository, tag = split_reference(args.dest)
@@ -74,12 +89,18 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
             raise NotFound(f"image {image} is not on the engine",
                            hint="build it first (launcher build, with --gpu for the GPU image), "
                                 "or name a local one with --image")
+        dest = f"{repository}:{tag}"
+        before = engine.image_id(dest)  # a failed push leaves DEST as it found it
         engine.tag_image(image_id, repository, tag)
-        _log(f"pushing {image} ({image_id[7:19]}) as {repository}:{tag}")
+        _log(f"pushing {image} ({image_id[7:19]}) as {dest}")
         progress = PushProgress()
-        for event in engine.push(repository, tag):
-            for line in progress.feed(event):
-                _log(line)
+        try:
+            for event in engine.push(repository, tag):
+                for line in progress.feed(event):
+                    _log(line)
+        except BaseException:
+            _untag(engine, dest, before)
+            raise
     finally:
         engine.close()
     if progress.digest is None:

@@ -88,6 +88,11 @@ def service(docker_client: Any, standin_image: str, wheelhouse: Path) -> Iterato
         cleanup(docker_client, name, tag)
 
 
+def volumes_of(client: Any, name: str) -> list[str]:
+    return sorted(v.name for v in client.volumes.list()
+                  if v.name in (f"{name}-models", f"{name}-data"))
+
+
 def inspect(client: Any, name: str) -> dict[str, Any]:
     return dict(client.api.inspect_container(name))
 
@@ -219,8 +224,25 @@ def test_a_port_in_use_exits_1_with_a_hint(docker_client: Any, service: Service)
             assert "address already in use" in lines[-2]
             assert lines[-1] == ("hint: publish another host port (-p 127.0.0.1:PORT:8000), "
                                  "or stop what holds it")
+            assert volumes_of(docker_client, name) == []  # the failed up made them: gone
         finally:
             cleanup(docker_client, name)
+
+
+def test_a_name_held_by_another_container_exits_1_and_leaves_no_volumes(
+        docker_client: Any, service: Service, standin_image: str) -> None:
+    name = unique("glt-up")
+    docker_client.containers.create(standin_image, ["true"], name=name, labels=TEST_LABEL)
+    try:
+        result = launcher("up", "--name", name, "--tag", service.tag, "--no-build", "-p",
+                          f"127.0.0.1:{free_port()}:8000", *LABEL_ARGS)
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr.splitlines()[-2:] == [
+            f"launcher: error: a container named {name} exists and launcher did not create it",
+            f"hint: choose another --name, or remove it: docker rm -f {name}"]
+        assert volumes_of(docker_client, name) == []
+    finally:
+        cleanup(docker_client, name)
 
 
 def test_a_service_that_cannot_start_shows_its_last_log_lines(docker_client: Any,

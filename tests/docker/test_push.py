@@ -194,10 +194,12 @@ def _failed_push(docker_client: Any, image: str, dest: str, tmp_path: Path,
     try:
         proc = run_launcher("push", "--image", image, dest,
                             env=_docker_config(tmp_path / "docker", {}), timeout=timeout)
+        left = docker_client.images.list(name=dest)  # the failed push untags what it tagged
     finally:
         remove_image(docker_client, dest)
     errors = [ln for ln in proc.stderr.splitlines() if not ln.startswith("launcher: pushing")]
     assert (proc.returncode, proc.stdout, len(errors)) == (1, "", 2), proc.stderr
+    assert left == []
     assert errors[0].startswith(f"launcher: error: pushing {dest}: ")
     return errors
 

@@ -17,7 +17,13 @@ from launcher import _remote_probe, _up
 from launcher._build import BuildSpec
 from launcher._cli import build_parser
 from launcher._engine import EngineInfo
-from launcher._engine_errors import TOOLKIT_HINT, BuildFailed, GpuRuntimeMissing, classify
+from launcher._engine_errors import (
+    TOOLKIT_HINT,
+    BuildFailed,
+    GpuRuntimeMissing,
+    PortInUse,
+    classify,
+)
 from launcher._engine_memory import RECHECK_SECONDS, EngineMemory, cache_dir
 from launcher._errors import LauncherError
 from launcher._flags import parse_volume
@@ -423,6 +429,7 @@ class VolumeEngine(FakeEngineBase):
     present: set[str] = field(default_factory=set)
     broken: str = ""  # a volume whose lookup the engine fails
     created: dict[str, dict[str, str]] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
 
     def volume_exists(self, name: str) -> bool:
         if name == self.broken:
@@ -431,6 +438,9 @@ class VolumeEngine(FakeEngineBase):
 
     def create_volume(self, name: str, labels: Mapping[str, str] | None = None) -> None:
         self.created[name] = dict(labels or {})
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        self.removed.append(name)
 
 
 def test_ensure_volumes_creates_only_the_missing_default_volumes_with_the_launchers_labels(
@@ -449,6 +459,35 @@ def test_ensure_volumes_asked_at_once_raises_the_engines_error(broken: str) -> N
     with pytest.raises(LauncherError) as exc:
         _up.ensure_volumes(engine, plan_for(options()))
     assert exc.value.message == f"inspecting volume {broken}: boom"
+    assert engine.removed == list(engine.created)  # the other one, made here, is gone again
+
+
+@dataclass
+class RefusingEngine(FakeEngine, VolumeEngine):
+    """The image is there; starting the container fails as the engine's does."""
+
+    refusal: LauncherError = field(default_factory=lambda: LauncherError("boom"))
+    foreign: bool = False  # a container of that name that launcher did not create
+
+    def find_container(self, name: str) -> dict[str, Any] | None:
+        return {"Id": "x", "Config": {"Labels": {}}} if self.foreign else None
+
+    def start(self, container: str) -> None:
+        raise self.refusal
+
+
+@pytest.mark.parametrize("present", [(), ("svc-data",)], ids=["none", "data-volume-kept"])
+@pytest.mark.parametrize("foreign", [False, True], ids=["port-taken", "name-held"])
+def test_a_failed_up_removes_the_volumes_it_created_and_only_those(
+        monkeypatch: pytest.MonkeyPatch, present: tuple[str, ...], foreign: bool) -> None:
+    refusal = PortInUse("starting container new0: port is already allocated", hint="h")
+    engine = RefusingEngine(present=set(present), refusal=refusal, foreign=foreign)
+    monkeypatch.setattr(_up, "connect", lambda: engine)
+    opts = options()
+    with pytest.raises(LauncherError):
+        _up.up(plan_for(opts), opts, _up.UpPolicy())
+    made = sorted({"svc-models", "svc-data"} - set(present))
+    assert sorted(engine.created) == made and sorted(engine.removed) == made
 
 
 class Readyz:
