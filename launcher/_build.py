@@ -28,6 +28,7 @@ __all__ = [
     "ContextFile",
     "IgnorePattern",
     "context_files",
+    "failed_step_output",
     "file_digest",
     "hash_args_and_labels",
     "image_tag",
@@ -326,11 +327,24 @@ class BuildProgress:
             self._line(line.strip())
 
     def finish(self) -> list[BuildStep]:
+        self._flush()
+        self._end_step()
+        return self.steps
+
+    def fail(self) -> BuildStep | None:
+        """The build failed: the step it was in is reported failed, not done, and returned."""
+        self._flush()
+        if self._current is None:
+            return None
+        step = BuildStep(*self._current, cached=False)
+        self._write(f"{self._label()}: failed")
+        self._current = None
+        return step
+
+    def _flush(self) -> None:
         if self._buffer:
             self._line(self._buffer.strip())
             self._buffer = ""
-        self._end_step()
-        return self.steps
 
     def _label(self) -> str:
         assert self._current is not None
@@ -358,6 +372,14 @@ class BuildProgress:
         took = self._clock() - self._started
         self._write(f"{self._label()}: {'cached' if self._cached else f'done in {took:.1f}s'}")
         self._current = None
+
+
+def failed_step_output(log: str) -> str:
+    """The engine's output of the step a build failed in: what follows its last ``Step N/M``
+    line, without the builder's own markers (those lines are the launcher's to show)."""
+    lines = log.splitlines(keepends=True)
+    start = max((i + 1 for i, line in enumerate(lines) if _STEP.match(line.strip())), default=0)
+    return "".join(line for line in lines[start:] if not line.strip().startswith("--->"))
 
 
 def parse_build_output(lines: Iterable[str]) -> list[BuildStep]:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher._build import BuildProgress, BuildSpec, BuildStep, context_files, write_context_tar
+from launcher._build import (
+    BuildProgress,
+    BuildSpec,
+    BuildStep,
+    context_files,
+    failed_step_output,
+    write_context_tar,
+)
 from launcher._cuda import TORCH_VERSION, cuda_table
 from launcher._engine import EngineAPI
 from launcher._engine_errors import BuildFailed, NotFound
@@ -151,14 +158,27 @@ def build_image(engine: EngineAPI, spec: BuildSpec,
                                     build_args=spec.build_args, labels=spec.labels,
                                     no_cache=spec.no_cache, on_output=on_output)
         except BuildFailed as exc:
-            progress.finish()
-            if not spec.verbose and exc.log:
-                sys.stderr.write(exc.log)
+            step = progress.fail()
+            if step is not None and step.instruction.startswith("FROM "):
+                raise _unpullable(spec, exc) from None
+            output = "" if spec.verbose else failed_step_output(exc.log)
+            if output:  # --verbose showed it as it came
+                sys.stderr.write(output)
             raise
     steps = progress.finish()
     cached = sum(s.cached for s in steps)
     log(f"built {spec.tag} in {clock() - started:.1f}s ({cached}/{len(steps)} steps cached)")
     return BuildResult(spec.tag, image_id, built=True, steps=tuple(steps))
+
+
+def _unpullable(spec: BuildSpec, exc: BuildFailed) -> BuildFailed:
+    """A FROM step failed: its image is not on the engine, and the engine could not pull it."""
+    hint = ("pull it where a registry answers, or name an image that is on the engine with "
+            "--base-image (docker images lists them); offline, add --wheelhouse DIR for the "
+            "Python packages")
+    return BuildFailed(f"building {spec.tag}: the base image {spec.base_image} is not on the "
+                       f"engine and cannot be pulled: {exc.detail or exc.message}", hint,
+                       exc.log, detail=exc.detail)
 
 
 def build_predictor_image(engine: EngineAPI, predictor: PredictorBuild, lock: Path,

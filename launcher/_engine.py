@@ -304,6 +304,7 @@ class Engine:
                         f"building {tag} from {dockerfile} failed: {message}",
                         "rerun with --verbose for the whole build output",
                         "".join(tail[-40:]),
+                        detail=message,
                     )
                 text = chunk.get("stream")
                 if isinstance(text, str):

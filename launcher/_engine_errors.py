@@ -88,8 +88,9 @@ class RegistryRefused(EngineError):
 class BuildFailed(EngineError):
     """A Dockerfile step failed; ``log`` holds the tail of the build output."""
 
-    def __init__(self, message: str, hint: str | None = None, log: str = "") -> None:
-        super().__init__(message, hint)
+    def __init__(self, message: str, hint: str | None = None, log: str = "",
+                 detail: str = "") -> None:
+        super().__init__(message, hint, detail=detail)
         self.log = log
 
 

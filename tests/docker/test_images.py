@@ -189,3 +189,22 @@ def test_gpu_image_builds_offline_for_the_host_in_a_probe_file(
         assert out.decode().strip().startswith("2.13.0")
     finally:
         remove_image(docker_client, image.tag)
+
+
+def test_a_base_image_that_cannot_be_pulled_is_named_with_the_flags_that_help(
+        docker_client: Any) -> None:
+    from tests.clihelpers import run_launcher
+
+    base = f"127.0.0.1:{free_port()}/glt-none:1"  # nothing listens there: as offline
+    tag = f"{unique('glt-pull')}:test"
+    result = run_launcher("build", "--base-image", base, "--tag", tag, "--label",
+                          "org.gpu-launcher.test=1", timeout=120)
+    lines = result.stderr.splitlines()
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert lines[-2].startswith(f"launcher: error: building {tag}: the base image {base} is not "
+                                "on the engine and cannot be pulled: ")
+    assert lines[-1] == ("hint: pull it where a registry answers, or name an image that is on "
+                         "the engine with --base-image (docker images lists them); offline, add "
+                         "--wheelhouse DIR for the Python packages")
+    assert all(line.startswith("launcher: ") for line in lines[:-1]), lines  # no engine lines
+    assert docker_client.images.list(name=tag) == []

@@ -15,11 +15,12 @@ import pytest
 import requests
 
 from launcher import cmd_build
-from launcher._build import BuildProgress, BuildStep
+from launcher._build import BuildProgress, BuildStep, failed_step_output
 from launcher._builder import probe_base
 from launcher._cli import build_parser, main
 from launcher._engine import engine_error
 from launcher._engine_errors import (
+    BuildFailed,
     ContainerConflict,
     EngineError,
     EngineUnavailable,
@@ -234,3 +235,74 @@ def test_build_progress_carries_the_launcher_prefix_as_up_does(
     assert lines[1].startswith("launcher: step 1/3 FROM base: done in ")
     assert lines[2] == "launcher: step 2/3 RUN pip install -r /tmp/requirements.lock: running"
     assert all(line.startswith("launcher: ") for line in lines), lines
+
+
+def test_a_failed_step_is_reported_failed_not_done() -> None:
+    lines: list[str] = []
+    progress = BuildProgress(lines.append, lambda: 0.0)
+    progress.feed(STREAM[0] + "Step 2/3 : RUN pip install -r /tmp/requirements.lock\n")
+    assert progress.fail() == BuildStep(2, 3, "RUN pip install -r /tmp/requirements.lock", False)
+    assert lines == ["step 1/3 FROM base: done in 0.0s",
+                     "step 2/3 RUN pip install -r /tmp/requirements.lock: failed"]
+
+
+@pytest.mark.parametrize(("log", "output"), [
+    ("Step 1/2 : FROM base\n ---> 1a2b\nStep 2/2 : RUN false\n ---> Running in 3c\nboom\n",
+     "boom\n"),
+    ("Step 1/2 : ARG B=x\nStep 2/2 : FROM $B\n", ""),
+    ("only output\n", "only output\n"),
+], ids=["run-step", "from-step", "no-step-line"])
+def test_failed_step_output_is_the_steps_own_lines(log: str, output: str) -> None:
+    assert failed_step_output(log) == output
+
+
+class FailingEngine(BuildingEngine):
+    """An engine whose build fails in its last step, as the legacy builder streams it."""
+
+    def __init__(self, steps: Sequence[str], error: str) -> None:
+        self.steps, self.error = steps, error
+
+    def build(self, context: IO[bytes], *, dockerfile: str, tag: str,
+              build_args: Mapping[str, str], labels: Mapping[str, str] | None = None,
+              no_cache: bool = False, on_output: Callable[[str], None] = lambda _: None) -> str:
+        for chunk in self.steps:
+            on_output(chunk)
+        raise BuildFailed(f"building {tag} from {dockerfile} failed: {self.error}",
+                          "rerun with --verbose for the whole build output", "".join(self.steps),
+                          detail=self.error)
+
+
+PULL_ERROR = 'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused'
+
+
+@pytest.mark.parametrize(("steps", "error", "stderr"), [
+    (["Step 1/2 : ARG B=x\n", "Step 2/2 : FROM $B\n"], PULL_ERROR, [
+        "launcher: building svc:1 from Dockerfile on 127.0.0.1:1/none:1",
+        "launcher: step 1/2 ARG B=x: done in 0.0s",
+        "launcher: step 2/2 FROM $B: failed",
+        ("launcher: error: building svc:1: the base image 127.0.0.1:1/none:1 is not on the "
+         f"engine and cannot be pulled: {PULL_ERROR}"),
+        ("hint: pull it where a registry answers, or name an image that is on the engine with "
+         "--base-image (docker images lists them); offline, add --wheelhouse DIR for the Python "
+         "packages")]),
+    (["Step 1/2 : FROM base\n ---> 1a2b\n", "Step 2/2 : RUN false\n ---> Running in 3c\n",
+      "pip says why\n"], "The command '/bin/sh -c false' returned a non-zero code: 1", [
+        "launcher: building svc:1 from Dockerfile on 127.0.0.1:1/none:1",
+        "launcher: step 1/2 FROM base: done in 0.0s",
+        "launcher: step 2/2 RUN false: running",
+        "launcher: step 2/2 RUN false: failed",
+        "pip says why",
+        ("launcher: error: building svc:1 from Dockerfile failed: The command '/bin/sh -c false' "
+         "returned a non-zero code: 1"),
+        "hint: rerun with --verbose for the whole build output"]),
+], ids=["base-image-not-pullable", "run-step-fails"])
+def test_a_failed_build_shows_the_launchers_lines_and_not_the_engines(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, steps: list[str], error: str,
+        stderr: list[str]) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM base\n")
+    (tmp_path / "requirements.lock").write_text("")
+    monkeypatch.setattr(cmd_build, "connect", lambda: FailingEngine(steps, error))
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["build", "--context", str(tmp_path), "--tag", "svc:1", "--base-image",
+                 "127.0.0.1:1/none:1"], stdout=out, stderr=err) == 1
+    assert (out.getvalue(), err.getvalue().splitlines()) == ("", stderr)
