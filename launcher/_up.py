@@ -51,6 +51,7 @@ from launcher._lifecycle import (
     judge_readiness,
     may_fall_back,
     named_volumes,
+    needs_token,
     service_url,
     with_memlock,
 )
@@ -491,5 +492,5 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
     _log(f"serving at {url}{where}; try:")
     # The row fits what is served (the launcher has no torch to read a model file itself).
     width = None if policy.remote else served_width(url)
-    print(f"  {curl_example(url, width)}", file=sys.stderr)
+    print(f"  {curl_example(url, width, needs_token(options.env))}", file=sys.stderr)
     return 0

@@ -157,6 +157,29 @@ def test_curl_example_carries_a_row_of_the_served_width(width: int | None, expec
     assert lifecycle.curl_example("http://127.0.0.1:8080", width) == expected
 
 
+TOKEN_EXAMPLES = [
+    (3, ('curl -s -H "Authorization: Bearer $API_TOKEN" http://127.0.0.1:8080/predict '
+         "-d '{\"inputs\":[[0,0,0]]}'")),
+    (784, ("python3 -c 'import json; print(json.dumps({\"inputs\": [[0.0] * 784]}))' | "
+           'curl -s -H "Authorization: Bearer $API_TOKEN" http://127.0.0.1:8080/predict -d @-')),
+    (None, "curl -s http://127.0.0.1:8080/  # says the model's input_width"),  # a GET: no token
+]
+
+
+@pytest.mark.parametrize("width, expected", TOKEN_EXAMPLES, ids=[str(w) for w, _ in TOKEN_EXAMPLES])
+def test_curl_example_with_a_token_sends_it_from_the_shell(width: int | None,
+                                                           expected: str) -> None:
+    assert lifecycle.curl_example("http://127.0.0.1:8080", width, token=True) == expected
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    (["API_TOKEN=s3cret"], True), (["API_TOKEN_FILE=/run/secrets/token"], True),
+    (["LOG_LEVEL=debug", "API_TOKENS=x"], False), ([], False),
+], ids=["token", "token-file", "other-keys", "none"])
+def test_needs_token(env: list[str], expected: bool) -> None:
+    assert lifecycle.needs_token(env) is expected
+
+
 def test_a_generated_wide_row_has_the_width() -> None:
     import subprocess
 

@@ -653,6 +653,29 @@ def test_a_chatty_container_gets_a_look_at_most_every_min_gap(
         readyz.close()
 
 
+def test_up_prints_a_curl_that_sends_the_token_from_the_shell_never_its_value(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    server = Readyz(200, body=b'{"input_width": 3}')  # /readyz and GET / alike
+    try:
+        ports = {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(server.port)}]}
+
+        @dataclass
+        class UpEngine(CountingEngine, VolumeEngine):
+            pass
+
+        engine = UpEngine(inspects=[{**state(), "NetworkSettings": {"Ports": ports}}])
+        monkeypatch.setattr(_up, "connect", lambda: engine)
+        opts = replace(options(), env=("API_TOKEN=s3cret-value",))
+        assert _up.up(plan_for(opts), opts, _up.UpPolicy()) == 0
+    finally:
+        server.close()
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1] == (
+        f'  curl -s -H "Authorization: Bearer $API_TOKEN" http://127.0.0.1:{server.port}/predict '
+        """-d '{"inputs":[[0,0,0]]}'""")
+    assert "s3cret-value" not in out + err
+
+
 @pytest.mark.parametrize(("gpus", "learn", "questions"), [
     ((), False, ["find svc"]),  # no state_dir: nothing is learned, so no docker info
     ((), True, ["find svc", "info"]),
