@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
 from service._deps import missing_dependency
 from service._errors import ServiceError
 from service._predictor import Predictor, load_predictor_class
-from service._settings import IN_FLIGHT_SECONDS, Settings
+from service._settings import IN_FLIGHT_SECONDS, Settings, SettingsError
+
+_HOST_HINT = ("set HOST to an address of this machine: 127.0.0.1 (this machine only), 0.0.0.0 "
+              "(every IPv4 address) or :: (every IPv6 address)")
 
 
 def build_predictor(settings: Settings) -> Predictor:
@@ -28,6 +33,36 @@ def predictor_factory(settings: Settings) -> Callable[[], Predictor]:
     exits 2 before the server starts; the others when their replica starts."""
     first = [build_predictor(settings)]
     return lambda: first.pop() if first else build_predictor(settings)
+
+
+def bind_sockets(host: str, port: int) -> list[socket.socket]:
+    """Every address ``host`` resolves to, bound to ``port`` (as uvicorn's own create_server
+    binds them), before the model loads: a bad HOST or a port in use is a setting error (exit 2,
+    error/hint) instead of uvicorn's exit 3 after startup."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise SettingsError(f"Setting 'HOST' has value {host!r}. {exc.strerror}.",
+                            _HOST_HINT) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio does: "::" and "0.0.0.0" both bindable
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SettingsError(f"Setting 'PORT' has value '{port}'. {host}:{port} is already "
+                                "in use.",
+                                "set PORT to a free port, or stop what holds it") from None
+        raise SettingsError(f"Setting 'HOST' has value {host!r}. Cannot listen on it: "
+                            f"{exc.strerror}.", _HOST_HINT) from None
+    return sockets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +96,7 @@ def _serve(argv: Sequence[str] | None) -> int:
 
     try:
         settings = Settings.from_env(env)
+        sockets = bind_sockets(settings.host, settings.port)
         predictors = predictor_factory(settings)
     except ServiceError as exc:
         print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr)
@@ -85,7 +121,7 @@ def _serve(argv: Sequence[str] | None) -> int:
     # uvicorn re-raises the captured SIGTERM after its graceful shutdown; with a Python handler
     # in place that is a no-op and the process exits 0 instead of dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    server.run()
+    server.run(sockets=sockets)
     return 0 if server.started else 1
 
 

@@ -125,6 +125,22 @@ def test_device_cuda_without_a_gpu_is_reported_by_readyz(server_factory: Any) ->
         {"replica": 0, "device": "cuda", "state": "failed", "reason": NO_CUDA.format("cuda")}]}
 
 
+def test_a_port_in_use_exits_2_naming_port_with_a_hint() -> None:
+    import os
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "service"], check=False, cwd=ROOT,
+                              env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port)},
+                              capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (2, (
+        f"error: Setting 'PORT' has value '{port}'. 127.0.0.1:{port} is already in use.\n"
+        "hint: set PORT to a free port, or stop what holds it\n"))
+
+
 def test_a_zip_that_is_not_a_model_fails_naming_model_path_with_a_hint(
         server_factory: Any, tmp_path: Path) -> None:
     import zipfile
@@ -176,8 +192,12 @@ def test_device_cpu_and_cuda0_without_a_gpu_serves_from_the_cpu_and_reports_cuda
     ({"REPLICAS_PER_DEVICE": "0"}, (
         "error: Setting 'REPLICAS_PER_DEVICE' has value '0'. Out of range.\n"
         "hint: set REPLICAS_PER_DEVICE to auto or a whole number between 1 and 64\n")),
+    ({"HOST": "192.0.2.1"}, (  # TEST-NET-1: never an address of this machine
+        "error: Setting 'HOST' has value '192.0.2.1'. Cannot listen on it: Cannot assign "
+        "requested address.\nhint: set HOST to an address of this machine: 127.0.0.1 (this "
+        "machine only), 0.0.0.0 (every IPv4 address) or :: (every IPv6 address)\n")),
 ], ids=["bad-port", "missing-model", "missing-predictor-class", "bad-device-list",
-        "zero-replicas"])
+        "zero-replicas", "host-not-here"])
 def test_bad_settings_exit_2_with_a_hint(env: dict[str, str], message: str) -> None:
     import os
 
