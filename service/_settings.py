@@ -104,11 +104,18 @@ class Settings:
                 f"Setting 'MODEL_NAME' has value {model_name!r}. Not a model name.",
                 "use letters, digits, '_', '.' and '-' (up to 128; it is part of the /v2 URLs)",
             )
+        max_queue_rows = _int(get, "MAX_QUEUE_ROWS", d.max_queue_rows, 1, 1 << 30)
+        if max_queue_rows < max_request_rows:  # such a request would get 503 "retry" forever
+            raise SettingsError(
+                f"Setting 'MAX_QUEUE_ROWS' has value '{max_queue_rows}'. Smaller than "
+                f"MAX_REQUEST_ROWS ({max_request_rows}): a request that large never fits.",
+                f"set MAX_QUEUE_ROWS to at least MAX_REQUEST_ROWS, or lower MAX_REQUEST_ROWS "
+                f"to {max_queue_rows}")
         return cls(
             host, port, devices, replicas, model_path, predictor, input_width,
             max_batch_rows, max_wait_ms, max_request_rows, max_body_bytes, log_level, access_log,
             model_name,
-            max_queue_rows=_int(get, "MAX_QUEUE_ROWS", d.max_queue_rows, 1, 1 << 30),
+            max_queue_rows=max_queue_rows,
             max_queue_seconds=_float(get, "MAX_QUEUE_SECONDS", d.max_queue_seconds, 0.001,
                                      3600.0),
             request_timeout_seconds=_float(get, "REQUEST_TIMEOUT_SECONDS",

@@ -39,7 +39,7 @@ async def soak(port: int, count: int) -> dict[int, int]:
 
 
 def test_a_soak_keeps_resident_memory_within_a_bound(server_factory: Callable[..., Any]) -> None:
-    server = server_factory(slow_env(0.0, 8, MAX_QUEUE_ROWS="4"))
+    server = server_factory(slow_env(0.0, 8, MAX_QUEUE_ROWS="4", MAX_REQUEST_ROWS="4"))
     asyncio.run(soak(server.port, 200))  # warm-up: caches, pools and allocator arenas fill
     before = rss_bytes(server.proc.pid)
     start = time.monotonic()

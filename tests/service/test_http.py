@@ -196,8 +196,12 @@ def test_device_cpu_and_cuda0_without_a_gpu_serves_from_the_cpu_and_reports_cuda
         "error: Setting 'HOST' has value '192.0.2.1'. Cannot listen on it: Cannot assign "
         "requested address.\nhint: set HOST to an address of this machine: 127.0.0.1 (this "
         "machine only), 0.0.0.0 (every IPv4 address) or :: (every IPv6 address)\n")),
+    ({"MAX_QUEUE_ROWS": "8", "MAX_REQUEST_ROWS": "9"}, (
+        "error: Setting 'MAX_QUEUE_ROWS' has value '8'. Smaller than MAX_REQUEST_ROWS (9): a "
+        "request that large never fits.\nhint: set MAX_QUEUE_ROWS to at least "
+        "MAX_REQUEST_ROWS, or lower MAX_REQUEST_ROWS to 8\n")),
 ], ids=["bad-port", "missing-model", "missing-predictor-class", "bad-device-list",
-        "zero-replicas", "host-not-here"])
+        "zero-replicas", "host-not-here", "queue-smaller-than-request"])
 def test_bad_settings_exit_2_with_a_hint(env: dict[str, str], message: str) -> None:
     import os
 

@@ -52,7 +52,7 @@ def test_defaults_when_nothing_is_set() -> None:
     ({"LOG_LEVEL": "DEBUG"}, "log_level", "debug"),
     ({"ACCESS_LOG": "yes"}, "access_log", True),
     ({"ACCESS_LOG": "0"}, "access_log", False),
-    ({"MAX_QUEUE_ROWS": "100"}, "max_queue_rows", 100),
+    ({"MAX_QUEUE_ROWS": "100", "MAX_REQUEST_ROWS": "100"}, "max_queue_rows", 100),
     ({"MAX_QUEUE_SECONDS": "0.25"}, "max_queue_seconds", 0.25),
     ({"REQUEST_TIMEOUT_SECONDS": "0"}, "request_timeout_seconds", 0.0),
     ({"REQUEST_TIMEOUT_SECONDS": "2.5"}, "request_timeout_seconds", 2.5),
@@ -97,6 +97,9 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
      "set ACCESS_LOG to true or false"),
     ({"MAX_QUEUE_ROWS": "0"}, "Setting 'MAX_QUEUE_ROWS' has value '0'. Out of range.",
      "set MAX_QUEUE_ROWS to a whole number between 1 and 1073741824"),
+    ({"MAX_QUEUE_ROWS": "100"}, ("Setting 'MAX_QUEUE_ROWS' has value '100'. Smaller than "
+                                 "MAX_REQUEST_ROWS (1024): a request that large never fits."),
+     "set MAX_QUEUE_ROWS to at least MAX_REQUEST_ROWS, or lower MAX_REQUEST_ROWS to 100"),
     ({"MAX_QUEUE_SECONDS": "0"},
      "Setting 'MAX_QUEUE_SECONDS' has value '0'. Not a number in range.",
      "set MAX_QUEUE_SECONDS to a number between 0.001 and 3600"),
@@ -119,7 +122,7 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
 ], ids=["port-word", "port-range", "device-gpu", "replicas-zero", "replicas-word",
         "predictor-no-colon",
         "width-zero", "wait-word", "wait-nan", "batch-negative", "log-level", "access-log",
-        "queue-rows-zero", "queue-seconds-zero", "timeout-negative", "head-too-small",
+        "queue-rows-zero", "queue-smaller-than-request", "queue-seconds-zero", "timeout-negative", "head-too-small",
         "token-twice", "token-file-missing", "model-name-slash", "model-name-dash-first"])
 def test_from_env_rejects_bad_values(env: dict[str, str], message: str, hint: str) -> None:
     with pytest.raises(SettingsError) as info:
