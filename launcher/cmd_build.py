@@ -24,6 +24,7 @@ from launcher._builder import (
     prepare_wheelhouse,
     service_image_id,
 )
+from launcher._cuda import format_version
 from launcher._engine import EngineAPI, connect
 from launcher._errors import EXIT_OK, LauncherError, UsageError
 from launcher._options import add_build_options, build_options_from_args
@@ -89,11 +90,10 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
                              f"{exc.strerror}", "pass a directory (it is made when missing)"
                              ) from None
     build = build_options_from_args(args)
-    choice = None
+    choice, probe = None, build.probed
     if args.gpu or build.probed is not None:
         # The CUDA image and torch wheel chosen as ``launcher up`` chooses them: for this
         # host's GPUs, the host --probe-file describes (--gpu implied), or none (--no-probe).
-        probe = build.probed
         if probe is not None and not probe.gpus:
             raise LauncherError(f"--probe-file {build.probe_file}: the host has no GPUs "
                                 f"({probe.reason or 'it lists no GPUs'})",
@@ -101,9 +101,19 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
         if probe is None and not build.no_probe:
             probe = probe_host(load)
         choice = cuda_choice(probe, probe.gpus if probe else (), build.cuda, build.probe_file)
+        if probe is None or probe.driver_version is None:  # an unknown host: as up says it
+            why = "--no-probe" if probe is None else "no NVIDIA driver here"
+            choice = replace(choice, explanation=f"not probed ({why}); {choice.explanation}")
     dockerfile, base, build_args = build_inputs(choice, build)
     if choice is not None:
         _log(choice.explanation)
+        if probe is not None and not probe.gpus:
+            _log(f"warning: --gpu: no GPU found ({probe.reason or 'NVML sees no GPUs'}); the "
+                 "CUDA image is the default for an unknown driver: pin one with --cuda, or "
+                 "build for the target host with --probe-file")
+    elif build.cuda is not None:
+        _log(f"warning: --cuda {format_version(build.cuda)} ignored: this is a CPU image "
+             "(add --gpu)")
     labels = dict(args.label)
     predictor = build.predictor
     named = service_tag(build)  # None: the content hash, known once the inputs are

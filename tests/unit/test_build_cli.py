@@ -306,3 +306,36 @@ def test_a_failed_build_shows_the_launchers_lines_and_not_the_engines(
     assert main(["build", "--context", str(tmp_path), "--tag", "svc:1", "--base-image",
                  "127.0.0.1:1/none:1"], stdout=out, stderr=err) == 1
     assert (out.getvalue(), err.getvalue().splitlines()) == ("", stderr)
+
+
+NO_NVML_WARNING = (
+    "launcher: warning: --gpu: no GPU found (NVML library (libnvidia-ml.so.1) not found: no "
+    "NVIDIA driver on this host); the CUDA image is the default for an unknown driver: pin one "
+    "with --cuda, or build for the target host with --probe-file")
+DEFAULT_CUDA = ("driver and GPUs unknown: cu126 by default (sm_50…sm_90, any driver ≥ 525.60.13; "
+                "pin another with --cuda) → nvidia/cuda:12.6.3-runtime-ubuntu24.04 with cu126 "
+                "(torch 2.13.0+cu126)")
+
+
+GPU_BUILD = "launcher: building svc:1 from Dockerfile.gpu on nvidia/cuda:12.6.3-runtime-ubuntu24.04"
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--cuda", "12.6"], ["launcher: warning: --cuda 12.6 ignored: this is a CPU image (add --gpu)",
+                          "launcher: building svc:1 from Dockerfile on python:3.11-slim"]),
+    (["--gpu"], [f"launcher: not probed (no NVIDIA driver here); {DEFAULT_CUDA}", NO_NVML_WARNING,
+                 GPU_BUILD]),
+    (["--gpu", "--no-probe"], [f"launcher: not probed (--no-probe); {DEFAULT_CUDA}", GPU_BUILD]),
+], ids=["cuda-without-gpu", "gpu-without-nvml", "gpu-no-probe"])
+def test_build_says_what_it_did_not_probe_or_ignores(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str], said: list[str]) -> None:
+    from tests.fakenvml import FakeNvml, loader
+
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        (tmp_path / name).write_text("FROM base\n")
+    (tmp_path / "requirements.lock").write_text("")
+    monkeypatch.setattr(cmd_build, "connect", lambda: BuildingEngine())
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["build", "--context", str(tmp_path), "--tag", "svc:1", *argv], stdout=out,
+                stderr=err, load=loader(FakeNvml([], library_missing=True))) == 0
+    assert err.getvalue().splitlines()[:len(said)] == said
