@@ -185,7 +185,8 @@ def _selected(gpus: Sequence[GpuInfo], requests: Sequence[DeviceRequest]) -> lis
     return [chosen[i] for i in sorted(chosen)]
 
 
-def _gpu_warnings(options: PlanOptions, selected: Sequence[GpuInfo]) -> list[str]:
+def _quoting_warnings(options: PlanOptions) -> list[str]:
+    """An unquoted device list (``--gpus device=0,2``): whatever the probe found."""
     warnings = []
     for raw, req in zip(options.gpus_raw, options.gpus, strict=True):
         if req.device_ids is not None and req.count != 0:
@@ -194,6 +195,11 @@ def _gpu_warnings(options: PlanOptions, selected: Sequence[GpuInfo]) -> list[str
             warnings.append(
                 f"--gpus {raw} reads as device={ids} plus a count of {req.count}, as Docker reads "
                 f"it; to select a list of devices quote it: --gpus '\"{quoted}\"'")
+    return warnings
+
+
+def _gpu_warnings(options: PlanOptions, selected: Sequence[GpuInfo]) -> list[str]:
+    warnings = []
     visible = cuda_visible_devices_warning(options.env)
     if visible:
         warnings.append(visible)
@@ -340,10 +346,11 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
                      "(nvidia-ctk runtime configure --runtime=docker), or drop --require-gpu")
         warnings.append(f"--gpus {' '.join(options.gpus_raw)}: no GPU found ({why}); "
                         "running on CPU")
+        warnings += _quoting_warnings(options)
     elif options.gpus:
         selected = _selected(probe.gpus, options.gpus) if probe is not None else []
         choice = cuda_choice(probe, selected, build.cuda, build.probe_file)
-        warnings += _gpu_warnings(options, selected)
+        warnings += _quoting_warnings(options) + _gpu_warnings(options, selected)
     if build.cuda is not None and choice is None:
         warnings.append(f"--cuda {format_version(build.cuda)} ignored: this is a CPU plan")
     if build.probe_file is not None and not options.gpus:

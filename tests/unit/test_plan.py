@@ -209,6 +209,17 @@ def test_mig_and_unquoted_device_lists_are_warned() -> None:
     assert result.warnings[0].endswith("quote it: --gpus '\"device=...\"'")
 
 
+UNQUOTED = ("--gpus device=0,2 reads as device=0 plus a count of 2, as Docker reads it; to "
+            "select a list of devices quote it: --gpus '\"device=0,2\"'")
+
+
+@pytest.mark.parametrize("probe", [
+    None, probe_of(), probe_of(H100, H100, H100, driver="580.65.06", cuda=13000),
+], ids=["not-probed", "no-gpu-here", "three-gpus"])
+def test_an_unquoted_device_list_is_warned_whatever_the_probe_found(probe: Probe | None) -> None:
+    assert UNQUOTED in plan(["--gpus", "device=0,2"], probe).warnings
+
+
 def test_docker_style_flags_land_in_the_create_body(tmp_path: Path) -> None:
     env_file = tmp_path / "env"
     env_file.write_text("A=1\n# comment\nHOME\n")
