@@ -3,28 +3,22 @@ never imports a command. Read from the source with ``ast``, so a lazy import cou
 
 from __future__ import annotations
 
-import ast
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.imports import imported_modules
 
 PACKAGE = ROOT / "launcher"
+_COMMAND = re.compile(r"launcher\.cmd_\w+")
 
 
 def _commands_imported(path: Path) -> list[str]:
-    """The ``launcher.cmd_*`` modules ``path`` imports, however it spells the import."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found += [a.name for a in node.names if a.name.startswith("launcher.cmd_")]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.startswith("launcher.cmd_"):
-                found.append(node.module)
-            elif node.module == "launcher":
-                found += [f"launcher.{a.name}" for a in node.names if a.name.startswith("cmd_")]
-    return found
+    """The ``launcher.cmd_*`` modules ``path`` (a module of ``launcher``) imports, however it
+    spells the import."""
+    return [m for m in imported_modules(path, "launcher") if _COMMAND.fullmatch(m)]
 
 
 CORE = sorted(p for p in PACKAGE.glob("*.py")
@@ -42,7 +36,11 @@ def test_the_core_imports_no_command(path: Path) -> None:
     ("from launcher import _plan, cmd_status", ["launcher.cmd_status"]),
     ("def f():\n    from launcher.cmd_build import build_image\n", ["launcher.cmd_build"]),
     ("from launcher._plan import make_plan\nimport launcher._up", []),
-], ids=["import", "from-module", "from-package", "lazy", "core-only"])
+    ("from .cmd_up import run", ["launcher.cmd_up"]),
+    ("from . import _plan, cmd_down", ["launcher.cmd_down"]),
+    ("import os, launcher.cmd_logs", ["launcher.cmd_logs"]),
+], ids=["import", "from-module", "from-package", "lazy", "core-only", "relative-module",
+        "relative-package", "several-on-a-line"])
 def test_the_check_sees_every_spelling(tmp_path: Path, source: str, expected: list[str]) -> None:
     module = tmp_path / "m.py"
     module.write_text(source)

@@ -5,12 +5,13 @@ everything else is pure data and functions, tested without them."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.imports import imported_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,13 +39,32 @@ ONE_MODULE = [
 ]
 
 
+def _imports(path: Path, its_package: str, package: str) -> bool:
+    """``path`` (a module of ``its_package``) imports ``package`` or one of its modules."""
+    return any(m == package or m.startswith(f"{package}.")
+               for m in imported_modules(path, its_package))
+
+
 @pytest.mark.parametrize("package, owner", ONE_MODULE, ids=[p for p, _ in ONE_MODULE])
 def test_hardware_and_daemons_are_imported_in_one_module(package: str, owner: str) -> None:
-    pattern = re.compile(rf"^\s*(import {package}\b|from {package}(\.| import))", re.MULTILINE)
     importers = sorted(
         str(path.relative_to(ROOT))
         for folder in ("launcher", "service")
         for path in (ROOT / folder).rglob("*.py")
-        if pattern.search(path.read_text())
+        if _imports(path, ".".join(path.relative_to(ROOT).parent.parts), package)
     )
     assert importers == [owner]
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("import docker", True), ("import os, docker", True), ("import docker.errors", True),
+    ("from docker import errors", True), ("def f():\n    import docker\n", True),
+    ("import dockerfile", False), ("from . import docker_names", False),
+    ("from launcher import _engine", False),
+], ids=["import", "several-on-a-line", "submodule", "from", "lazy", "prefix-only", "relative",
+        "another-package"])
+def test_the_one_module_check_sees_every_spelling(tmp_path: Path, source: str,
+                                                  expected: bool) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(source)
+    assert _imports(module, "launcher", "docker") is expected
