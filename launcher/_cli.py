@@ -43,7 +43,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="launcher", description=(
         "Run the inference service in a container on this host's GPUs: probe them (NVML), pick "
         "the CUDA image the driver runs, build it with layer caching, start it like "
-        "`docker run --gpus`. Exit codes: 0 ok, 1 failure, 2 usage, 130 interrupted (Ctrl-C)."))
+        "docker run --gpus. Exit codes: 0 ok, 1 failure, 2 usage, 130 interrupted (Ctrl-C)."))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     modules = [f"cmd_{command}"] if f"cmd_{command}" in _COMMAND_MODULES else _COMMAND_MODULES

@@ -40,8 +40,9 @@ class Predictor:
     input_width: int | None = 3
 
     def setup(self, device: str) -> None:
-        """Load the model, once, before the first request. `device` is the DEVICE setting:
-        "cpu", "cuda", "cuda:N" or "auto". Slow work (weights, warm-up) belongs here."""
+        """Load the model, once, before the first request. `device` is this replica's device,
+        "cpu" or "cuda:N" (the service resolves the DEVICE setting: auto, cuda, a list).
+        Slow work (weights, warm-up) belongs here."""
         # This starter's "model": one weight row per class; the score of a class is its
         # weights times the row. Replace with yours, e.g. torch.jit.load(...).to(device).
         self.weights = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]

@@ -9,6 +9,7 @@ from typing import Any
 
 from launcher._engine import connect
 from launcher._errors import LauncherError
+from launcher._help import summary
 from launcher._options import DEFAULT_NAME, STOP_GRACE
 from launcher._plan import LABEL_MANAGED, LABEL_NAME
 
@@ -17,7 +18,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("down", help="stop and remove the service container",
-                                   description=__doc__.splitlines()[0] if __doc__ else None)
+                                   description=summary(__doc__))
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"container name ({DEFAULT_NAME})")
     parser.add_argument("--volumes", action="store_true",
                         help="also remove the volumes launcher created for it (models, data)")

@@ -8,6 +8,7 @@ from typing import Any
 
 from launcher._engine import connect
 from launcher._engine_errors import NotFound
+from launcher._help import summary
 from launcher._options import DEFAULT_NAME
 
 __all__ = ["add_parser", "run"]
@@ -15,7 +16,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("logs", help="show the service container's log",
-                                   description=__doc__.splitlines()[0] if __doc__ else None)
+                                   description=summary(__doc__))
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"container name ({DEFAULT_NAME})")
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     parser.add_argument("-n", "--tail", type=int, metavar="N", help="only the last N lines")

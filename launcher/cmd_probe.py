@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from launcher._cuda import cuda_table, wheel_coverage
+from launcher._help import summary
 from launcher._probe import Probe, probe_host
 from service.nvml import load_nvml
 
@@ -22,7 +23,7 @@ __all__ = ["add_parser", "format_probe", "probe_json", "run"]
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("probe", help="show the NVIDIA driver and GPUs (NVML)",
-                                   description=__doc__.splitlines()[0] if __doc__ else None)
+                                   description=summary(__doc__))
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.set_defaults(func=run)
 

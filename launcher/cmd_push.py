@@ -18,6 +18,7 @@ from typing import Any
 from launcher._engine import Engine, connect
 from launcher._engine_errors import NotFound
 from launcher._errors import LauncherError, UsageError
+from launcher._help import summary
 from launcher._options import add_build_options, plan_options_from_args, run_defaults
 from launcher._plan import make_plan, report_plan
 from launcher._push import PushProgress, split_reference
@@ -33,7 +34,7 @@ _DEST_HINT = ("name the registry and repository, e.g. launcher push "
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "push", help="tag the service image and push it to a registry",
-        description=__doc__.splitlines()[0] if __doc__ else None)
+        description=summary(__doc__))
     parser.add_argument("dest", metavar="DEST",
                         help="[REGISTRY/]REPOSITORY[:TAG] to push to (TAG: latest)")
     parser.add_argument("--image", metavar="TAG",

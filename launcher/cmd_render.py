@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher._errors import LauncherError, UsageError
+from launcher._help import summary
 from launcher._k8s import GPU_RESOURCE, K8sOptions, render_manifests, to_yaml
 from launcher._k8s_names import (
     K8sValueError,
@@ -61,7 +62,7 @@ def add_parser(subparsers: Any) -> None:
     kinds = render.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
     parser = kinds.add_parser("k8s", help="Kubernetes manifests (multi-document YAML)",
-                              description=__doc__.splitlines()[0] if __doc__ else None)
+                              description=summary(__doc__))
     group = parser.add_argument_group("Kubernetes")
     group.add_argument("--image", metavar="IMG",
                        help="the image the cluster pulls (default: the one launcher up would "

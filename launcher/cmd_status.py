@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from launcher._engine import connect, is_remote_engine
+from launcher._help import summary
 from launcher._lifecycle import service_url
 from launcher._plan import LABEL_MANAGED, LABEL_NAME, READY_PATH
 
@@ -32,7 +33,7 @@ REPLICA_STATES = ("ready", "starting", "failed")  # the service's (service/_repl
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("status", help="list the containers launcher manages",
-                                   description=__doc__.splitlines()[0] if __doc__ else None)
+                                   description=summary(__doc__))
     parser.add_argument("--name", help="only this container")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.set_defaults(func=run)

@@ -15,6 +15,7 @@ from typing import Any
 from launcher._engine import is_remote_engine
 from launcher._engine_memory import cache_dir
 from launcher._errors import UsageError
+from launcher._help import summary
 from launcher._options import (
     add_build_options,
     add_run_options,
@@ -32,7 +33,7 @@ __all__ = ["add_parser", "format_plan", "run"]
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "up", help="build (if needed) and start the service container",
-        description=__doc__.splitlines()[0] if __doc__ else None)
+        description=summary(__doc__))
     add_run_options(parser)
     add_build_options(parser)
     group = parser.add_argument_group("up")

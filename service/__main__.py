@@ -77,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m service",
+                                     description="Serve the predictor with uvicorn (httptools, "
+                                                 "uvloop).")
     parser.add_argument("--host", help="address to bind (default: $HOST or 127.0.0.1)")
     parser.add_argument("--port", help="port to bind (default: $PORT or 8000)")
     args = parser.parse_args(argv)

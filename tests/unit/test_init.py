@@ -88,3 +88,24 @@ def test_the_starter_predictor_serves_as_generated(tmp_path: Path,
     status, body = asyncio.run(scenario())
     assert status == 200
     assert body == {"predictions": [1], "scores": [[0.5, 2.0, 1.0]]}
+
+
+def test_the_starter_setup_says_what_it_gets_and_gets_it(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["init", str(tmp_path)]) == 0
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "predict", raising=False)
+    predictor = load_predictor_class("predict:Predictor")
+    doc = " ".join((type(predictor).setup.__doc__ or "").split())
+    assert '`device` is this replica\'s device, "cpu" or "cuda:N"' in doc
+    app = create_app(predictor, Settings(devices=("auto",)), CollectorRegistry(),
+                     nvml_loader=None)
+
+    async def scenario() -> object:
+        async with running(app):
+            assert (await wait_ready(app)).status == 200
+            return orjson.loads((await request(app, "GET", "/")).body)
+
+    about = asyncio.run(scenario())
+    assert isinstance(about, dict)
+    assert about["model"]["device"] == "cpu"  # DEVICE=auto, resolved: never "auto" itself
