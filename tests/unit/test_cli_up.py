@@ -110,3 +110,15 @@ def test_up_refuses_blackwell_on_550_with_the_driver_hint(
                    "none fits: install an NVIDIA driver ≥ 580\n"
                    "hint: install an NVIDIA driver ≥ 580 (for cu130), or run on CPU without "
                    "--gpus\n")
+
+
+def test_port_is_scripts_runs_variable_not_ups_and_the_readme_says_so() -> None:
+    from tests.conftest import ROOT
+
+    result = run_launcher("up", "--dry-run", "--json", env={"PORT": "9999"})
+    assert result.returncode == 0, result.stderr
+    bindings = json.loads(result.stdout)["create"]["HostConfig"]["PortBindings"]
+    assert bindings == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8000"}]}
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "Another host port: `PORT=N scripts/run` (the script's own variable; `launcher up` " \
+           "itself takes `-p 127.0.0.1:N:8000`)" in readme
