@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import Any
 
@@ -40,6 +41,13 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
         super().__init__(config)
         self.drain = drain
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if sockets is not None and self.started:
+            # uvicorn says "Uvicorn running on ..." only for sockets it bound itself; these were
+            # bound up front (python -m service: a port in use is a setting error, exit 2)
+            self._log_started_message(sockets)
 
     async def main_loop(self) -> None:
         await super().main_loop()

@@ -125,6 +125,11 @@ def test_device_cuda_without_a_gpu_is_reported_by_readyz(server_factory: Any) ->
         {"replica": 0, "device": "cuda", "state": "failed", "reason": NO_CUDA.format("cuda")}]}
 
 
+def test_the_log_says_where_the_service_listens(server: ServerProcess) -> None:
+    assert (f"Uvicorn running on http://127.0.0.1:{server.port} (Press CTRL+C to quit)"
+            in server.log())
+
+
 def test_a_port_in_use_exits_2_naming_port_with_a_hint() -> None:
     import os
     import socket
