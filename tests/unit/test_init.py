@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -71,13 +72,17 @@ def test_the_starter_predictor_is_clean_code(tmp_path: Path) -> None:
     assert linted.returncode == 0, linted.stdout
 
 
-def test_the_starter_predictor_serves_as_generated(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def starter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The generated predict.py's Predictor, as the service loads it."""
     assert main(["init", str(tmp_path)]) == 0
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "predict", raising=False)
-    predictor = load_predictor_class("predict:Predictor")
-    app = create_app(predictor, Settings(devices=("cpu",)), CollectorRegistry(), nvml_loader=None)
+    return load_predictor_class("predict:Predictor")
+
+
+def test_the_starter_predictor_serves_as_generated(starter: Any) -> None:
+    app = create_app(starter, Settings(devices=("cpu",)), CollectorRegistry(), nvml_loader=None)
 
     async def scenario() -> tuple[int, object]:
         async with running(app):
@@ -90,16 +95,10 @@ def test_the_starter_predictor_serves_as_generated(tmp_path: Path,
     assert body == {"predictions": [1], "scores": [[0.5, 2.0, 1.0]]}
 
 
-def test_the_starter_setup_says_what_it_gets_and_gets_it(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    assert main(["init", str(tmp_path)]) == 0
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "predict", raising=False)
-    predictor = load_predictor_class("predict:Predictor")
-    doc = " ".join((type(predictor).setup.__doc__ or "").split())
+def test_the_starter_setup_says_what_it_gets_and_gets_it(starter: Any) -> None:
+    doc = " ".join((type(starter).setup.__doc__ or "").split())
     assert '`device` is this replica\'s device, "cpu" or "cuda:N"' in doc
-    app = create_app(predictor, Settings(devices=("auto",)), CollectorRegistry(),
-                     nvml_loader=None)
+    app = create_app(starter, Settings(devices=("auto",)), CollectorRegistry(), nvml_loader=None)
 
     async def scenario() -> object:
         async with running(app):
