@@ -264,6 +264,34 @@ def test_a_service_that_cannot_start_shows_its_last_log_lines(docker_client: Any
         cleanup(docker_client, name)
 
 
+def test_a_zip_that_is_not_a_model_fails_at_once_with_the_services_reason(
+        docker_client: Any, service: Service, tmp_path: Path) -> None:
+    import zipfile
+
+    model = tmp_path / "model.pt"
+    with zipfile.ZipFile(model, "w") as archive:  # passes up's own check: a zip, as a .pt is
+        archive.writestr("model/data.pkl", b"weights")
+    model.chmod(0o644)
+    tmp_path.chmod(0o755)  # the service's user reads the bind-mounted file
+    name = unique("glt-up")
+    try:
+        began = time.monotonic()
+        result = launcher("up", "--name", name, "--tag", service.tag, "--no-build", "--model",
+                          str(model), "-p", f"127.0.0.1:{free_port()}:8000", *LABEL_ARGS)
+        took = time.monotonic() - began
+        assert (result.returncode, result.stdout) == (1, ""), result.stderr
+        lines = result.stderr.splitlines()
+        assert lines[-2].startswith(
+            f"launcher: error: {name} did not become ready: the service failed: "
+            "MODEL_PATH=/model/model.pt: torch cannot load it as a TorchScript model ("), lines
+        assert lines[-2].endswith("(hint: point MODEL_PATH (launcher up --model) at a file saved "
+                                  "with torch.jit.save (.pt) or torch.export.save (.pt2), or "
+                                  "unset it for the built-in digits model)")
+        assert took < 90  # not the whole --timeout (180 s) while Docker's health says starting
+    finally:
+        cleanup(docker_client, name)
+
+
 def test_logs_show_the_service_starting_and_follow_new_lines(service: Service) -> None:
     result = launcher("logs", "--name", service.name, "--tail", "50")
     assert result.returncode == 0, result.stderr
