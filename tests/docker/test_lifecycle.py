@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -296,18 +298,35 @@ def test_logs_show_the_service_starting_and_follow_new_lines(service: Service) -
     result = launcher("logs", "--name", service.name, "--tail", "50")
     assert result.returncode == 0, result.stderr
     assert "Uvicorn running on http://0.0.0.0:8000" in result.stdout
+    marker = "Invalid HTTP request received."  # what the service logs for a garbled request
+    lines: queue.Queue[str] = queue.Queue()
     with subprocess.Popen([sys.executable, "-m", "launcher", "logs", "-f", "--tail", "1",
                            "--name", service.name], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True) as follow:
         try:
-            assert follow.stdout is not None
-            line = follow.stdout.readline()  # the last line, at once
-            time.sleep(1)
+            stdout = follow.stdout
+            assert stdout is not None
+            reader = threading.Thread(target=lambda: [lines.put(ln) for ln in stdout],
+                                      daemon=True)
+            reader.start()
+            first = lines.get(timeout=30)  # the last line, at once
+            host, port = service.url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as garbled:
+                garbled.sendall(b"NOT HTTP\r\n\r\n")  # the service logs a line about it now
+                garbled.recv(1024)
+            deadline, seen = time.monotonic() + 30, []
+            while marker not in "".join(seen) and time.monotonic() < deadline:
+                try:
+                    seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
             still_following = follow.poll() is None
         finally:
             follow.terminate()
             follow.wait(10)
-    assert line.strip() and still_following
+    assert first.strip()
+    assert marker in "".join(seen), seen  # -f printed what came after it started
+    assert still_following
 
 
 def test_up_with_a_changed_plan_replaces_the_container(docker_client: Any,
