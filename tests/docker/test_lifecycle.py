@@ -329,6 +329,23 @@ def test_logs_show_the_service_starting_and_follow_new_lines(service: Service) -
     assert still_following
 
 
+def test_up_no_build_refuses_a_missing_service_image_and_touches_nothing(
+        docker_client: Any) -> None:
+    name, tag = unique("glt-up"), f"{unique('glt-none')}:test"
+    try:
+        result = launcher("up", "--name", name, "--tag", tag, "--no-build", "-p",
+                          f"127.0.0.1:{free_port()}:8000", *LABEL_ARGS)
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr.splitlines()[-2:] == [
+            f"launcher: error: image {tag} is not on the engine and --no-build was given",
+            "hint: drop --no-build to build it, or build it first: launcher build"]
+        assert docker_client.containers.list(all=True, filters={"name": f"^{name}$"}) == []
+        assert volumes_of(docker_client, name) == []
+        assert docker_client.images.list(name=tag) == []
+    finally:
+        cleanup(docker_client, name, tag)
+
+
 def test_up_with_a_changed_plan_replaces_the_container(docker_client: Any,
                                                        service: Service) -> None:
     before = inspect(docker_client, service.name)["Id"]

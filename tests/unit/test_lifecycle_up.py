@@ -462,6 +462,25 @@ def test_ensure_volumes_asked_at_once_raises_the_engines_error(broken: str) -> N
     assert engine.removed == list(engine.created)  # the other one, made here, is gone again
 
 
+@pytest.mark.parametrize("image", ["service", "predictor"])
+def test_no_build_refuses_a_missing_image_before_building_it(tmp_path: Path, image: str) -> None:
+    class MissingEngine(FakeEngine):
+        def image_id(self, ref: str) -> str | None:
+            return "sha256:1" if image == "predictor" and ref == "img:1" else None
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "predict.py").write_text("class P: ...\n")
+    argv = ["--predictor", "predict:P", "--code", str(code)] if image == "predictor" else []
+    opts = plan_options_from_args(build_parser().parse_args(["up", *argv]), {}, str(tmp_path))
+    plan = plan_for(opts)
+    ensure = _up.ensure_image if image == "service" else _up.ensure_predictor_image
+    with pytest.raises(LauncherError) as exc:
+        ensure(MissingEngine(), plan, _up.UpPolicy(no_build=True))  # a build: an engine error
+    missing = plan.build.tag if image == "service" else plan.predictor.tag  # type: ignore[union-attr]
+    assert exc.value.message == f"image {missing} is not on the engine and --no-build was given"
+
+
 @dataclass
 class RefusingEngine(FakeEngine, VolumeEngine):
     """The image is there; starting the container fails as the engine's does."""
