@@ -143,6 +143,7 @@ def test_concurrent_tritonclient_requests_on_two_cpu_replicas_each_get_their_own
     rows = x_test[:40]
     expected = requests.post(server.url + "/predict", json={"inputs": rows.tolist()},
                              timeout=30).json()["predictions"]
+    before = batches_per_replica(server)
     client = triton.InferenceServerClient(f"127.0.0.1:{server.port}", concurrency=8)
     try:
         pending = [client.async_infer("digits", [digits_input(rows[i:i + 1])], request_id=str(i))
@@ -154,6 +155,18 @@ def test_concurrent_tritonclient_requests_on_two_cpu_replicas_each_get_their_own
     assert [int(r.as_numpy("predictions")[0]) for r in results] == expected
     replicas = requests.get(server.url + "/readyz", timeout=5).json()["replicas"]
     assert [r["state"] for r in replicas] == ["ready", "ready"]
+    after = batches_per_replica(server)
+    took = {r: after.get(r, 0) - before.get(r, 0) for r in ("0", "1")}
+    assert all(took.values()), took  # both replicas ran some of these requests' batches
+
+
+def batches_per_replica(server: ServerProcess) -> dict[str, float]:
+    """The batches each replica ran so far (``predictor_batch_size_count`` by replica)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    return {s.labels["replica"]: s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "predictor_batch_size_count"}
 
 
 def test_gzip_requests_from_tritonclient_are_inflated(client: Any) -> None:
