@@ -26,8 +26,9 @@ __all__ = ["probe_for", "remote_probe"]
 _PROBE_DIR = "/tmp/launcher-probe"
 _PROBE_SCRIPT = ("import argparse, sys; from launcher.cmd_probe import run; "
                  "sys.exit(run(argparse.Namespace(json=True)))")
-# cmd_probe and what it imports: the probe, the wheel table (per GPU wheels), the errors.
-_PROBE_FILES = ("__init__.py", "_errors.py", "_cuda.py", "_probe.py", "cmd_probe.py",
+# cmd_probe and what it imports: the probe, the wheel table (per GPU wheels), the errors, the
+# help's summary.
+_PROBE_FILES = ("__init__.py", "_errors.py", "_cuda.py", "_help.py", "_probe.py", "cmd_probe.py",
                 "data/cuda.json")
 _PROBE_REQUEST = {"Driver": "", "Count": -1, "DeviceIDs": None,
                   "Capabilities": [["gpu", "utility"]], "Options": {}}

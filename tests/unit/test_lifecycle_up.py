@@ -283,6 +283,7 @@ def test_the_remote_probe_archive_holds_only_the_probe_modules(tmp_path: Any) ->
             ("launcher-probe/launcher/__init__.py", False),
             ("launcher-probe/launcher/_errors.py", False),
             ("launcher-probe/launcher/_cuda.py", False),
+            ("launcher-probe/launcher/_help.py", False),
             ("launcher-probe/launcher/_probe.py", False),
             ("launcher-probe/launcher/cmd_probe.py", False),
             ("launcher-probe/launcher/data/cuda.json", False)]
@@ -298,7 +299,7 @@ def test_the_remote_probe_archive_holds_only_the_probe_modules(tmp_path: Any) ->
                             env={"PYTHONPATH": f"{probe}:{ROOT}", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(sorted(
-        ["launcher", "launcher._errors", "launcher._cuda", "launcher._probe",
+        ["launcher", "launcher._errors", "launcher._cuda", "launcher._help", "launcher._probe",
          "launcher.cmd_probe"]))
 
 
