@@ -28,6 +28,7 @@ from launcher._probe import GpuInfo, Probe
 from launcher._wheelhouse import torch_wheel_variants
 
 __all__ = [
+    "ENGINE_API_VERSION",
     "LABEL_MANAGED",
     "LABEL_NAME",
     "LABEL_PLAN",
@@ -45,6 +46,9 @@ __all__ = [
 CPU_DOCKERFILE = "Dockerfile"
 GPU_DOCKERFILE = "Dockerfile.gpu"
 WHEELHOUSE_MOUNT = "/wheelhouse"  # where the Dockerfiles find the in-context wheelhouse
+# The Engine API version of the create bodies a plan holds (the engine it runs on negotiates
+# its own, newer or equal).
+ENGINE_API_VERSION = "1.41"
 LABEL_MANAGED = "org.gpu-launcher.managed"
 LABEL_NAME = "org.gpu-launcher.name"
 LABEL_PLAN = "org.gpu-launcher.plan"
