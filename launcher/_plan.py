@@ -39,6 +39,7 @@ __all__ = [
     "Plan",
     "build_inputs",
     "cuda_choice",
+    "image_labels",
     "make_plan",
     "report_plan",
 ]
@@ -310,8 +311,15 @@ TagFn = Callable[..., str]
 
 
 def _default_tag(root: Path, dockerfile: str, build_args: Mapping[str, str],
-                 wheelhouse: Path | None) -> str:
-    return image_tag(root, dockerfile, build_args, wheelhouse=wheelhouse)
+                 wheelhouse: Path | None, labels: Mapping[str, str]) -> str:
+    return image_tag(root, dockerfile, build_args, wheelhouse=wheelhouse, labels=labels)
+
+
+def image_labels(options: PlanOptions) -> dict[str, str]:
+    """The labels ``--label`` puts on the images ``up`` builds (the launcher's own are for the
+    container); the content-hash tag covers them, as ``launcher build``'s does."""
+    ours = {LABEL_MANAGED, LABEL_NAME, LABEL_PLAN}
+    return {k: v for k, v in options.labels.items() if k not in ours}
 
 
 def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
@@ -354,7 +362,8 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
         warnings.append(f"--probe-file {build.probe_file} ignored: this is a CPU plan "
                         "(add --gpus)")
     dockerfile, base, build_args = build_inputs(choice, build)
-    image = service_tag(build) or tag(root, dockerfile, build_args, build.wheelhouse)
+    labels = image_labels(options)
+    image = service_tag(build) or tag(root, dockerfile, build_args, build.wheelhouse, labels)
     if choice is not None:
         explanation = choice.explanation
         if probe is None:
@@ -364,11 +373,9 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
     else:
         explanation = f"CPU image from {base}" + (" (no GPU found)" if options.gpus else "")
     requests = [r.to_api() for r in options.gpus] if choice is not None else None
-    ours = {LABEL_MANAGED, LABEL_NAME, LABEL_PLAN}
     spec = BuildSpec(dockerfile=dockerfile, base_image=base, build_args=build_args, tag=image,
                      context=root, wheelhouse=build.wheelhouse, no_cache=build.no_cache,
-                     labels={k: v for k, v in options.labels.items() if k not in ours},
-                     verbose=build.verbose)
+                     labels=labels, verbose=build.verbose)
     predictor = None
     if build.predictor is not None:
         predictor = PredictorBuild.plan(
