@@ -79,7 +79,7 @@ def test_installed_launcher_init_up_edit_down(docker_client: Any, cpu_image: Bui
         assert first.returncode == 0, first.stderr[-4000:]
         assert first.stdout == url + "\n"
         # The checkout's image, same tag: reused, not built again.
-        assert f"image {cpu_image.tag} is up to date" in first.stderr, first.stderr[-4000:]
+        assert f"launcher: image {cpu_image.tag} is present\n" in first.stderr, first.stderr[-4000:]
         assert f"building {cpu_image.tag}" not in first.stderr
         answer = requests.post(url + "/predict", data=STARTER_EXAMPLE, timeout=10)
         assert answer.json() == {"predictions": [1], "scores": [[0.5, 2.0, 1.0]]}
@@ -90,13 +90,31 @@ def test_installed_launcher_init_up_edit_down(docker_client: Any, cpu_image: Bui
         again = run(launcher, "up", *machine, cwd=proj, env=env, timeout=BUILD_TIMEOUT)
         took["rebuild"] = time.monotonic() - started
         assert again.returncode == 0, again.stderr[-4000:]
+        built_in = re.search(r"built gpu-launcher/service:predictor-\w+ in ([\d.]+)s", again.stderr)
+        assert built_in is not None, again.stderr[-4000:]
+        took["code layer build"] = float(built_in[1])
         steps = built_steps(again.stderr, "gpu-launcher/service:predictor-")
         code = next(i for i, (instruction, _) in enumerate(steps)
                     if instruction.startswith("COPY predictor/code/"))
-        assert all(cached for _, cached in steps[:code]), steps
+        start = next(i for i, (instruction, _) in enumerate(steps)
+                     if instruction.startswith("FROM")) + 1  # ARG and FROM make no layer
+        assert all(cached for _, cached in steps[start:code]), steps
         assert not steps[code][1], steps
         answer = requests.post(url + "/predict", data=STARTER_EXAMPLE, timeout=10)
         assert answer.json() == {"predictions": [2], "scores": [[0.5, 2.0, 4.0]]}
+
+        # launcher build from the wheel's context, in a directory that is not a checkout, with
+        # one more label (a new tag, so it builds): every COPY and RUN layer comes from the
+        # checkout's build cache, i.e. the engine got the very same files.
+        built = run(launcher, "build", "--json", *machine, "--label", f"{name}=1",
+                    *[a for k, v in image_labels.items() for a in ("--label", f"{k}={v}")],
+                    cwd=work, env=env, timeout=BUILD_TIMEOUT)
+        assert built.returncode == 0, built.stderr[-4000:]
+        result = json.loads(built.stdout)
+        remove_image(docker_client, result["tag"])
+        assert result["built"] is True and result["tag"] != cpu_image.tag
+        work_steps = [s for s in result["steps"] if s["instruction"].split()[0] in ("COPY", "RUN")]
+        assert work_steps and all(s["cached"] for s in work_steps), result["steps"]
 
         stopped = run(launcher, "down", "--volumes", "-t", "2", cwd=proj, env=env, timeout=120)
         assert stopped.returncode == 0, stopped.stderr

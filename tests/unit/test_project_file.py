@@ -300,3 +300,35 @@ def test_dash_f_refusals(project: Path, capsys: pytest.CaptureFixture[str], argv
                          message: str, hint: str) -> None:
     assert main(argv) == 2
     assert capsys.readouterr().err.splitlines() == [message.format(cwd=Path.cwd()), hint]
+
+
+FILE_COMMANDS = [["up"], ["build"], ["push", "registry.example/svc:1"], ["render", "k8s"],
+                 ["down"], ["status"], ["logs"]]
+
+
+@pytest.mark.parametrize("command", FILE_COMMANDS, ids=[c[0] for c in FILE_COMMANDS])
+def test_every_file_command_refuses_a_bad_file_before_the_engine(
+        project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        command: list[str]) -> None:
+    (project / "launcher.toml").write_text('timeout = "soon"\n')
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{project}/no-engine.sock")
+    assert main(command) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        (f"launcher: error: {project}/launcher.toml: timeout = \"soon\": invalid value for "
+        "--timeout: could not convert string to float: 'soon'"),
+        "hint: see 'launcher up --help' for --timeout"]
+
+
+@pytest.mark.parametrize("command", FILE_COMMANDS[:3], ids=[c[0] for c in FILE_COMMANDS[:3]])
+def test_up_build_and_push_check_the_files_values_with_their_flags(
+        project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        command: list[str]) -> None:
+    (project / "launcher.toml").write_text('cuda = "9.9"\n')
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{project}/no-engine.sock")
+    assert main(command) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        (f'launcher: error: {project}/launcher.toml: cuda = "9.9": invalid argument "9.9" for '
+        '"--cuda" flag: torch 2.13.0 has no wheels for CUDA 9.9'),
+        "hint: pick one of 12.6, 13.0, 13.2"]
