@@ -29,8 +29,9 @@ def version_info() -> dict[str, Any]:
     return {
         "launcher": __version__,
         "torch": TORCH_VERSION,
-        "cuda": [{"wheel": v.wheel, "cuda": format_version(v.cuda), "stable": v.stable}
-                 for v in table.variants],
+        "torch_cpu_index": table.cpu_index_url,
+        "cuda": [{"wheel": v.wheel, "cuda": format_version(v.cuda), "stable": v.stable,
+                  "index_url": v.index_url} for v in table.variants],
         "engine_api": ENGINE_API_VERSION,
     }
 
