@@ -14,7 +14,7 @@ import functools
 import gc
 import importlib
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -23,6 +23,7 @@ from launcher import __version__
 from launcher._errors import EXIT_FAILURE, EXIT_INTERRUPTED, LauncherError, UsageError
 from launcher._project_file import (
     FILE_NAME,
+    FlagSpec,
     Setting,
     command_flags,
     flag_specs,
@@ -126,21 +127,31 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[Setting]]:
         return build_parser(command).parse_args(argv), []
     assert command is not None
     given = _given(argv, command)
-    file = Path(named).absolute() if named is not None else Path.cwd() / FILE_NAME
     parser = build_parser(command)
-    specs = flag_specs(_command_parser(parser if command == "up" else build_parser("up"), "up"))
-    settings = read_project_file(file, specs) if named is not None or file.is_file() else []
-    takes = command_flags(_parsers(_command_parser(parser, command)))
-    words = merged_args(settings, specs, given, takes)
+    command_parsers = list(_parsers(_command_parser(parser, command)))
+    file = Path(named).absolute() if named is not None else Path.cwd() / FILE_NAME
+    specs: dict[str, FlagSpec] = {}
+    settings: list[Setting] = []
+    if named is not None or file.is_file():
+        up = parser if command == "up" else build_parser("up")
+        specs = flag_specs(_command_parser(up, "up"))
+        settings = read_project_file(file, specs)
+    words = merged_args(settings, specs, given, command_flags(command_parsers))
     args = parser.parse_args([*argv, *words])
     applied = [s for s in settings if set(s.args) & set(words)]
-    sources = {s.key: str(s.file) for s in applied}
-    for option in takes:
-        key = option[2:]
-        if key in specs and specs[key].dest in given:
-            sources[key] = f"{sources[key]}, flag" if key in sources else "flag"
-    args.settings = dict(sorted(sources.items()))
+    args.settings = _sources(applied, given, command_parsers)
     return args, applied
+
+
+def _sources(applied: Sequence[Setting], given: Mapping[str, Any],
+             parsers: Sequence[argparse.ArgumentParser]) -> dict[str, str]:
+    """Where each setting came from, for ``up --dry-run --json``: the file's path, ``flag``, or
+    both (an ``env`` merged from the two)."""
+    sources = {s.key: str(s.file) for s in applied}
+    for key, spec in ((k, v) for p in parsers for k, v in flag_specs(p).items()):
+        if spec.dest in given:
+            sources[key] = f"{sources[key]}, flag" if key in sources else "flag"
+    return dict(sorted(sources.items()))
 
 
 def _from_file(error: UsageError, applied: Sequence[Setting]) -> UsageError:
