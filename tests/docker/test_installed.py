@@ -2,7 +2,9 @@
 the checkout, installed into a fresh venv, then in a directory outside the repository
 ``launcher --version``, ``launcher init proj``, ``cd proj && launcher up`` with nothing but its
 launcher.toml (plus this machine's wheelhouse and stand-in base image), ``/predict`` answering
-as the starter promises, an edit to predict.py rebuilding only the code layer, ``launcher down``.
+as the starter promises, ``launcher push`` of that image to a registry on 127.0.0.1, an edit to
+predict.py rebuilding only the code layer, ``launcher build`` from the wheel's build context,
+``launcher down``.
 
 The service image it plans is the one the checkout built (``cpu_image``: same sources, same
 content-hash tag), so it is reused, not rebuilt.
@@ -25,6 +27,7 @@ from launcher._starter import STARTER_EXAMPLE
 from tests.conftest import ROOT, free_port, unique
 from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, remove_image
 from tests.docker.test_lifecycle import cleanup
+from tests.docker.test_push import Registry, registry, registry_binary  # noqa: F401 (fixtures)
 from tests.packaging.dist import build_dist, clean_env, make_venv, run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -44,6 +47,7 @@ def built_steps(stderr: str, tag_prefix: str) -> list[tuple[str, bool]]:
 def test_installed_launcher_init_up_edit_down(docker_client: Any, cpu_image: BuiltImage,
                                               wheelhouse: Path, standin_image: str,
                                               image_labels: dict[str, str],
+                                              registry: Registry,  # noqa: F811 (the fixture)
                                               tmp_path_factory: pytest.TempPathFactory) -> None:
     base = tmp_path_factory.mktemp("installed")
     assert not base.resolve().is_relative_to(ROOT)
@@ -83,6 +87,14 @@ def test_installed_launcher_init_up_edit_down(docker_client: Any, cpu_image: Bui
         assert f"building {cpu_image.tag}" not in first.stderr
         answer = requests.post(url + "/predict", data=STARTER_EXAMPLE, timeout=10)
         assert answer.json() == {"predictions": [1], "scores": [[0.5, 2.0, 1.0]]}
+        # push, from the same file, pushes the image up runs.
+        dest = f"{registry()}/{name}:1"
+        pushed = run(launcher, "push", dest, *machine, cwd=proj, env=env, timeout=BUILD_TIMEOUT)
+        remove_image(docker_client, dest)
+        assert pushed.returncode == 0, pushed.stderr[-4000:]
+        running = docker_client.containers.get(name).image.tags
+        assert f"launcher: pushing {running[0]} " in pushed.stderr
+        assert pushed.stdout.startswith(f"{dest}@sha256:")
 
         predict = proj / "predict.py"
         predict.write_text(predict.read_text().replace("[0.0, 0.0, 1.0]]", "[0.0, 0.0, 4.0]]"))
