@@ -5,11 +5,16 @@ is the launcher: no torch, no web stack; what is missing is named in one line, n
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
+from launcher._cuda import TORCH_VERSION
 from service._deps import CPU_TORCH_INDEX
+from tests.conftest import ServerProcess, free_port, unavailable
 from tests.packaging.dist import clean_env, copy_sources, make_venv, run
 
 pytestmark = pytest.mark.slow
@@ -93,3 +98,29 @@ def test_the_service_extra_never_pulls_torch_on_linux(venv: Path, tmp_path: Path
         (f"hint: pip install torch --index-url {CPU_TORCH_INDEX} (a CPU build; "
         "download.pytorch.org/whl/cu126 for CUDA 12.6; plain PyPI on Linux is a CUDA build)"),
     ]
+
+
+def test_the_service_extra_serves_on_the_host_once_torch_is_in(venv: Path,
+                                                                tmp_path: Path) -> None:
+    # After the [service] install: torch first, as docs/own-model.md says, by its CPU build's
+    # local version (never PyPI's CUDA one); then `python -m service` serves the default model
+    # the wheel carries, from a directory that is not the checkout.
+    torch = run(venv / "bin" / "python", "-m", "pip", "install", "-q",
+                "--disable-pip-version-check", f"torch=={TORCH_VERSION}+cpu")
+    if torch.returncode != 0:
+        unavailable(f"no torch {TORCH_VERSION}+cpu wheel to install: {torch.stderr[-500:]}")
+    port = free_port()
+    log_path = tmp_path / "service.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([str(venv / "bin" / "python"), "-m", "service", "--host",
+                                 "127.0.0.1", "--port", str(port)], cwd=tmp_path,
+                                env={**os.environ, **clean_env(venv)}, stdout=log,
+                                stderr=subprocess.STDOUT)
+    server = ServerProcess(port, proc, log_path)
+    try:
+        server.wait_ready(timeout=180)
+        answer = requests.post(server.url + "/predict", json={"inputs": [[0] * 64]}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["predictions"]) == 1
+    finally:
+        server.stop()
