@@ -306,29 +306,26 @@ FILE_COMMANDS = [["up"], ["build"], ["push", "registry.example/svc:1"], ["render
                  ["down"], ["status"], ["logs"]]
 
 
-@pytest.mark.parametrize("command", FILE_COMMANDS, ids=[c[0] for c in FILE_COMMANDS])
+_BAD_TIMEOUT = ('timeout = "soon"', ("{file}: timeout = \"soon\": invalid value for --timeout: "
+                                     "could not convert string to float: 'soon'"),
+                "see 'launcher up --help' for --timeout")
+_BAD_CUDA = ('cuda = "9.9"', ('{file}: cuda = "9.9": invalid argument "9.9" for "--cuda" flag: '
+                             "torch 2.13.0 has no wheels for CUDA 9.9"),
+             "pick one of 12.6, 13.0, 13.2")
+# Every file command refuses a bad file before the engine; up, build and push also check the
+# file's values with their own flags' checks.
+PER_COMMAND = ([(c, *_BAD_TIMEOUT) for c in FILE_COMMANDS]
+               + [(c, *_BAD_CUDA) for c in FILE_COMMANDS[:3]])
+
+
+@pytest.mark.parametrize("command, text, message, hint", PER_COMMAND,
+                         ids=[f"{c[0]}-{t.split()[0]}" for c, t, _, _ in PER_COMMAND])
 def test_every_file_command_refuses_a_bad_file_before_the_engine(
         project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        command: list[str]) -> None:
-    (project / "launcher.toml").write_text('timeout = "soon"\n')
+        command: list[str], text: str, message: str, hint: str) -> None:
+    (project / "launcher.toml").write_text(text + "\n")
     monkeypatch.chdir(project)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{project}/no-engine.sock")
     assert main(command) == 2
     assert capsys.readouterr().err.splitlines() == [
-        (f"launcher: error: {project}/launcher.toml: timeout = \"soon\": invalid value for "
-        "--timeout: could not convert string to float: 'soon'"),
-        "hint: see 'launcher up --help' for --timeout"]
-
-
-@pytest.mark.parametrize("command", FILE_COMMANDS[:3], ids=[c[0] for c in FILE_COMMANDS[:3]])
-def test_up_build_and_push_check_the_files_values_with_their_flags(
-        project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        command: list[str]) -> None:
-    (project / "launcher.toml").write_text('cuda = "9.9"\n')
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{project}/no-engine.sock")
-    assert main(command) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        (f'launcher: error: {project}/launcher.toml: cuda = "9.9": invalid argument "9.9" for '
-        '"--cuda" flag: torch 2.13.0 has no wheels for CUDA 9.9'),
-        "hint: pick one of 12.6, 13.0, 13.2"]
+        "launcher: error: " + message.format(file=project / "launcher.toml"), f"hint: {hint}"]
