@@ -14,12 +14,16 @@ import argparse
 import difflib
 import json
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
 
 from launcher._errors import UsageError
 from launcher._flags import volume_source
