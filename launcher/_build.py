@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import IO
 
 __all__ = [
+    "CONTEXT_FILES",
     "IMAGE_REPO",
+    "PACKAGED_CONTEXT",
     "ROOT",
     "WHEELHOUSE_DIR",
     "BuildProgress",
@@ -41,7 +43,16 @@ __all__ = [
 ]
 
 IMAGE_REPO = "gpu-launcher/service"
-ROOT = Path(__file__).resolve().parent.parent  # the build context: Dockerfile, service/, locks
+# A checkout's root, or the site-packages an installed launcher (and its service) is in.
+_TOP = Path(__file__).resolve().parent.parent
+# What a build reads besides service/: a wheel carries these in PACKAGED_CONTEXT (setup.py
+# copies them there) and its service/ is the installed package next to launcher/.
+CONTEXT_FILES = ("Dockerfile", "Dockerfile.gpu", ".dockerignore", "requirements.lock",
+                 "wheelhouse/README.md")
+PACKAGED_CONTEXT = Path(__file__).resolve().parent / "data" / "context"
+# The service's build context: a checkout's root, else the one the wheel carries. Both send
+# the engine the same files, so they name (and reuse) the same content-hash image.
+ROOT = _TOP if (_TOP / "Dockerfile").is_file() else PACKAGED_CONTEXT
 # The in-context wheelhouse the Dockerfiles copy from (``PIP_FIND_LINKS=/wheelhouse``).
 WHEELHOUSE_DIR = "wheelhouse"
 _HASH_LEN = 12
@@ -204,23 +215,34 @@ def context_files(root: Path, dockerfile: str, wheelhouse: Path | None = None) -
     patterns = parse_dockerignore(ignore_file.read_text()) if ignore_file.is_file() else []
     always = {dockerfile, ".dockerignore"}
     files: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        rel_dir = base.relative_to(root).as_posix()
-        prefix = "" if rel_dir == "." else rel_dir + "/"
-        # Skip ignored trees (.git, .venv) unless a `!` line may take something inside back.
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if not (is_ignored(prefix + d, patterns) and not _may_reinclude(prefix + d, patterns))
-        )
-        for name in filenames:
-            rel = prefix + name
-            if rel in always or not is_ignored(rel, patterns):
-                files[rel] = base / name
+    for top, tree in _trees(root):
+        for dirpath, dirnames, filenames in os.walk(tree):
+            base = Path(dirpath)
+            rel_dir = base.relative_to(tree).as_posix()
+            prefix = top if rel_dir == "." else top + rel_dir + "/"
+            # Skip ignored trees (.git, .venv) unless a `!` line may take something back.
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not (is_ignored(prefix + d, patterns)
+                        and not _may_reinclude(prefix + d, patterns))
+            )
+            for name in filenames:
+                rel = prefix + name
+                if rel in always or not is_ignored(rel, patterns):
+                    files[rel] = base / name
     if wheelhouse is not None:
         for wheel in wheelhouse.glob("*.whl"):
             files[f"{WHEELHOUSE_DIR}/{wheel.name}"] = wheel
     return [ContextFile(name, files[name]) for name in sorted(files)]
+
+
+def _trees(root: Path) -> list[tuple[str, Path]]:
+    """The folders a context's files come from, each with its place in the context: ``root``;
+    the wheel's :data:`PACKAGED_CONTEXT` adds the installed ``service`` package as service/
+    (one copy of it in the wheel, not two)."""
+    if root == PACKAGED_CONTEXT:
+        return [("", root), ("service/", _TOP / "service")]
+    return [("", root)]
 
 
 def file_digest(f: ContextFile) -> str:

@@ -29,6 +29,14 @@ class LauncherError(Exception):
 
 
 class UsageError(LauncherError):
-    """A bad flag or value: exit 2, the offending value echoed in the message."""
+    """A bad flag or value: exit 2, the offending value echoed in the message. ``flag`` and
+    ``value`` name them where one flag's value is at fault (a launcher.toml key that gave it
+    is then named too)."""
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, hint: str | None = None, *, flag: str | None = None,
+                 value: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.flag = flag
+        self.value = value

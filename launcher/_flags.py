@@ -30,6 +30,7 @@ __all__ = [
     "parse_volume",
     "port_maps",
     "validate_name",
+    "volume_source",
 ]
 
 _PROTOS = ("tcp", "udp", "sctp")
@@ -176,6 +177,20 @@ class Volume:
         return bool(self.source) and not self.source.startswith("/")
 
 
+def _host_path(source: str, cwd: str) -> str:
+    # A relative host path (., ./x, ../x) is taken from cwd, as compose does; a name is a name.
+    if source in (".", "..") or source.startswith(("./", "../")):
+        return os.path.normpath(os.path.join(cwd, source))
+    return source
+
+
+def volume_source(value: str, cwd: str) -> str:
+    """A ``-v`` value with its relative host path made absolute from ``cwd`` (as
+    :func:`parse_volume` takes it): for values read where ``cwd`` is not this process's."""
+    source, colon, rest = value.partition(":")
+    return _host_path(source, cwd) + colon + rest if colon else value
+
+
 def parse_volume(value: str, cwd: str) -> Volume:
     """One ``-v`` value → :class:`Volume`, with the CLI's and the daemon's rejections."""
     if value == "":
@@ -189,8 +204,7 @@ def parse_volume(value: str, cwd: str) -> Volume:
         source, target, mode = "", parts[0], ""
     else:
         source, target, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
-    if source in (".", "..") or source.startswith(("./", "../")):
-        source = os.path.normpath(os.path.join(cwd, source))
+    source = _host_path(source, cwd)
     if not target.startswith("/"):
         raise FlagError(
             f"invalid volume specification: '{value}': "

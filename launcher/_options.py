@@ -210,7 +210,7 @@ def _flag(flag: str, value: str, parse: Callable[[str], Any]) -> Any:
         return parse(value)
     except (FlagError, GpuSpecError, ValueError) as exc:
         raise UsageError(f'invalid argument "{value}" for "{flag}" flag: {exc}',
-                         hint=_FLAG_HINTS.get(flag)) from None
+                         hint=_FLAG_HINTS.get(flag), flag=flag, value=value) from None
 
 
 def timeout_from_args(value: str) -> float:
@@ -225,14 +225,15 @@ def build_options_from_args(args: argparse.Namespace, cwd: str | None = None) ->
     if wheelhouse is not None and wheelhouse.exists() and not wheelhouse.is_dir():
         raise UsageError(f"--wheelhouse {wheelhouse}: not a directory",
                          hint="pass a folder: a missing one is created and filled with the "
-                              "locked wheels")
+                              "locked wheels", flag="--wheelhouse", value=str(wheelhouse))
     cuda = _flag("--cuda", args.cuda, parse_cuda_version) if args.cuda is not None else None
     known = [v.cuda for v in cuda_table().variants]
     if cuda is not None and cuda not in known:
         raise UsageError(
             f'invalid argument "{args.cuda}" for "--cuda" flag: '
             f"torch {TORCH_VERSION} has no wheels for CUDA {format_version(cuda)}",
-            hint="pick one of " + ", ".join(format_version(v) for v in known))
+            hint="pick one of " + ", ".join(format_version(v) for v in known),
+            flag="--cuda", value=args.cuda)
     predictor = predictor_source(args.predictor, args.code, args.requirements,
                                  cwd or os.getcwd())
     if args.service_image and predictor is None:
@@ -258,7 +259,7 @@ def _read_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f'invalid argument "{path}" for "--env-file" flag: {exc.strerror}',
-                         hint=_FLAG_HINTS["--env-file"]) from None
+                         hint=_FLAG_HINTS["--env-file"], flag="--env-file", value=path) from None
     return _flag("--env-file", path, lambda p: parse_env_file(data, p, environ))  # type: ignore[no-any-return]
 
 
@@ -284,7 +285,8 @@ def plan_options_from_args(args: argparse.Namespace, environ: Mapping[str, str],
     memory = _flag("--memory", args.memory, parse_bytes) if args.memory else 0
     if 0 < memory < MIN_MEMORY:
         raise UsageError(f'invalid argument "{args.memory}" for "--memory" flag: '
-                         "Minimum memory limit allowed is 6MB", hint=_FLAG_HINTS["--memory"])
+                         "Minimum memory limit allowed is 6MB", hint=_FLAG_HINTS["--memory"],
+                         flag="--memory", value=args.memory)
     env: list[str] = []
     for path in args.env_file:
         env += _read_env_file(path, environ)

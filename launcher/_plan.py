@@ -28,6 +28,7 @@ from launcher._probe import GpuInfo, Probe
 from launcher._wheelhouse import torch_wheel_variants
 
 __all__ = [
+    "ENGINE_API_VERSION",
     "LABEL_MANAGED",
     "LABEL_NAME",
     "LABEL_PLAN",
@@ -38,6 +39,7 @@ __all__ = [
     "Plan",
     "build_inputs",
     "cuda_choice",
+    "image_labels",
     "make_plan",
     "report_plan",
 ]
@@ -45,6 +47,9 @@ __all__ = [
 CPU_DOCKERFILE = "Dockerfile"
 GPU_DOCKERFILE = "Dockerfile.gpu"
 WHEELHOUSE_MOUNT = "/wheelhouse"  # where the Dockerfiles find the in-context wheelhouse
+# The Engine API version of the create bodies a plan holds (the engine it runs on negotiates
+# its own, newer or equal).
+ENGINE_API_VERSION = "1.41"
 LABEL_MANAGED = "org.gpu-launcher.managed"
 LABEL_NAME = "org.gpu-launcher.name"
 LABEL_PLAN = "org.gpu-launcher.plan"
@@ -312,8 +317,15 @@ TagFn = Callable[..., str]
 
 
 def _default_tag(root: Path, dockerfile: str, build_args: Mapping[str, str],
-                 wheelhouse: Path | None) -> str:
-    return image_tag(root, dockerfile, build_args, wheelhouse=wheelhouse)
+                 wheelhouse: Path | None, labels: Mapping[str, str]) -> str:
+    return image_tag(root, dockerfile, build_args, wheelhouse=wheelhouse, labels=labels)
+
+
+def image_labels(options: PlanOptions) -> dict[str, str]:
+    """The labels ``--label`` puts on the images ``up`` builds (the launcher's own are for the
+    container); the content-hash tag covers them, as ``launcher build``'s does."""
+    ours = {LABEL_MANAGED, LABEL_NAME, LABEL_PLAN}
+    return {k: v for k, v in options.labels.items() if k not in ours}
 
 
 def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
@@ -357,7 +369,8 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
         warnings.append(f"--probe-file {build.probe_file} ignored: this is a CPU plan "
                         "(add --gpus)")
     dockerfile, base, build_args = build_inputs(choice, build)
-    image = service_tag(build) or tag(root, dockerfile, build_args, build.wheelhouse)
+    labels = image_labels(options)
+    image = service_tag(build) or tag(root, dockerfile, build_args, build.wheelhouse, labels)
     if choice is not None:
         explanation = choice.explanation
         if probe is None:
@@ -367,11 +380,9 @@ def make_plan(options: PlanOptions, probe: Probe | None, *, root: Path = ROOT,
     else:
         explanation = f"CPU image from {base}" + (" (no GPU found)" if options.gpus else "")
     requests = [r.to_api() for r in options.gpus] if choice is not None else None
-    ours = {LABEL_MANAGED, LABEL_NAME, LABEL_PLAN}
     spec = BuildSpec(dockerfile=dockerfile, base_image=base, build_args=build_args, tag=image,
                      context=root, wheelhouse=build.wheelhouse, no_cache=build.no_cache,
-                     labels={k: v for k, v in options.labels.items() if k not in ours},
-                     verbose=build.verbose)
+                     labels=labels, verbose=build.verbose)
     predictor = None
     if build.predictor is not None:
         predictor = PredictorBuild.plan(

@@ -169,7 +169,8 @@ def predictor_source(predictor: str | None, code: str | None, requirements: str 
         return None
     if not _REFERENCE.fullmatch(predictor):
         raise UsageError(f'invalid argument "{predictor}" for "--predictor" flag: '
-                         "expected MODULE:CLASS", hint=_HINT_PREDICTOR)
+                         "expected MODULE:CLASS", hint=_HINT_PREDICTOR, flag="--predictor",
+                         value=predictor)
     if code is None:
         raise UsageError(f"--predictor {predictor} needs --code DIR (the directory with its "
                          "module)", hint="add --code DIR, the directory with the module "
@@ -177,7 +178,8 @@ def predictor_source(predictor: str | None, code: str | None, requirements: str 
     directory = Path(cwd, code).resolve()
     if not directory.is_dir():
         raise UsageError(f'invalid argument "{code}" for "--code" flag: not a directory',
-                         hint="pass the directory that holds the predictor's module")
+                         hint="pass the directory that holds the predictor's module",
+                         flag="--code", value=code)
     module = predictor.partition(":")[0]
     if _module_file(directory, module) is None:
         wanted = module.replace(".", "/")
@@ -191,7 +193,8 @@ def predictor_source(predictor: str | None, code: str | None, requirements: str 
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
         raise UsageError(f'invalid argument "{requirements}" for "--requirements" flag: {why}',
-                         hint="pass a pip requirements file: one package per line") from None
+                         hint="pass a pip requirements file: one package per line",
+                         flag="--requirements", value=requirements) from None
     requirement_names(text, requirements)
     return PredictorSource(predictor, directory, path, text)
 

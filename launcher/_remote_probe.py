@@ -16,7 +16,7 @@ from launcher._engine import EngineAPI, connect, is_remote_engine
 from launcher._engine_errors import GpuRuntimeMissing, NotFound
 from launcher._errors import LauncherError
 from launcher._options import PlanOptions
-from launcher._plan import LABEL_MANAGED, build_inputs, service_tag
+from launcher._plan import LABEL_MANAGED, build_inputs, image_labels, service_tag
 from launcher._probe import Probe, parse_probe_json, probe_host
 
 __all__ = ["probe_for", "remote_probe"]
@@ -54,7 +54,8 @@ def probe_for(options: PlanOptions, environ: Mapping[str, str], dry_run: bool,
     image = service_tag(options.build)
     if image is None:
         dockerfile, _, build_args = build_inputs(None, options.build)
-        image = image_tag(ROOT, dockerfile, build_args, wheelhouse=options.build.wheelhouse)
+        image = image_tag(ROOT, dockerfile, build_args, wheelhouse=options.build.wheelhouse,
+                          labels=image_labels(options))
     engine = connect(environ)
     try:
         if engine.image_id(image) is None:

@@ -1,5 +1,5 @@
-"""``launcher init DIR``'s starter project, pure: the files (a predictor, its requirements, a
-README) and writing them without ever replacing one that is there.
+"""``launcher init DIR``'s starter project, pure: the files (a predictor, its requirements, its
+launcher.toml, a README) and writing them without ever replacing one that is there.
 
 The predictor follows the contract of :mod:`service._predictor` and runs as generated, so the
 first ``launcher up --predictor ... --code DIR`` answers ``/predict``.
@@ -7,6 +7,7 @@ first ``launcher up --predictor ... --code DIR`` answers ``/predict``.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from launcher._errors import UsageError
@@ -20,7 +21,7 @@ STARTER_EXAMPLE = '{"inputs": [[0.5, 2.0, 1.0]]}'
 _PREDICT_PY = '''\
 """A predictor for the gpu-launcher service: `setup` once, `predict` for every batch.
 
-Serve it with `launcher up --predictor predict:Predictor --code .` (README.md). The service
+Serve it with `launcher up` in this directory (launcher.toml, README.md). The service
 imports this module, builds `Predictor()` with no arguments, calls `setup(device)` once in its
 inference thread, then `predict(batch)` for each batch of rows its dynamic batcher collects.
 """
@@ -80,10 +81,30 @@ _REQUIREMENTS_TXT = '''\
 '''
 
 
+_LAUNCHER_TOML = f'''\
+# `launcher up` in this directory reads this file (`launcher -f FILE up` reads another one).
+# Keys are launcher up's flags without the dashes (see `launcher up --help`): a string for a
+# flag that takes one value, a list for one you may repeat, true/false for a switch. Paths
+# are relative to this file. A flag on the command line wins over its key here.
+predictor = "{STARTER_CLASS}"
+code = "."
+requirements = "requirements.txt"
+
+# name = "my-model"                      # the container (default gpu-launcher)
+# gpus = ["all"]                         # no GPU found: CPU, with a warning
+# publish = ["127.0.0.1:8080:8000"]
+# memory = "8g"
+# wheelhouse = "wheels"                  # build offline from this folder's wheels
+#
+# [env]
+# MAX_BATCH_ROWS = "64"
+'''
+
+
 def up_command(code: str) -> str:
-    """The ``launcher up`` line that serves a starter project in ``code``."""
-    return (f"launcher up --predictor {STARTER_CLASS} --code {code} "
-            f"--requirements {code.rstrip('/')}/requirements.txt")
+    """The command line that serves a starter project in ``code`` (its launcher.toml says
+    the predictor, the code and the requirements)."""
+    return "launcher up" if code in (".", "./") else f"cd {shlex.quote(code)} && launcher up"
 
 
 def _readme(name: str) -> str:
@@ -98,6 +119,10 @@ one layer, this directory in the next; an unchanged project is not rebuilt):
 
     {up_command(".")}
 
+`launcher.toml` holds its flags (`launcher up --predictor {STARTER_CLASS} --code .
+--requirements requirements.txt`); add yours there (`gpus`, `publish`, `memory`, `env`, ...),
+or pass them on the command line, which wins.
+
 Then ask it:
 
     curl -s http://127.0.0.1:8000/predict -d '{STARTER_EXAMPLE}'
@@ -109,6 +134,7 @@ Edit `predict.py` and run the same `launcher up` again: only the code layer is r
 def starter_files(directory: Path) -> dict[str, str]:
     """The starter's files by name, with their text."""
     return {"predict.py": _PREDICT_PY, "requirements.txt": _REQUIREMENTS_TXT,
+            "launcher.toml": _LAUNCHER_TOML,
             "README.md": _readme(directory.resolve().name or "predictor")}
 
 

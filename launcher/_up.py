@@ -137,7 +137,8 @@ def fill_wheelhouse_first(engine: EngineAPI, plan: Plan, policy: UpPolicy,
             or not (policy.build or engine.image_id(spec.tag) is None)):
         return plan
     prepare_wheelhouse(engine, spec, _log)
-    tag = image_tag(spec.context, spec.dockerfile, spec.build_args, wheelhouse=spec.wheelhouse)
+    tag = image_tag(spec.context, spec.dockerfile, spec.build_args, wheelhouse=spec.wheelhouse,
+                    labels=spec.labels)
     return plan.with_build(replace(spec, tag=tag, wheelhouse_ready=True))
 
 

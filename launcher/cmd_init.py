@@ -1,5 +1,5 @@
-"""``launcher init DIR``: write a starter project (predict.py, requirements.txt, README.md) that
-``launcher up --predictor predict:Predictor --code DIR`` serves as it is."""
+"""``launcher init DIR``: write a starter project (predict.py, requirements.txt, launcher.toml,
+README.md) that ``launcher up`` in DIR serves as it is."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def add_parser(subparsers: Any) -> None:
         "init", help="write a starter predictor project into DIR",
         description="Write a starter project into DIR (made when missing): predict.py, a "
                     "predictor class with setup/predict and the optional hooks; "
-                    "requirements.txt; README.md with the launcher up line that serves it. "
+                    "requirements.txt; launcher.toml, the launcher up flags that serve it "
+                    "(launcher up in DIR reads it); README.md. "
                     "Files already there are never replaced.")
     parser.add_argument("directory", metavar="DIR", type=Path, help="where to write it")
     parser.set_defaults(func=run)

@@ -42,6 +42,9 @@ def add_parser(subparsers: Any) -> None:
                              "for these flags)")
     parser.add_argument("--gpus", action="append", default=[], metavar="REQUEST",
                         help="as launcher up --gpus: push the GPU image up would run")
+    parser.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
+                        help="as launcher up --label: the labels are part of the image's "
+                             "content-hash tag, so push the one up made with them")
     add_build_options(parser)
     parser.set_defaults(func=run)
 

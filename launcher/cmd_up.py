@@ -45,8 +45,11 @@ def add_parser(subparsers: Any) -> None:
                        help="how long to wait for the service to be ready (180)")
     group.add_argument("--dry-run", action="store_true",
                        help="print the plan and touch nothing")
-    group.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
-    parser.set_defaults(func=run)
+    group.add_argument("--json", action="store_true",
+                       help="with --dry-run: the plan as JSON, and where each setting came "
+                            "from (settings: a launcher.toml or flag)")
+    # Filled by the command line's parse (launcher._cli): setting → its launcher.toml or "flag".
+    parser.set_defaults(func=run, settings={})
 
 
 def format_plan(plan: Plan) -> str:
@@ -80,7 +83,10 @@ def run(args: argparse.Namespace, load: Callable[[], Any] = load_nvml) -> int:
     plan = make_plan(options, probe)  # once: up executes this plan (or its CPU fallback)
     report_plan(plan)
     if args.dry_run:
-        print(json.dumps(plan.to_json(), indent=2) if args.json else format_plan(plan))
+        if args.json:
+            print(json.dumps({**plan.to_json(), "settings": args.settings}, indent=2))
+        else:
+            print(format_plan(plan))
         return 0
     policy = UpPolicy(build=args.build, no_build=args.no_build, timeout=timeout,
                       remote=remote,

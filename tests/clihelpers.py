@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import ROOT
 
 
-def run_launcher(*argv: str, timeout: float = 60,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m launcher ARGV`` in the checkout, with this environment plus ``env``."""
-    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=ROOT,
+def run_launcher(*argv: str, timeout: float = 60, env: dict[str, str] | None = None,
+                 cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """``python -m launcher ARGV`` from the checkout, run in ``cwd`` (default: the checkout),
+    with this environment plus ``env``."""
+    return subprocess.run([sys.executable, "-m", "launcher", *argv], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, check=False,
                           env={**os.environ, **(env or {})})
 

@@ -277,14 +277,14 @@ def test_launcher_init_output_serves_as_generated(docker_client: Any, cpu_image:
     target = tmp_path / "my-model"
     made = run_launcher("init", str(target), timeout=60)
     assert made.returncode == 0, made.stderr
-    line = made.stderr.splitlines()[-1].strip()
-    assert line.startswith("launcher up --predictor predict:Predictor --code ")
+    assert made.stderr.splitlines()[-1].strip() == f"cd {target} && launcher up"
     name, port = unique("glt-init"), free_port()
     try:
-        result = run_launcher(*line.split()[1:], "--service-image", cpu_image.tag,
+        # Its launcher.toml says the predictor, the code and the requirements.
+        result = run_launcher("up", "--service-image", cpu_image.tag,
                               "--wheelhouse", str(wheelhouse), "--name", name, "-p",
                               f"127.0.0.1:{port}:8000", *label_args(image_labels),
-                              timeout=BUILD_TIMEOUT)
+                              timeout=BUILD_TIMEOUT, cwd=target)
         assert result.returncode == 0, result.stderr[-4000:]
         example = example_of(result.stderr)
         ran = subprocess.run(["bash", "-c", example], capture_output=True, text=True,

@@ -60,7 +60,8 @@ def test_a_command_loads_its_own_module_and_not_the_others() -> None:
     _, out, _ = run("--help")
     commands = out.split("COMMAND\n", 1)[1].split("\n\n")[0]
     listed = [line.split()[0] for line in commands.splitlines()]
-    assert listed == ["probe", "init", "build", "up", "status", "logs", "down", "push", "render"]
+    assert listed == ["probe", "init", "build", "up", "status", "logs", "down", "push", "render",
+                      "version"]
 
 
 def test_a_typo_is_answered_against_every_command() -> None:
@@ -68,7 +69,7 @@ def test_a_typo_is_answered_against_every_command() -> None:
     assert (code, out) == (2, "")
     assert err.splitlines()[0] == (
         "launcher: error: argument COMMAND: invalid choice: 'upp' (choose from 'probe', 'init', "
-        "'build', 'up', 'status', 'logs', 'down', 'push', 'render')")
+        "'build', 'up', 'status', 'logs', 'down', 'push', 'render', 'version')")
 
 
 @pytest.mark.parametrize("collecting", [True, False], ids=["gc-on", "gc-off"])

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+import tomllib
 from prometheus_client import CollectorRegistry
 
 from launcher._cli import main
@@ -22,7 +23,7 @@ from service._settings import Settings
 from tests.conftest import ROOT
 from tests.service.asgi import request, running, wait_ready
 
-FILES = ["README.md", "predict.py", "requirements.txt"]
+FILES = ["README.md", "launcher.toml", "predict.py", "requirements.txt"]
 
 
 def test_init_writes_the_starter_and_names_the_up_line(tmp_path: Path,
@@ -32,13 +33,40 @@ def test_init_writes_the_starter_and_names_the_up_line(tmp_path: Path,
     out, err = capsys.readouterr()
     assert sorted(p.name for p in target.iterdir()) == FILES
     assert out.splitlines() == [str(target / n) for n in ("predict.py", "requirements.txt",
-                                                           "README.md")]
-    assert err.splitlines()[-1] == f"  {up_command(str(target))}"
+                                                           "launcher.toml", "README.md")]
+    assert err.splitlines()[-1] == f"  cd {target} && launcher up"
     readme = (target / "README.md").read_text()
     assert readme.startswith("# my-model\n")
-    assert ("    launcher up --predictor predict:Predictor --code . --requirements "
-            "./requirements.txt\n") in readme
+    assert "\n    launcher up\n" in readme
     assert STARTER_EXAMPLE in readme
+
+
+def test_the_starter_launcher_toml_is_the_up_flags_that_serve_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", str(tmp_path / "p")]) == 0
+    text = (tmp_path / "p" / "launcher.toml").read_text()
+    assert tomllib.loads(text) == {"predictor": "predict:Predictor", "code": ".",
+                                   "requirements": "requirements.txt"}
+    # Its commented examples, uncommented, are keys up takes with values their flags take.
+    head, _, examples = text.partition("\n\n")
+    uncommented = "\n".join(line.removeprefix("#").strip() for line in examples.splitlines())
+    (tmp_path / "p" / "launcher.toml").write_text(head + "\n" + uncommented)
+    assert set(tomllib.loads(uncommented)) == {"name", "gpus", "publish", "memory",
+                                               "wheelhouse", "env"}
+    monkeypatch.chdir(tmp_path / "p")
+    capsys.readouterr()
+    assert main(["up", "--dry-run", "--json", "--no-probe"]) == 0, capsys.readouterr().err
+    settings = orjson.loads(capsys.readouterr().out)["settings"]
+    assert settings == {key: str(tmp_path / "p" / "launcher.toml") for key in [
+        "code", "env", "gpus", "memory", "name", "predictor", "publish", "requirements",
+        "wheelhouse"]} | {"no-probe": "flag"}
+
+
+@pytest.mark.parametrize("code, line", [(".", "launcher up"), ("my model", "cd 'my model' && launcher up")],
+                         ids=["here", "quoted"])
+def test_up_command_is_launcher_up_in_the_project(code: str, line: str) -> None:
+    assert up_command(code) == line
 
 
 @pytest.mark.parametrize("present", FILES, ids=FILES)

@@ -3,11 +3,15 @@ answer for a dependency that is missing (service/_deps.py)."""
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 import tomllib
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
+from launcher import __version__
+from launcher._build import CONTEXT_FILES
 from service._deps import CPU_TORCH_INDEX, missing_dependency
 from tests.conftest import ROOT
 
@@ -78,3 +82,28 @@ def test_a_missing_dependency_is_named_with_its_install(module: str, needed_by: 
 @pytest.mark.parametrize("module", ["service._nope", "launcher.cmd_nope", "sklearn"])
 def test_a_module_that_is_not_a_dependency_is_not_explained_away(module: str) -> None:
     assert missing_dependency(ModuleNotFoundError(module, name=module), "launcher") is None
+
+
+def test_the_dev_extra_brings_the_service_and_no_torch() -> None:
+    # `pip install -e '.[dev]'` imports the service (the test suite does); torch comes first,
+    # from the CPU index, as for [service].
+    dev = [Requirement(r) for r in PROJECT["optional-dependencies"]["dev"]]
+    assert any(r.name == "gpu-launcher" and r.extras == {"service"} for r in dev)
+    assert "torch" not in {r.name for r in dev}
+
+
+def test_setup_py_copies_the_build_context_the_launcher_reads() -> None:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    copied = next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Assign)
+                  and any(getattr(t, "id", None) == "CONTEXT_FILES" for t in node.targets))
+    assert copied == CONTEXT_FILES
+    manifest = (ROOT / "MANIFEST.in").read_text().split()
+    assert set(CONTEXT_FILES) <= set(manifest)
+
+
+def test_the_version_is_said_once() -> None:
+    assert PROJECT["dynamic"] == ["version"]
+    for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
+        assert f'org.opencontainers.image.version="{__version__}"' in (
+            ROOT / dockerfile).read_text()

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from launcher._build import image_tag
 from launcher._cli import build_parser
 from launcher._errors import LauncherError, UsageError
-from launcher._options import plan_options_from_args
+from launcher._options import PlanOptions, plan_options_from_args
 from launcher._plan import ROOT, Plan, make_plan
 from launcher._probe import Probe, probe_host
 from tests.fakenvml import NOT_SUPPORTED, FakeGpu, FakeNvml, loader
@@ -27,7 +28,8 @@ A100_MIG = FakeGpu(name="NVIDIA A100-SXM4-40GB", uuid="GPU-a100", compute_capabi
 ENVIRON = {"HOME": "/home/u"}
 
 
-def fake_tag(root: Path, dockerfile: str, build_args: Any, wheelhouse: Path | None) -> str:
+def fake_tag(root: Path, dockerfile: str, build_args: Any, wheelhouse: Path | None,
+             labels: Any) -> str:
     return f"test/{dockerfile.lower()}:{len(build_args)}"
 
 
@@ -409,3 +411,12 @@ def test_cuda_visible_devices_in_a_gpu_plan_is_warned() -> None:
         "meant, or none; select GPUs with --gpus '\"device=...\"' and leave "
         "CUDA_VISIBLE_DEVICES unset"),)
     assert plan(["-e", "CUDA_VISIBLE_DEVICES=1"]).warnings == ()  # a CPU plan: no GPUs to miss
+
+
+def test_up_tags_its_image_with_its_labels_as_build_does() -> None:
+    # --label is part of the content-hash tag (launcher build hashes it too), so up and build
+    # name the same image for the same inputs, and an image labelled otherwise is not reused.
+    labelled = make_plan(PlanOptions(labels={"team": "ml"}), None)
+    assert labelled.image == image_tag(ROOT, "Dockerfile", labelled.build.build_args,
+                                       labels={"team": "ml"})
+    assert labelled.image != make_plan(PlanOptions(), None).image

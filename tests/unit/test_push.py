@@ -85,8 +85,9 @@ def test_registry_failures_are_typed_with_a_hint(text: str, kind: type[Exception
 
 @pytest.mark.parametrize("flags", [[], ["--gpus", "all", "--no-probe"],
                                    ["--gpus", "1", "--cuda", "12.6", "--no-probe"],
-                                   ["--base-image", "gpu-launcher/standin-bookworm:latest"]],
-                         ids=["cpu", "gpu-unprobed", "gpu-cuda-pin", "base-image"])
+                                   ["--base-image", "gpu-launcher/standin-bookworm:latest"],
+                                   ["--label", "team=ml"]],
+                         ids=["cpu", "gpu-unprobed", "gpu-cuda-pin", "base-image", "label"])
 def test_push_defaults_to_the_image_up_runs(flags: list[str],
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["up", "--dry-run", "--json", *flags]) == 0
