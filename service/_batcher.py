@@ -40,7 +40,6 @@ from typing import Any
 
 from service._admission import Admission, DeadlineExceeded, Disconnected
 from service._errors import MessageError
-from service._predictor import OutOfMemory
 from service._replicas import Replica, ReplicaPool
 from service._work import Part, Work
 

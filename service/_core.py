@@ -138,8 +138,9 @@ class Core:
             raise BadRequest(413, f"item {at} costs {heaviest}, over the limit of "
                                   f"{s.max_batch_cost} per batch (MAX_BATCH_COST): send a "
                                   "smaller item")
-        if len(items) == 1:
-            parts = [(items, [0], costs[0], costs[0])]
+        total = sum(costs)
+        if len(items) <= s.max_batch_rows and total <= s.max_batch_cost:  # one part, in order
+            parts = [(items, list(range(len(items))), total, heaviest)]
         else:
             parts = _parts(costs, s.max_batch_rows, s.max_batch_cost, items)
         tickets: list[Ticket] = []
