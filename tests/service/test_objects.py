@@ -5,6 +5,7 @@ client's mistakes answered 4xx with nothing else in flight lost."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -73,6 +74,16 @@ def test_an_object_predictor_takes_json_and_says_what_it_is(records: ServerProce
     schema = requests.get(records.url + "/openapi.json", timeout=5).json()
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert body["application/json"]["example"] == {"inputs": ["a short text"]}
+
+
+def test_v2_answers_outputs_that_are_not_vectors_as_json_bytes(records: ServerProcess) -> None:
+    body = {"inputs": [{"name": "input", "datatype": "BYTES", "shape": [2, 1],
+                        "data": ["a", "b"]}]}
+    reply = requests.post(records.url + "/v2/models/Records/infer", json=body, timeout=10)
+    assert reply.status_code == 200
+    output = reply.json()["outputs"][0]
+    assert (output["name"], output["datatype"], output["shape"]) == ("output", "BYTES", [2])
+    assert [json.loads(o)["item"] for o in output["data"]] == ["a", "b"]
 
 
 def test_an_object_predictor_takes_raw_bytes(images: ServerProcess) -> None:
