@@ -93,15 +93,7 @@ class TensorWork:
 
     def _forward(self, predict: Callable[[Batch], Mapping[str, Sequence[Any]]],
                  values: array[float], rows: int) -> list[tuple[str, list[Any]]]:
-        try:
-            outputs = predict(Batch(values, rows, self.width))
-        except OutOfMemory:
-            raise
-        except Exception as exc:
-            mapped = self._out_of_memory(exc)
-            if mapped is not None:
-                raise mapped from exc
-            raise
+        outputs = _mapped(predict, Batch(values, rows, self.width), self._out_of_memory)
         for name, column in outputs.items():
             if len(column) != rows:
                 raise ValueError(f"predictor output {name!r} has {len(column)} items for "
@@ -151,16 +143,20 @@ class ObjectWork:
         return parts
 
     def _forward(self, predict: Callable[[list[Any]], Any], items: list[Any]) -> list[Any]:
-        try:
-            result = predict(items)
-        except (InputError, OutOfMemory):
-            raise
-        except Exception as exc:
-            mapped = self._out_of_memory(exc)
-            if mapped is not None:
-                raise mapped from exc
-            raise
-        return as_outputs(result, len(items))
+        return as_outputs(_mapped(predict, items, self._out_of_memory), len(items))
+
+
+def _mapped(predict: Callable[[Any], Any], batch: Any, out_of_memory: OomMapper) -> Any:
+    """``predict(batch)``, with torch's out-of-memory error raised as :class:`OutOfMemory`."""
+    try:
+        return predict(batch)
+    except (InputError, OutOfMemory):
+        raise
+    except Exception as exc:
+        mapped = out_of_memory(exc)
+        if mapped is not None:
+            raise mapped from exc
+        raise
 
 
 def as_outputs(result: Any, count: int) -> list[Any]:
