@@ -161,16 +161,16 @@ def _mapped(predict: Callable[[Any], Any], batch: Any, out_of_memory: OomMapper)
 
 def as_outputs(result: Any, count: int) -> list[Any]:
     """``predict``'s result as a list of ``count`` JSON-ready outputs: a numpy array or torch
-    tensor (whole, or one per item) becomes lists and numbers. ValueError for a wrong count."""
+    tensor (whole, or one per item) becomes lists and numbers. TypeError for no list, ValueError
+    for a wrong count."""
     if hasattr(result, "tolist"):
         result = result.tolist()
     elif isinstance(result, (list, tuple)):
         result = [v.tolist() if hasattr(v, "tolist") else v for v in result]
-    else:
-        raise ValueError(f"predict() returned {type(result).__name__}: expected a list with one "
+    if not isinstance(result, list):
+        raise TypeError(f"predict() returned {type(result).__name__}: expected a list with one "
                          f"output per item ({count} items)")
-    if not isinstance(result, list) or len(result) != count:
-        got = len(result) if isinstance(result, list) else type(result).__name__
-        raise ValueError(f"predict() returned {got} outputs for {count} items: one output "
-                         "per item, in order")
+    if len(result) != count:
+        raise ValueError(f"predict() returned {len(result)} outputs for {count} items: one "
+                         "output per item, in order")
     return result
