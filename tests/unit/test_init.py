@@ -16,7 +16,7 @@ import tomllib
 from prometheus_client import CollectorRegistry
 
 from launcher._cli import main
-from launcher._starter import STARTER_EXAMPLE, up_command
+from launcher._starter import OBJECT_EXAMPLE, STARTER_EXAMPLE, up_command
 from service._app import create_app
 from service._predictor import load_predictor_class
 from service._settings import Settings
@@ -92,8 +92,9 @@ def test_init_into_a_file_is_a_usage_error(tmp_path: Path,
     ]
 
 
-def test_the_starter_predictor_is_clean_code(tmp_path: Path) -> None:
-    assert main(["init", str(tmp_path)]) == 0
+@pytest.mark.parametrize("kind", ["tensor", "object"])
+def test_the_starter_predictor_is_clean_code(tmp_path: Path, kind: str) -> None:
+    assert main(["init", str(tmp_path), "--kind", kind]) == 0
     linted = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache",
                              str(tmp_path / "predict.py")], cwd=ROOT, capture_output=True,
                             text=True, timeout=60, check=False)
@@ -102,25 +103,36 @@ def test_the_starter_predictor_is_clean_code(tmp_path: Path) -> None:
 
 @pytest.fixture
 def starter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The generated predict.py's Predictor, as the service loads it."""
+    """The generated (tensor) predict.py's Predictor, as the service loads it."""
     assert main(["init", str(tmp_path)]) == 0
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "predict", raising=False)
     return load_predictor_class("predict:Predictor")
 
 
-def test_the_starter_predictor_serves_as_generated(starter: Any) -> None:
-    app = create_app(starter, Settings(devices=("cpu",)), CollectorRegistry(), nvml_loader=None)
+@pytest.mark.parametrize("kind, example, answer", [
+    ("tensor", STARTER_EXAMPLE, {"predictions": [1], "scores": [[0.5, 2.0, 1.0]]}),
+    ("object", OBJECT_EXAMPLE, {"outputs": [{"question": True, "words": 4},
+                                            {"question": False, "words": 2}]}),
+], ids=["tensor", "object"])
+def test_the_starter_predictor_serves_as_generated(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch, kind: str,
+                                                   example: str, answer: object) -> None:
+    assert main(["init", str(tmp_path), "--kind", kind]) == 0
+    assert example in (tmp_path / "README.md").read_text()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "predict", raising=False)
+    predictor = load_predictor_class("predict:Predictor")
+    app = create_app(predictor, Settings(devices=("cpu",)), CollectorRegistry(), nvml_loader=None)
 
     async def scenario() -> tuple[int, object]:
         async with running(app):
             assert (await wait_ready(app)).status == 200
-            reply = await request(app, "POST", "/predict", STARTER_EXAMPLE.encode())
+            reply = await request(app, "POST", "/predict", example.encode())
             return reply.status, orjson.loads(reply.body)
 
     status, body = asyncio.run(scenario())
-    assert status == 200
-    assert body == {"predictions": [1], "scores": [[0.5, 2.0, 1.0]]}
+    assert (status, body) == (200, answer)
 
 
 def test_the_starter_setup_says_what_it_gets_and_gets_it(starter: Any) -> None:

@@ -178,6 +178,10 @@ def test_curl_example_with_a_token_sends_it_from_the_shell(width: int | None,
 ], ids=["token", "token-file", "other-keys", "none"])
 def test_needs_token(env: list[str], expected: bool) -> None:
     assert lifecycle.needs_token(env) is expected
+def test_curl_example_of_an_object_predictor_sends_its_example() -> None:
+    line = lifecycle.curl_example("http://127.0.0.1:8080", None, {"inputs": ["it's a text"]})
+    assert line == ("curl -s http://127.0.0.1:8080/predict -d "
+                    "'{\"inputs\":[\"it'\"'\"'s a text\"]}'")
 
 
 def test_a_generated_wide_row_has_the_width() -> None:
