@@ -27,6 +27,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,7 +106,10 @@ def litserve_missing() -> str | None:
     return f"no LitServe venv at {lit.parent.parent} (run benchmarks/serving/setup-litserve)"
 
 
-def command(contender: str, model: Path, port: int) -> tuple[list[str], dict[str, str], str] | str:
+Spec = tuple[list[str], dict[str, str], str] | str  # argv, env, readiness path; or why not
+
+
+def command(contender: str, model: Path, port: int) -> Spec:
     """argv, env and readiness path of a contender, or why it cannot run here."""
     env = {"MODEL_PATH": str(model), "PYTHONUNBUFFERED": "1", "TORCH_THREADS": "1"}
     py = sys.executable
@@ -186,14 +190,16 @@ class Shape:
 
 
 def measure(contender: str, model: Path, connections: list[int], seconds: float, warmup: float,
-            shapes: list[Shape], pin: bool, logs: Path, rounds: int = 1) -> list[Row]:
+            shapes: list[Shape], pin: bool, logs: Path, rounds: int = 1,
+            command_for: Callable[[int], Spec] | None = None) -> list[Row]:
     """Start ``contender`` once; for each connection count, drive it with each request shape in
     turn, ``rounds`` slices of ``seconds / rounds`` each, interleaved, so the shapes of one
     server share the box's conditions (req/s: all slices; p50: their median; p99: their max).
     With several shapes, a last run drives them all at once, the connections split between them
-    (note ``together``): the same seconds on the same server, whatever else the box does."""
+    (note ``together``): the same seconds on the same server, whatever else the box does.
+    ``command_for(port)`` starts another benchmark's contender instead of :func:`command`'s."""
     port = free_port()
-    spec = command(contender, model, port)
+    spec = command_for(port) if command_for else command(contender, model, port)
     if isinstance(spec, str):
         log(f"{contender}: skipped: {spec}")
         return [Row(s.name, c, note=f"skipped: {spec}") for c in connections for s in shapes]
