@@ -58,6 +58,9 @@ class Embeddings:
             model.get_embedding_dimension()), "max_tokens": str(self.max_tokens)}
 
     def decode(self, payload: Any) -> list[str]:
+        if isinstance(payload, bytes):  # a body whose Content-Type is not JSON
+            raise InputError('send JSON (Content-Type: application/json): {"inputs": '
+                             '["a sentence", ...]}')
         inputs = payload.get("inputs") if isinstance(payload, dict) else None
         if not isinstance(inputs, list):
             raise InputError('expected a JSON object {"inputs": ["a sentence", ...]}')

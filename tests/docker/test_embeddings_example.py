@@ -18,7 +18,12 @@ from tests.clihelpers import run_launcher
 from tests.conftest import free_port, unique
 from tests.docker.conftest import BUILD_TIMEOUT, SESSION_LABEL, BuiltImage, label_args, remove_image
 from tests.docker.test_own_model import down, example_of
-from tests.examples.embeddings_reference import MIN_COSINE, SENTENCES, min_cosine
+from tests.examples.embeddings_reference import (
+    MIN_COSINE,
+    SENTENCES,
+    min_cosine,
+    python_warnings,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -55,4 +60,4 @@ def test_launcher_up_serves_the_embeddings_example_offline(docker_client: Any,
     # up's curl is the predictor's example; the service started without a warning
     assert example_of(stderr).startswith(f"curl -s {url}/predict -d ")
     logs = docker_client.containers.get(name).logs().decode(errors="replace")
-    assert [line for line in logs.splitlines() if "warn" in line.lower()] == []
+    assert python_warnings(logs) == []

