@@ -125,10 +125,10 @@ def table(rows: list[Row], limit: float, limit_batch: int) -> str:
     ours = max((r.requests_per_s for r in served if r.contender.startswith("ours")), default=0)
     peers = [r for r in served if not r.contender.startswith("ours")]
     best_peer = max(peers, key=lambda r: r.requests_per_s, default=None)
-    lines = [f"{'contender':<16} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-             f"{'/limit':>7} {'ours/it':>7}  note",
-             f"{f'in-process b{limit_batch}':<16} {limit:>7.1f} {'':>8} {'':>8} {'':>6} "
-             f"{1:>7.2f} {ours / limit if limit else 0:>7.2f}  the limit"]
+    lines = [(f"{'contender':<16} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+              f"{'/limit':>7} {'ours/it':>7}  note"),
+             (f"{f'in-process b{limit_batch}':<16} {limit:>7.1f} {'':>8} {'':>8} {'':>6} "
+              f"{1:>7.2f} {ours / limit if limit else 0:>7.2f}  the limit")]
     for r in rows:
         ratio = f"{ours / r.requests_per_s:.2f}" if r.requests_per_s and ours else ""
         share = f"{r.requests_per_s / limit:.2f}" if limit else ""

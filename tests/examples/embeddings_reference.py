@@ -16,8 +16,8 @@ EXAMPLE = ROOT / "examples" / "embeddings"
 DIMENSIONS = 384
 MIN_COSINE = 0.9999
 SENTENCES = [
-    "It is a truth universally acknowledged, that a single man in possession of a good "
-    "fortune, must be in want of a wife.",
+    ("It is a truth universally acknowledged, that a single man in possession of a good "
+     "fortune, must be in want of a wife."),
     "Call me Ishmael.",
     "  The mass of men lead lives of quiet desperation.  ",
     "Ünïcödé and 日本語のテキスト, with punctuation!?",
