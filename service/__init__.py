@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Batch", "DeviceFailure", "InputError", "Predictor", "PredictorError", "ServiceError",
-           "Settings", "SettingsError", "create_app"]
+__all__ = ["Batch", "DeviceFailure", "InputError", "ObjectPredictor", "Predictor",
+           "PredictorError", "ServiceError", "Settings", "SettingsError", "create_app"]
 
 _HOMES = {"Batch": "service._predictor", "DeviceFailure": "service._device",
-          "InputError": "service._predictor",
+          "InputError": "service._predictor", "ObjectPredictor": "service._predictor",
           "Predictor": "service._predictor", "PredictorError": "service._predictor",
           "ServiceError": "service._errors", "Settings": "service._settings",
           "SettingsError": "service._settings", "create_app": "service._app"}
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from service._app import create_app
     from service._device import DeviceFailure
     from service._errors import ServiceError
-    from service._predictor import Batch, InputError, Predictor, PredictorError
+    from service._predictor import Batch, InputError, ObjectPredictor, Predictor, PredictorError
     from service._settings import Settings, SettingsError
 
 

@@ -122,8 +122,7 @@ class _Fronts:
         hook = scope.get("extensions", {}).get(DISCONNECT_HOOK)
         if not predict:
             return await self.embeddings.answer(body, timeout, receive, hook)
-        return await self.predict.answer(body, lambda: _content_type(scope), timeout, receive,
-                                         hook)
+        return await self.predict.answer(body, scope["headers"], timeout, receive, hook)
 
     def _unauthorized(self, scope: Scope) -> tuple[str, bytes] | None:
         """None for the right bearer token (compared in constant time); else why, and the
@@ -184,13 +183,6 @@ class _Route:
 
 
 _EMBEDDINGS_ROUTE = _Route()
-
-
-def _content_type(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return value  # type: ignore[no-any-return]
-    return None
 
 
 async def _respond(send: Send, status: int, content: bytes, headers: Headers) -> None:

@@ -31,6 +31,8 @@ from service._metrics import ServiceMetrics
 from service._predictor import (
     AnyPredictor,
     HasCost,
+    HasDecode,
+    HasEncode,
     HasOutputDatatypes,
     InputError,
     OutOfMemory,
@@ -66,6 +68,9 @@ class Core:
         self.batcher: Batcher | None = None  # made when the first replica is ready
         self.predictor: AnyPredictor | None = None  # the first replica's: its hooks
         self.objects = False  # an object predictor (known once a replica is ready)
+        # its optional hooks, looked up once (a Protocol's isinstance is slow per request)
+        self.decode: Callable[[Any], Any] | None = None
+        self.encode: Callable[[Any], Any] | None = None
         self._cost: Callable[[Any], int] | None = None
         self.model_name = default_model_name(settings.model_name, settings.predictor,
                                              settings.model_path)
@@ -138,8 +143,9 @@ class Core:
             raise BadRequest(413, f"item {at} costs {heaviest}, over the limit of "
                                   f"{s.max_batch_cost} per batch (MAX_BATCH_COST): send a "
                                   "smaller item")
-        if len(items) == 1:
-            parts = [(items, [0], costs[0], costs[0])]
+        total = sum(costs)
+        if len(items) <= s.max_batch_rows and total <= s.max_batch_cost:  # one part, in order
+            parts = [(items, list(range(len(items))), total, heaviest)]
         else:
             parts = _parts(costs, s.max_batch_rows, s.max_batch_cost, items)
         tickets: list[Ticket] = []
@@ -249,6 +255,8 @@ class Core:
         s = self.settings
         self.predictor = first
         self.objects = is_object_predictor(first)
+        self.decode = first.decode if isinstance(first, HasDecode) else None
+        self.encode = first.encode if isinstance(first, HasEncode) else None
         if self.objects:
             self._cost = first.cost if isinstance(first, HasCost) else None
             admission = Admission(s.max_queue_rows, s.max_queue_seconds, s.max_batch_rows,

@@ -11,7 +11,6 @@ on :class:`service._core.Core`):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -19,7 +18,7 @@ from starlette.types import Receive
 
 from service._core import Core, OnDisconnect
 from service._inputs import BadRequest, check_rows, decode_json, inputs_of
-from service._predictor import HasDecode, HasEncode, HasExample, InputError
+from service._predictor import HasExample, InputError
 
 __all__ = ["Headers", "PredictFront", "about_body", "detail", "is_json", "request_schema"]
 
@@ -47,36 +46,31 @@ class PredictFront:
         self.core = core
         self.max_rows = core.settings.max_request_rows
 
-    async def answer(self, body: bytes, content_type: Callable[[], bytes | None],
-                     timeout: float | None, receive: Receive | None = None,
-                     on_disconnect: OnDisconnect | None = None) -> tuple[int, bytes, Headers]:
+    async def answer(self, body: bytes, headers: Headers, timeout: float | None,
+                     receive: Receive | None = None, on_disconnect: OnDisconnect | None = None
+                     ) -> tuple[int, bytes, Headers]:
         """Status, JSON body and extra headers (a client that disconnects takes its request
-        out of the queue)."""
+        out of the queue); ``headers`` are the request's (its Content-Type)."""
         core = self.core
         state = core.status
         if state != "ready":
             return 503, detail(f"model is not ready ({state})"), []
-        predictor = core.predictor
+        encode = core.encode
         try:
             if core.objects:
-                items = self._items(body, content_type())
+                items = self._items(body, _content_type(headers))
                 outputs: Any = await core.infer_items(items, None, timeout, receive,
                                                       on_disconnect)
-                return 200, orjson.dumps(predictor.encode(outputs)
-                                         if isinstance(predictor, HasEncode)
-                                         else {"outputs": outputs}), []
-            batcher = core.batcher
-            assert batcher is not None and core.replicas is not None
-            width = core.replicas.width
+                return 200, orjson.dumps(encode(outputs) if encode else {"outputs": outputs}), []
+            width = core.replicas.width  # type: ignore[union-attr]
             assert width is not None
             payload = decode_json(body)
-            decode = predictor.decode if isinstance(predictor, HasDecode) else None
+            decode = core.decode
             inputs = _decoded(decode, payload) if decode else inputs_of(payload)
             values = check_rows(inputs, width, self.max_rows,
                                 b"true" in body or b"false" in body or decode is not None)
             outputs = await core.infer(values, len(values) // width, timeout, receive,
                                        on_disconnect)
-            encode = predictor.encode if isinstance(predictor, HasEncode) else None
             return 200, orjson.dumps(encode(outputs) if encode else outputs), []
         except BadRequest as exc:
             return exc.status, detail(exc.message), []
@@ -89,7 +83,7 @@ class PredictFront:
         """An object predictor's items from the body: JSON parsed (else the bytes), then its
         ``decode``."""
         payload = decode_json(body) if is_json(content_type) else body
-        items = _decoded(self.core.predictor.decode, payload)  # type: ignore[union-attr]
+        items = _decoded(self.core.decode, payload)
         if type(items) is not list:
             raise TypeError(f"decode() returned {type(items).__name__}: expected a list of "
                             "items")
@@ -99,6 +93,13 @@ class PredictFront:
             raise BadRequest(413, f"the request has {len(items)} items, over the limit of "
                                   f"{self.max_rows} per request (MAX_REQUEST_ROWS): split it")
         return items
+
+
+def _content_type(headers: Headers) -> bytes | None:
+    for name, value in headers:
+        if name == b"content-type":
+            return value
+    return None
 
 
 def _decoded(decode: Any, payload: Any) -> Any:
