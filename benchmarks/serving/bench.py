@@ -227,13 +227,7 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
                     r = run_wrk(base + shape.path, c, seconds / rounds, shape.body, wrk_cpu,
                                 shape.script, shape.header_length)
                     slices[shape.name].append((r, session_cpu_seconds(proc.pid) - cpu))
-            for name, runs in slices.items():
-                requests = sum(r["requests"] for r, _ in runs)
-                errors = sum(wrk_errors(r) for r, _ in runs)
-                rows.append(Row(name, c, requests / (sum(r["duration_us"] for r, _ in runs) / 1e6),
-                                statistics.median(r["p50_us"] for r, _ in runs) / 1000,
-                                max(r["p99_us"] for r, _ in runs) / 1000, errors,
-                                sum(cpu for _, cpu in runs) * 1e6 / max(1, requests)))
+            rows += [slices_row(name, c, runs) for name, runs in slices.items()]
         if len(shapes) > 1:
             rows += _together(base, shapes, max(connections), seconds, wrk_cpu, proc.pid)
     except (RuntimeError, subprocess.SubprocessError) as exc:
@@ -245,6 +239,16 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
     finally:
         stop_session(proc)  # our own child's session, by its PID
     return rows
+
+
+def slices_row(name: str, connections: int, runs: list[tuple[dict[str, int], float]]) -> Row:
+    """One row from slices of ``run_wrk`` results and the server's CPU seconds in each:
+    req/s over all of them, p50 their median, p99 their max."""
+    requests = sum(r["requests"] for r, _ in runs)
+    return Row(name, connections, requests / (sum(r["duration_us"] for r, _ in runs) / 1e6),
+               statistics.median(r["p50_us"] for r, _ in runs) / 1000,
+               max(r["p99_us"] for r, _ in runs) / 1000, sum(wrk_errors(r) for r, _ in runs),
+               sum(cpu for _, cpu in runs) * 1e6 / max(1, requests))
 
 
 def _together(base: str, shapes: list[Shape], connections: int, seconds: float,
