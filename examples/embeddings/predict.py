@@ -12,7 +12,6 @@ so ``predict`` runs the transformer once per batch, with torch directly.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, ClassVar
 
@@ -33,11 +32,9 @@ from service import InputError
 # tokens than the model reads: BERT splits words at whitespace first, so every token before the
 # cut is the whole text's own and the truncated tokens are the same, without tokenising 1 MB.
 _PREFIX_CHARS = 4096
-# A forward pass on a CPU: at most 16 sentences, padding at most 20% of its tokens (measured on
-# benchmarks/embeddings/sentences.txt, 32 at a time: 5% more sentences per CPU-second than
-# chunks of 8, and twice one pass of all 32).
-CPU_CHUNK = 16
-PADDING = 0.2
+# Tokens of one pass on a CPU (measured on benchmarks/embeddings/sentences.txt, 32 sentences at a
+# time, one thread: 128 is 25% slower, 512 15%; padded passes of a few alike are 20% slower).
+PACK_TOKENS = 256
 
 
 class Embeddings:
@@ -62,9 +59,6 @@ class Embeddings:
         self.device = device
         self.dimensions: int = model.get_embedding_dimension()
         self.pad_id: int = self.tokenizer.pad_token_id
-        # A CPU runs a few sentences of one length best; a GPU, all of them at once.
-        cpu = device == "cpu"
-        self.chunk, self.padding = (CPU_CHUNK, PADDING) if cpu else (1 << 20, math.inf)
         self.info = {"model": "all-MiniLM-L6-v2", "dimensions": str(self.dimensions),
                      "max_tokens": str(self.max_tokens)}
 
@@ -87,40 +81,56 @@ class Embeddings:
         return len(self.counter.encode(self._clip(item)))
 
     def predict(self, items: list[str]) -> torch.Tensor:
-        """Items sorted by length and run in chunks of similar length (on a CPU one pass padded
-        to the longest of 32 sentences costs twice what passes of a few alike do)."""
+        """On a CPU the sentences go end to end, in packs of up to 256 tokens, without padding
+        (a pass padded to the longest of 32 sentences costs twice as much); on a GPU, one pass
+        padded to the longest."""
         ids = [e.ids for e in self.counter.encode_batch([self._clip(text) for text in items])]
-        order = sorted(range(len(items)), key=lambda i: len(ids[i]))
+        if self.device != "cpu":
+            return self._padded(ids)
         vectors = torch.empty(len(items), self.dimensions)
-        for chunk in self._chunks(order, ids):
-            vectors[chunk] = self._forward([ids[i] for i in chunk])
+        for pack in self._packs(ids):
+            vectors[pack] = self._packed([ids[i] for i in pack])
         return vectors
 
-    def _chunks(self, order: list[int], ids: list[list[int]]) -> list[list[int]]:
-        """``order`` (shortest first) cut where padding to the next item's length would waste
-        more than ``self.padding`` of the chunk's tokens, or at ``self.chunk`` items."""
-        chunks: list[list[int]] = [[]]
+    def _packs(self, ids: list[list[int]]) -> list[list[int]]:
+        """The items' indices, shortest first, in packs of at most PACK_TOKENS tokens (a
+        longer item alone)."""
+        packs: list[list[int]] = [[]]
         tokens = 0
-        for i in order:
-            chunk, length = chunks[-1], len(ids[i])
-            if chunk and (len(chunk) == self.chunk
-                          or (len(chunk) + 1) * length > (1 + self.padding) * (tokens + length)):
-                chunk = []
-                chunks.append(chunk)
+        for i in sorted(range(len(ids)), key=lambda i: len(ids[i])):
+            if packs[-1] and tokens + len(ids[i]) > PACK_TOKENS:
+                packs.append([])
                 tokens = 0
-            chunk.append(i)
-            tokens += length
-        return chunks
+            packs[-1].append(i)
+            tokens += len(ids[i])
+        return packs
 
-    def _forward(self, ids: list[list[int]]) -> torch.Tensor:
+    def _packed(self, ids: list[list[int]]) -> torch.Tensor:
+        """Sentences laid end to end as one sequence: positions restart at each, attention stays
+        within each (a block-diagonal mask), so each token's vector is what the model gives it
+        alone; then the mean over each one's tokens, normalised."""
+        lengths = torch.tensor([len(seq) for seq in ids])
+        flat = torch.tensor([token for seq in ids for token in seq]).unsqueeze(0)
+        positions = torch.cat([torch.arange(n) for n in lengths.tolist()]).unsqueeze(0)
+        sentence = torch.repeat_interleave(torch.arange(len(ids)), lengths)
+        apart = sentence[:, None] != sentence[None, :]
+        mask = torch.zeros(apart.shape).masked_fill_(apart, torch.finfo(torch.float32).min)
+        with torch.inference_mode():
+            tokens = self.transformer(input_ids=flat, position_ids=positions,
+                                      token_type_ids=torch.zeros_like(flat),
+                                      attention_mask=mask[None, None])[0][0]
+            sums = torch.zeros(len(ids), tokens.shape[1]).index_add_(0, sentence, tokens)
+            return self._normalized(sums / lengths.unsqueeze(1))
+
+    def _padded(self, ids: list[list[int]]) -> torch.Tensor:
         """Token ids (truncated, with [CLS] and [SEP]) -> their vectors, as the model's own
         modules make them: padded to the longest, mean over the real tokens, normalised."""
-        longest = len(ids[-1])
+        longest = max(len(seq) for seq in ids)
         input_ids = torch.full((len(ids), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(ids), longest), dtype=torch.long)
-        for row, tokens in enumerate(ids):
-            input_ids[row, :len(tokens)] = torch.tensor(tokens)
-            mask[row, :len(tokens)] = 1
+        for row, seq in enumerate(ids):
+            input_ids[row, :len(seq)] = torch.tensor(seq)
+            mask[row, :len(seq)] = 1
         with torch.inference_mode():
             tokens = self.transformer(input_ids=input_ids.to(self.device),
                                       attention_mask=mask.to(self.device),
@@ -128,9 +138,10 @@ class Embeddings:
             weights = mask.to(self.device).unsqueeze(-1).to(tokens.dtype)
             # sentence_transformers.models.Pooling, mean over the real tokens
             vectors = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            if self.normalize:
-                vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-        return vectors.float().cpu()
+            return self._normalized(vectors).float().cpu()
+
+    def _normalized(self, vectors: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(vectors, p=2, dim=1) if self.normalize else vectors
 
     def encode(self, outputs: list[Any]) -> dict[str, list[Any]]:
         return {"embeddings": outputs}
