@@ -41,6 +41,7 @@ sys.path.insert(0, str(SERVING))
 from bench import (
     Row,
     Spec,
+    launch,
     litserve_python,
     log,
     run_wrk,
@@ -141,12 +142,8 @@ def start(name: str, contender: str, batch: int, folder: Path, sentences: list[s
     if isinstance(how, str):
         return f"skipped: {how}"
     argv, env, ready = how
-    if pin:
-        argv = ["taskset", "-c", "0", *argv]
     log_path = folder / f"{name.replace(' ', '-')}.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc = launch(argv, env, pin, log_path)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, base + ready, timeout=300)

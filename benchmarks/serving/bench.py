@@ -27,7 +27,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -189,27 +188,32 @@ class Shape:
     header_length: int = 0
 
 
+def launch(argv: list[str], env: dict[str, str], pin: bool, log_path: Path
+           ) -> subprocess.Popen[bytes]:
+    """A contender's server in its own session (stopped by its PID), pinned to CPU 0 with
+    ``pin``, its output to ``log_path``."""
+    if pin:
+        argv = ["taskset", "-c", "0", *argv]
+    with log_path.open("wb") as out:
+        return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def measure(contender: str, model: Path, connections: list[int], seconds: float, warmup: float,
-            shapes: list[Shape], pin: bool, logs: Path, rounds: int = 1,
-            command_for: Callable[[int], Spec] | None = None) -> list[Row]:
+            shapes: list[Shape], pin: bool, logs: Path, rounds: int = 1) -> list[Row]:
     """Start ``contender`` once; for each connection count, drive it with each request shape in
     turn, ``rounds`` slices of ``seconds / rounds`` each, interleaved, so the shapes of one
     server share the box's conditions (req/s: all slices; p50: their median; p99: their max).
     With several shapes, a last run drives them all at once, the connections split between them
-    (note ``together``): the same seconds on the same server, whatever else the box does.
-    ``command_for(port)`` starts another benchmark's contender instead of :func:`command`'s."""
+    (note ``together``): the same seconds on the same server, whatever else the box does."""
     port = free_port()
-    spec = command_for(port) if command_for else command(contender, model, port)
+    spec = command(contender, model, port)
     if isinstance(spec, str):
         log(f"{contender}: skipped: {spec}")
         return [Row(s.name, c, note=f"skipped: {spec}") for c in connections for s in shapes]
     argv, env, ready_path = spec
-    if pin:
-        argv = ["taskset", "-c", "0", *argv]
     log_path = logs / f"{contender}.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc = launch(argv, env, pin, log_path)
     rows: list[Row] = []
     wrk_cpu = "1" if pin else None
     base = f"http://127.0.0.1:{port}"
