@@ -7,7 +7,9 @@ sentence-transformers' own vectors. The image carries the session's labels and g
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import requests
 from tests.clihelpers import run_launcher
 from tests.conftest import ROOT, free_port, unique
 from tests.docker.conftest import BUILD_TIMEOUT, SESSION_LABEL, BuiltImage, label_args, remove_image
-from tests.docker.test_own_model import down
+from tests.docker.test_own_model import down, example_of
 from tests.examples.embeddings_reference import (
     MIN_COSINE,
     SENTENCES,
@@ -59,5 +61,10 @@ def test_launcher_up_serves_the_embeddings_example_offline(docker_client: Any,
     reply = requests.post(url + "/predict", json={"inputs": SENTENCES}, timeout=60)
     assert reply.status_code == 200, reply.text
     assert min_cosine(reply.json()["embeddings"], SENTENCES) >= MIN_COSINE
+    # up's curl sends the predictor's example
+    ran = subprocess.run(["bash", "-c", example_of(stderr)], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert [len(v) for v in json.loads(ran.stdout)["embeddings"]] == [384, 384]
     logs = docker_client.containers.get(name).logs().decode(errors="replace")
     assert python_warnings(logs) == []
