@@ -88,7 +88,8 @@ def spec(contender: str, batch: int, port: int) -> Spec:
         # The peers shed nothing: neither do we (the default 1 s bound on the expected wait
         # sheds some of 32 closed-loop connections of a ~50/s model on a busy core).
         env |= {"PREDICTOR": "predict:Embeddings", "LOG_LEVEL": "warning",
-                "PYTHONPATH": f"{EXAMPLE}{os.pathsep}{ROOT}", "MAX_QUEUE_SECONDS": "30"}
+                "PYTHONPATH": f"{EXAMPLE}{os.pathsep}{ROOT}",
+                "MAX_QUEUE_SECONDS": os.environ.get("BENCH_MAX_QUEUE_SECONDS", "30")}
         if batch:
             env["MAX_BATCH_ROWS"] = str(batch)
         return [py, "-m", "service", *host], env, "/readyz"
