@@ -157,7 +157,7 @@ class Core:
                 batcher.withdraw(ticket)
             raise
         self._watched(tickets, receive, on_disconnect)
-        if len(tickets) == 1:
+        if len(items) == 1:  # one part of several items is in cost order: put back below
             result: list[Any] = await tickets[0].future
             return result
         answers = await asyncio.gather(*(t.future for t in tickets), return_exceptions=True)

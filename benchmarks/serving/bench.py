@@ -105,7 +105,10 @@ def litserve_missing() -> str | None:
     return f"no LitServe venv at {lit.parent.parent} (run benchmarks/serving/setup-litserve)"
 
 
-def command(contender: str, model: Path, port: int) -> tuple[list[str], dict[str, str], str] | str:
+Spec = tuple[list[str], dict[str, str], str] | str  # argv, env, readiness path; or why not
+
+
+def command(contender: str, model: Path, port: int) -> Spec:
     """argv, env and readiness path of a contender, or why it cannot run here."""
     env = {"MODEL_PATH": str(model), "PYTHONUNBUFFERED": "1", "TORCH_THREADS": "1"}
     py = sys.executable
@@ -185,6 +188,17 @@ class Shape:
     header_length: int = 0
 
 
+def launch(argv: list[str], env: dict[str, str], pin: bool, log_path: Path
+           ) -> subprocess.Popen[bytes]:
+    """A contender's server in its own session (stopped by its PID), pinned to CPU 0 with
+    ``pin``, its output to ``log_path``."""
+    if pin:
+        argv = ["taskset", "-c", "0", *argv]
+    with log_path.open("wb") as out:
+        return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def measure(contender: str, model: Path, connections: list[int], seconds: float, warmup: float,
             shapes: list[Shape], pin: bool, logs: Path, rounds: int = 1) -> list[Row]:
     """Start ``contender`` once; for each connection count, drive it with each request shape in
@@ -198,12 +212,8 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
         log(f"{contender}: skipped: {spec}")
         return [Row(s.name, c, note=f"skipped: {spec}") for c in connections for s in shapes]
     argv, env, ready_path = spec
-    if pin:
-        argv = ["taskset", "-c", "0", *argv]
     log_path = logs / f"{contender}.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc = launch(argv, env, pin, log_path)
     rows: list[Row] = []
     wrk_cpu = "1" if pin else None
     base = f"http://127.0.0.1:{port}"
@@ -221,13 +231,7 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
                     r = run_wrk(base + shape.path, c, seconds / rounds, shape.body, wrk_cpu,
                                 shape.script, shape.header_length)
                     slices[shape.name].append((r, session_cpu_seconds(proc.pid) - cpu))
-            for name, runs in slices.items():
-                requests = sum(r["requests"] for r, _ in runs)
-                errors = sum(wrk_errors(r) for r, _ in runs)
-                rows.append(Row(name, c, requests / (sum(r["duration_us"] for r, _ in runs) / 1e6),
-                                statistics.median(r["p50_us"] for r, _ in runs) / 1000,
-                                max(r["p99_us"] for r, _ in runs) / 1000, errors,
-                                sum(cpu for _, cpu in runs) * 1e6 / max(1, requests)))
+            rows += [slices_row(name, c, runs) for name, runs in slices.items()]
         if len(shapes) > 1:
             rows += _together(base, shapes, max(connections), seconds, wrk_cpu, proc.pid)
     except (RuntimeError, subprocess.SubprocessError) as exc:
@@ -239,6 +243,16 @@ def measure(contender: str, model: Path, connections: list[int], seconds: float,
     finally:
         stop_session(proc)  # our own child's session, by its PID
     return rows
+
+
+def slices_row(name: str, connections: int, runs: list[tuple[dict[str, int], float]]) -> Row:
+    """One row from slices of ``run_wrk`` results and the server's CPU seconds in each:
+    req/s over all of them, p50 their median, p99 their max."""
+    requests = sum(r["requests"] for r, _ in runs)
+    return Row(name, connections, requests / (sum(r["duration_us"] for r, _ in runs) / 1e6),
+               statistics.median(r["p50_us"] for r, _ in runs) / 1000,
+               max(r["p99_us"] for r, _ in runs) / 1000, sum(wrk_errors(r) for r, _ in runs),
+               sum(cpu for _, cpu in runs) * 1e6 / max(1, requests))
 
 
 def _together(base: str, shapes: list[Shape], connections: int, seconds: float,

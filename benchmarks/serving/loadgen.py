@@ -21,13 +21,15 @@ import time
 from urllib.parse import urlsplit
 
 
-async def _connection(host: str, port: int, request: bytes, deadline: float,
+async def _connection(host: str, port: int, requests: list[bytes], first: int, deadline: float,
                       latencies: list[float], errors: list[int]) -> None:
     reader, writer = await asyncio.open_connection(host, port)
+    sent = first
     try:
         while time.monotonic() < deadline:
             start = time.perf_counter()
-            writer.write(request)
+            writer.write(requests[sent % len(requests)])
+            sent += 1
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):
@@ -43,22 +45,24 @@ async def _connection(host: str, port: int, request: bytes, deadline: float,
         writer.close()
 
 
-def _run(url: str, body: bytes, connections: int, seconds: float,
+def _run(url: str, body: bytes | list[bytes], connections: int, seconds: float,
          header_length: int = 0) -> tuple[list[float], list[int]]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     kind = "application/octet-stream" if header_length else "application/json"
     extra = f"Inference-Header-Content-Length: {header_length}\r\n" if header_length else ""
-    request = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}"
-               f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-    request += body
+    requests = [(f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}"
+                 f"Content-Type: {kind}\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b
+                for b in ([body] if isinstance(body, bytes) else body)]
     latencies: list[float] = []
     errors = [0, 0]  # non-200 answers, broken connections
 
     async def main() -> None:
         deadline = time.monotonic() + seconds
-        await asyncio.gather(*(_connection(host, port, request, deadline, latencies, errors)
-                               for _ in range(connections)))
+        # each connection starts at its own place in the bodies, then takes them in turn
+        step = max(1, len(requests) // connections)
+        await asyncio.gather(*(_connection(host, port, requests, i * step, deadline, latencies,
+                                           errors) for i in range(connections)))
 
     try:
         import uvloop
@@ -69,13 +73,15 @@ def _run(url: str, body: bytes, connections: int, seconds: float,
     return latencies, errors
 
 
-def _worker(args: tuple[str, bytes, int, float, int]) -> tuple[list[float], list[int]]:
+def _worker(args: tuple[str, bytes | list[bytes], int, float, int]
+            ) -> tuple[list[float], list[int]]:
     return _run(*args)
 
 
-def load(url: str, body: bytes, connections: int, seconds: float, procs: int = 1,
+def load(url: str, body: bytes | list[bytes], connections: int, seconds: float, procs: int = 1,
          header_length: int = 0) -> dict[str, float]:
-    """Drive ``url``; req/s, p50/p99 (ms) and errors over all connections."""
+    """Drive ``url`` with ``body`` (or each of a list of bodies in turn); req/s, p50/p99 (ms)
+    and errors over all connections."""
     procs = max(1, min(procs, connections))
     shares = [connections // procs + (i < connections % procs) for i in range(procs)]
     started = time.perf_counter()
