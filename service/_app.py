@@ -39,6 +39,7 @@ from service._predictor import (
     HasDecode,
     HasEncode,
     HasOutputDatatypes,
+    HasStream,
     OutOfMemory,
     Predictor,
     PredictorError,
@@ -46,6 +47,8 @@ from service._predictor import (
 )
 from service._replicas import ReplicaPool, Runtime, load_runtime
 from service._settings import Settings
+from service._sse import StreamFront, data_event, wants_events
+from service._stream import ClientLeft, StreamCore
 from service._tensors import TensorError
 from service._v2 import ModelSpec, V2Error, default_model_name, describe_model
 from service._v2_openapi import TIMEOUT_PARAMETER, openapi_paths
@@ -75,7 +78,7 @@ class ErrorResponse(BaseModel):
 
 class _Service:
     def __init__(self, predictor: PredictorSource, settings: Settings, metrics: ServiceMetrics,
-                 runtime: Runtime | None) -> None:
+                 runtime: Runtime | None, drain: Drain | None = None) -> None:
         self.make_predictor, self.one_instance = _factory(predictor)
         self.settings = settings
         self.metrics = metrics
@@ -89,6 +92,12 @@ class _Service:
                                              settings.model_path)
         self.model: ModelSpec | None = None  # the /v2 metadata, from a warm-up's outputs
         self.timeout = settings.request_timeout_seconds or None  # the default deadline
+        self.streams = StreamCore(settings.max_streams, metrics.stream_opened,
+                                  metrics.stream_ended, metrics.stream_cancelled,
+                                  lambda: drain is not None and drain.draining)
+        self.stream_front = StreamFront(self.streams, metrics, self.failure)
+        if drain is not None:
+            drain.on_end(self.streams.stop)
 
     def describe(self, predictor: Predictor, width: int,
                  outputs: Mapping[str, Sequence[Any]]) -> None:
@@ -247,6 +256,40 @@ class _Service:
             return status, _detail(message), [] if retry is None else [
                 (b"retry-after", b"%d" % retry)]
 
+    def streaming(self) -> ReplicaPool:
+        """The replicas, when the service is ready and its predictor streams; else the plain
+        answer's BadRequest (503 not ready, 406 no ``stream``)."""
+        replicas = self.replicas
+        if self.status != "ready" or replicas is None:
+            raise BadRequest(503, f"model is not ready ({self.status})")
+        if not isinstance(replicas.first, HasStream):
+            raise BadRequest(406, "this model does not stream: its predictor has no stream() "
+                                  "method; send the request without Accept: text/event-stream")
+        return replicas
+
+    async def predict_events(self, body: bytes, scope: Scope, receive: Receive,
+                             send: Send) -> None:
+        """``/predict`` with ``Accept: text/event-stream``: the one item of the body, streamed."""
+        front = self.stream_front
+        try:
+            replicas = self.streaming()
+            payload = decode_json(body)
+            items = self._decoded(payload) if self._decode else inputs_of(payload)
+            if type(items) is not list or len(items) != 1:
+                count = len(items) if type(items) is list else 0
+                raise BadRequest(422, f"a stream takes one item: this request has {count}; "
+                                      "send one per request, or leave out Accept: "
+                                      "text/event-stream for a batch")
+            stream = front.open(replicas, items[0], scope, receive)
+            first = await front.first(stream)
+        except ClientLeft:
+            return
+        except Exception as exc:  # noqa: BLE001 - the plain answer, before any event
+            status, message, headers = front.failure(exc)
+            await _respond(send, status, _detail(message), headers)
+            return
+        await front.send_events(send, stream, first, data_event)
+
     def _decoded(self, payload: Any) -> Any:
         """A decode hook's rows; its ValueError/TypeError/KeyError is the client's mistake."""
         assert self._decode is not None
@@ -317,11 +360,24 @@ class _PredictPath:
         if not predict:
             await self.app(scope, receive, send)
             return
+        if wants_events(scope["headers"]):
+            await self.events(scope, receive, send)
+            return
         try:
             status, content, headers = await self.answer(scope, receive)
         except _Disconnected:
             return
         await _respond(send, status, content, headers)
+
+    async def events(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A streamed /predict (``Accept: text/event-stream``): the body, then the stream."""
+        try:
+            body = await self._body(scope, receive)
+        except BadRequest as exc:
+            await _respond(send, exc.status, _detail(exc.message), [])
+            return
+        if body is not None:
+            await self.service.predict_events(body, scope, receive, send)
 
     async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Headers]:
         """The deadline and the body (at most MAX_BODY_BYTES) -> the service's status, JSON and
@@ -437,7 +493,7 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
     server's) turns readiness to 503 once the server drains (SIGTERM).
     """
     metrics = ServiceMetrics(registry, nvml_loader)
-    service = _Service(predictor, settings, metrics, runtime)
+    service = _Service(predictor, settings, metrics, runtime, drain)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

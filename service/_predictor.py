@@ -9,6 +9,7 @@ A predictor is any object with::
     def decode(self, payload: Any) -> Any   # request JSON -> the list of rows ('inputs' if absent)
     def encode(self, outputs: dict[str, list[Any]]) -> Any   # one request's columns -> response
     info: Mapping[str, str]             # labels for the model-info metric, read after setup
+    def stream(self, item: Any) -> Iterator[Any]   # one item -> its chunks (SSE), yielded
     output_datatypes: Mapping[str, str] # /v2 datatypes of the columns ("FP32"); default: read
                                         # from the warm-up's values (float FP64, int INT64, ...)
 
@@ -20,13 +21,13 @@ from __future__ import annotations
 
 import importlib
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from service._errors import ServiceError
 
-__all__ = ["Batch", "HasDecode", "HasEncode", "HasInfo", "HasOutputDatatypes", "OutOfMemory",
+__all__ = ["Batch", "HasDecode", "HasEncode", "HasInfo", "HasOutputDatatypes", "HasStream", "OutOfMemory",
            "Predictor", "PredictorError", "check_predictor", "load_predictor_class",
            "predictor_info"]
 
@@ -63,6 +64,13 @@ class HasDecode(Protocol):
 @runtime_checkable
 class HasEncode(Protocol):
     def encode(self, outputs: dict[str, list[Any]]) -> Any: ...
+
+
+@runtime_checkable
+class HasStream(Protocol):
+    """Optional: one item -> its output in chunks, yielded as they are ready (SSE)."""
+
+    def stream(self, item: Any) -> Iterator[Any]: ...
 
 
 @runtime_checkable
@@ -104,7 +112,7 @@ def check_predictor(predictor: object, name: str) -> Predictor:
         if not callable(getattr(predictor, method, None)):
             raise PredictorError(f"predictor {name} has no {method}() method",
                                  "define setup(self, device) and predict(self, batch)")
-    for hook in ("decode", "encode"):
+    for hook in ("decode", "encode", "stream"):
         if hasattr(predictor, hook) and not callable(getattr(predictor, hook)):
             raise PredictorError(f"predictor {name}: {hook} is not callable",
                                  f"make {hook} a method or remove it")
