@@ -123,6 +123,7 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
         "predictor-no-colon",
         "width-zero", "wait-word", "wait-nan", "batch-negative", "log-level", "access-log",
         "queue-rows-zero", "queue-seconds-zero", "timeout-negative", "head-too-small",
+        "streams-zero",
         "token-twice", "token-file-missing", "model-name-slash", "model-name-dash-first"])
 def test_from_env_rejects_bad_values(env: dict[str, str], message: str, hint: str) -> None:
     with pytest.raises(SettingsError) as info:
