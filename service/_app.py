@@ -16,6 +16,7 @@ import sys
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -29,6 +30,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service._admission import Admission, DeadlineExceeded, Disconnected, QueueFull, request_timeout
 from service._batcher import Batcher, NoReplica, Ticket
+from service._completions import PATH as COMPLETIONS
+from service._completions import Completions
 from service._cpu import cpu_threads
 from service._device import NO_CUDA, plan_replicas
 from service._drain import Drain
@@ -47,7 +50,7 @@ from service._predictor import (
 )
 from service._replicas import ReplicaPool, Runtime, load_runtime
 from service._settings import Settings
-from service._sse import StreamFront, data_event, wants_events
+from service._sse import StreamFront, data_event, respond_json, wants_events
 from service._stream import ClientLeft, StreamCore
 from service._tensors import TensorError
 from service._v2 import ModelSpec, V2Error, default_model_name, describe_model
@@ -58,7 +61,6 @@ from service.nvml import load_nvml
 __all__ = ["PredictorSource", "create_app"]
 
 log = logging.getLogger("service")
-_JSON = [(b"content-type", b"application/json")]
 Headers = list[tuple[bytes, bytes]]
 # What the metrics record for a request whose client left before its answer (nginx's code).
 CLIENT_CLOSED = Disconnected.status  # 499
@@ -286,7 +288,7 @@ class _Service:
             return
         except Exception as exc:  # noqa: BLE001 - the plain answer, before any event
             status, message, headers = front.failure(exc)
-            await _respond(send, status, _detail(message), headers)
+            await respond_json(send, status, _detail(message), headers)
             return
         await front.send_events(send, stream, first, data_event)
 
@@ -333,6 +335,8 @@ class _PredictPath:
         self.v2 = v2
         self.limit = service.settings.max_body_bytes
         self.token = service.settings.api_token.encode()
+        self.completions = Completions(service)
+        self.completions_route = _Route(COMPLETIONS)
         if self.token:
             v2.authorize = self._v2_authorize
 
@@ -351,11 +355,19 @@ class _PredictPath:
         # predict request; the endswith test keeps other paths off the regex.
         predict = (scope["path"].endswith("/predict")
                    and self.route.matches(scope)[0] is Match.FULL)
+        completions = path == COMPLETIONS
         if predict:
             scope["route"] = self.route  # what the metrics label the request with
+        elif completions:
+            scope["route"] = self.completions_route
         refused = self._unauthorized(scope) if self.token else None
         if refused is not None:  # before the body is read: no work for a stranger
-            await _respond(send, 401, _detail(refused[0]), [(b"www-authenticate", refused[1])])
+            await respond_json(send, 401, _detail(refused[0]), [(b"www-authenticate", refused[1])])
+            return
+        if completions:
+            body = await self._read(scope, receive, send)
+            if body is not None:
+                await self.completions(scope, receive, send, body)
             return
         if not predict:
             await self.app(scope, receive, send)
@@ -367,17 +379,22 @@ class _PredictPath:
             status, content, headers = await self.answer(scope, receive)
         except _Disconnected:
             return
-        await _respond(send, status, content, headers)
+        await respond_json(send, status, content, headers)
 
     async def events(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A streamed /predict (``Accept: text/event-stream``): the body, then the stream."""
-        try:
-            body = await self._body(scope, receive)
-        except BadRequest as exc:
-            await _respond(send, exc.status, _detail(exc.message), [])
-            return
+        body = await self._read(scope, receive, send)
         if body is not None:
             await self.service.predict_events(body, scope, receive, send)
+
+    async def _read(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The body for a stream's front-end; None when it was answered (413) or the client
+        left."""
+        try:
+            return await self._body(scope, receive)
+        except BadRequest as exc:
+            await respond_json(send, exc.status, _detail(exc.message), [])
+            return None
 
     async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Headers]:
         """The deadline and the body (at most MAX_BODY_BYTES) -> the service's status, JSON and
@@ -442,14 +459,13 @@ class _PredictPath:
         raise BadRequest(413, f"body is over the limit of {self.limit} bytes (MAX_BODY_BYTES)")
 
 
+@dataclass(frozen=True)
+class _Route:
+    path: str  # what the metrics label a request with (scope["route"].path)
+
+
 class _Disconnected(Exception):
     pass
-
-
-async def _respond(send: Send, status: int, content: bytes, headers: Headers) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*_JSON, (b"content-length", b"%d" % len(content)), *headers]})
-    await send({"type": "http.response.body", "body": content})
 
 
 def _request_schema(settings: Settings) -> dict[str, Any]:

@@ -25,13 +25,14 @@ from service._replicas import ReplicaPool
 from service._stream import ClientLeft, NoStreamSlot, ServerStopping, Stream, StreamCore
 
 __all__ = ["DONE", "EVENT_HEADERS", "Failure", "StreamFront", "data_event", "error_event",
-           "wants_events"]
+           "respond_json", "wants_events"]
 
 log = logging.getLogger("service")
 DONE = b"data: [DONE]\n\n"
 # no-cache: nothing between keeps a copy; X-Accel-Buffering: nginx passes each event on at once
 EVENT_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                  (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+_JSON = [(b"content-type", b"application/json")]
 _EMPTY = object()  # a stream that ended before its first chunk
 Headers = list[tuple[bytes, bytes]]
 # An error -> status, message, Retry-After seconds or None (the service's ``failure``)
@@ -44,6 +45,13 @@ def data_event(data: Any) -> bytes:
 
 def error_event(message: str) -> bytes:
     return b"event: error\ndata: " + orjson.dumps({"error": message}) + b"\n\n"
+
+
+async def respond_json(send: Send, status: int, content: bytes, headers: Headers) -> None:
+    """A whole JSON answer (a front-end's plain answer, or its error before a stream)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_JSON, (b"content-length", b"%d" % len(content)), *headers]})
+    await send({"type": "http.response.body", "body": content})
 
 
 def wants_events(headers: Iterable[tuple[bytes, bytes]]) -> bool:
@@ -107,21 +115,24 @@ class StreamFront:
         return chunk
 
     async def send_events(self, send: Send, stream: Stream, first: Any,
-                          frame: Callable[[Any], bytes], done: bytes = DONE) -> None:
+                          frame: Callable[[Any], bytes],
+                          done: Callable[[], bytes] = lambda: DONE,
+                          error: Callable[[str], bytes] = error_event) -> None:
         """200 ``text/event-stream``: each chunk as ``frame`` makes it (the first is ``first``),
-        sent as soon as it is ready; then ``done``; an error after the first chunk is an
-        ``event: error`` that ends the stream."""
+        sent as soon as it is ready; then ``done()``; an error after the first chunk is an
+        ``error`` event (with the message) that ends the stream."""
         await send({"type": "http.response.start", "status": 200, "headers": EVENT_HEADERS})
-        tail = done
         try:
             if first is not _EMPTY:
                 await self._send_chunk(send, frame(first))
                 async for chunk in stream:
                     await self._send_chunk(send, frame(chunk))
+            tail = done()
         except ClientLeft:
             return
         except Exception as exc:  # noqa: BLE001 - after the head: told as an event
-            tail = error_event(self.message(exc))
+            tail = error(self.message(exc))
+            stream.cancel()  # a frame that failed: the generator may still be running
         finally:
             _unwatch(stream)
         await send({"type": "http.response.body", "body": tail, "more_body": False})

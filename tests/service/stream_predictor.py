@@ -58,11 +58,13 @@ class Ticker:
 
     def _words(self, prompt: Prompt) -> Iterator[str]:
         """Echo the prompt's words, one chunk each, up to max_tokens (default 16); the first
-        word in ``stop`` ends it (not included)."""
+        word in ``stop`` ends it (not included); the word ``<fail>`` raises."""
         words = prompt.text.split()[:prompt.max_tokens or 16]
         for i, word in enumerate(words):
             if prompt.stop and word in prompt.stop:
                 return
+            if word == "<fail>":
+                raise RuntimeError(f"ticker failed at word {i}")
             yield word if i == 0 else " " + word
 
     def _note(self, tag: str, event: str) -> None:

@@ -19,28 +19,12 @@ import pytest
 import requests
 
 from tests.conftest import ServerProcess, start_server, tool_path
+from tests.service.conftest import MAX_STREAMS, ticker_env
 
 pytestmark = pytest.mark.slow
 EVENTS = {"Accept": "text/event-stream"}
-MAX_STREAMS = 2
 ONE_ITEM = ("a stream takes one item: this request has %d; send one per request, or leave out "
             "Accept: text/event-stream for a batch")
-
-
-@pytest.fixture(scope="module")
-def ticker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
-    """One replica streaming the Ticker, MAX_STREAMS=2; its generator's log."""
-    tmp = tmp_path_factory.mktemp("ticker")
-    log = tmp / "ticker.log"
-    server = start_server(tmp, env=ticker_env(log))
-    yield server, log
-    server.stop()
-
-
-def ticker_env(log: Path, **extra: str) -> dict[str, str]:
-    return {"PREDICTOR": "tests.service.stream_predictor:Ticker", "DEVICE": "cpu",
-            "REPLICAS_PER_DEVICE": "1", "MAX_STREAMS": str(MAX_STREAMS),
-            "TICKER_LOG": str(log), **extra}
 
 
 def events(response: requests.Response) -> Iterator[tuple[str, Any, float]]:

@@ -1,0 +1,182 @@
+"""``POST /v1/completions``, OpenAI's shape, over the stream core: ``prompt`` (with
+``max_tokens``, ``temperature``, ``stop``) becomes a :class:`service.Prompt`; the predictor's
+``stream`` yields text; the answer is ``choices[0].text`` in one piece, or with
+``"stream": true`` one ``text_completion`` chunk per yielded piece, a last one with the
+``finish_reason`` (and ``usage`` with ``stream_options.include_usage``), then ``data: [DONE]``.
+
+Usage counts tokens as the predictor does: ``prompt_tokens`` is its ``cost(prompt)`` (0 without
+one), ``completion_tokens`` the chunks it yielded (one token each, for a token streamer).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from service._inputs import BadRequest, decode_json, json_kind
+from service._prompt import Prompt
+from service._replicas import ReplicaPool
+from service._sse import StreamFront, respond_json
+from service._stream import ClientLeft
+
+__all__ = ["PATH", "Completions", "StreamingService", "parse_completion"]
+
+PATH = "/v1/completions"
+
+
+class StreamingService(Protocol):
+    """What the text-generation front-ends need of the service."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def stream_front(self) -> StreamFront: ...
+
+    def streaming(self) -> ReplicaPool: ...  # raises BadRequest: not ready, no stream()
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    prompt: Prompt
+    stream: bool
+    include_usage: bool
+
+
+def _field(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
+    value = body.get(key)
+    if value is not None and (type(value) not in kinds):
+        raise BadRequest(400, f"'{key}' must be {what}, got {json_kind(value)}")
+    return value
+
+
+def parse_completion(payload: Any) -> CompletionRequest:
+    """A completion request's body, or BadRequest (400) naming the field."""
+    if type(payload) is not dict:
+        raise BadRequest(400, f"body must be a JSON object with 'model' and 'prompt', got "
+                              f"{json_kind(payload)}")
+    prompt = payload.get("prompt")
+    if type(prompt) is list and len(prompt) == 1:
+        prompt = prompt[0]
+    if type(prompt) is list and all(type(p) is str for p in prompt):
+        raise BadRequest(400, f"'prompt' has {len(prompt)} prompts: this server completes one "
+                              "per request")
+    if type(prompt) is not str:
+        raise BadRequest(400, f"'prompt' must be a string, got {json_kind(prompt)}")
+    max_tokens = _field(payload, "max_tokens", (int,), "a whole number")
+    if max_tokens is not None and max_tokens < 1:
+        raise BadRequest(400, f"'max_tokens' must be at least 1, got {max_tokens}")
+    temperature = _field(payload, "temperature", (int, float), "a number")
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise BadRequest(400, f"'temperature' must be between 0 and 2, got {temperature}")
+    stop = payload.get("stop")
+    if type(stop) is str:
+        stop = [stop]
+    if stop is not None and (type(stop) is not list or not all(type(s) is str for s in stop)):
+        raise BadRequest(400, f"'stop' must be a string or a list of strings, got "
+                              f"{json_kind(payload.get('stop'))}")
+    for key in ("n", "best_of"):
+        count = payload.get(key)
+        if count is not None and count != 1:
+            raise BadRequest(400, f"'{key}' must be 1: this server makes one completion per "
+                                  f"request, got {count!r}")
+    stream = _field(payload, "stream", (bool,), "true or false") or False
+    options = _field(payload, "stream_options", (dict,), "an object") or {}
+    return CompletionRequest(
+        Prompt(prompt, max_tokens, None if temperature is None else float(temperature),
+               tuple(stop) if stop else None),
+        stream, bool(options.get("include_usage")))
+
+
+class Completions:
+    """The front-end: a request -> a stream of the core -> OpenAI's answer."""
+
+    def __init__(self, service: StreamingService) -> None:
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
+        front = self.service.stream_front
+        try:
+            replicas = self.service.streaming()
+            request = parse_completion(decode_json(body))
+            stream = front.open(replicas, request.prompt, scope, receive)
+            first = await front.first(stream)
+            cost = getattr(replicas.first, "cost", None)
+            usage = _Usage(int(cost(request.prompt)) if callable(cost) else 0,
+                           request.prompt.max_tokens)
+            if not request.stream:
+                chunks = await front.collect(stream, first)
+                for chunk in chunks:
+                    usage.add(chunk)
+        except ClientLeft:
+            return
+        except Exception as exc:  # noqa: BLE001 - OpenAI's error body
+            status, message, headers = front.failure(exc)
+            await respond_json(send, status, error_body(status, message), headers)
+            return
+        head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
+                "created": int(time.time()), "model": self.service.model_name}
+        if not request.stream:
+            await respond_json(send, 200, orjson.dumps({**head, "choices": [
+                {"text": "".join(chunks), "index": 0, "logprobs": None,
+                 "finish_reason": usage.finish_reason}], "usage": usage.body()}), [])
+            return
+
+        def frame(chunk: Any) -> bytes:
+            usage.add(chunk)
+            return _event({**head, "choices": [{"text": chunk, "index": 0, "logprobs": None,
+                                                "finish_reason": None}]})
+
+        def done() -> bytes:
+            last = _event({**head, "choices": [{"text": "", "index": 0, "logprobs": None,
+                                                "finish_reason": usage.finish_reason}]})
+            if request.include_usage:
+                last += _event({**head, "choices": [], "usage": usage.body()})
+            return last + b"data: [DONE]\n\n"
+
+        await front.send_events(send, stream, first, frame, done, error_frame)
+
+
+class _Usage:
+    def __init__(self, prompt_tokens: int, max_tokens: int | None) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = 0
+        self.max_tokens = max_tokens or math.inf
+
+    def add(self, chunk: Any) -> None:
+        if type(chunk) is not str:
+            raise TypeError(f"a completion's chunks must be text: the predictor yielded "
+                            f"{json_kind(chunk)}")
+        self.completion_tokens += 1
+
+    @property
+    def finish_reason(self) -> str:
+        return "length" if self.completion_tokens >= self.max_tokens else "stop"
+
+    def body(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+def error_body(status: int, message: str) -> bytes:
+    """OpenAI's error object."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": None,
+                                   "code": None}})
+
+
+def error_frame(message: str) -> bytes:
+    """An error after the first chunk: the ``openai`` client raises it as an APIError."""
+    return b"event: error\ndata: " + error_body(500, message) + b"\n\n"
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
