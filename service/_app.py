@@ -54,6 +54,7 @@ from service._sse import StreamFront, data_event, respond_json, wants_events
 from service._stream import ClientLeft, StreamCore
 from service._tensors import TensorError
 from service._v2 import ModelSpec, V2Error, default_model_name, describe_model
+from service._v2_generate import Generate
 from service._v2_openapi import TIMEOUT_PARAMETER, openapi_paths
 from service._v2_server import V2Server
 from service.nvml import load_nvml
@@ -258,15 +259,15 @@ class _Service:
             return status, _detail(message), [] if retry is None else [
                 (b"retry-after", b"%d" % retry)]
 
-    def streaming(self) -> ReplicaPool:
+    def streaming(self, hint: str = "") -> ReplicaPool:
         """The replicas, when the service is ready and its predictor streams; else the plain
-        answer's BadRequest (503 not ready, 406 no ``stream``)."""
+        answer's BadRequest (503 not ready, 406 no ``stream``, with ``hint``)."""
         replicas = self.replicas
         if self.status != "ready" or replicas is None:
             raise BadRequest(503, f"model is not ready ({self.status})")
         if not isinstance(replicas.first, HasStream):
             raise BadRequest(406, "this model does not stream: its predictor has no stream() "
-                                  "method; send the request without Accept: text/event-stream")
+                                  "method" + hint)
         return replicas
 
     async def predict_events(self, body: bytes, scope: Scope, receive: Receive,
@@ -274,7 +275,7 @@ class _Service:
         """``/predict`` with ``Accept: text/event-stream``: the one item of the body, streamed."""
         front = self.stream_front
         try:
-            replicas = self.streaming()
+            replicas = self.streaming("; send the request without Accept: text/event-stream")
             payload = decode_json(body)
             items = self._decoded(payload) if self._decode else inputs_of(payload)
             if type(items) is not list or len(items) != 1:
@@ -615,5 +616,6 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
     # API_TOKEN: _PredictPath sets V2Server.authorize, which guards the /v2 inference routes.
     v2 = V2Server(service, service.model_name, app.version, settings.max_request_rows,
                   settings.max_body_bytes)
+    v2.generate = Generate(service, v2.version)
     front = _PredictPath(app, service, route, v2)
     return metrics.asgi(front)

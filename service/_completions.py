@@ -14,32 +14,19 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
 from service._inputs import BadRequest, decode_json, json_kind
 from service._prompt import Prompt
-from service._replicas import ReplicaPool
-from service._sse import StreamFront, respond_json
+from service._sse import StreamingService, respond_json
 from service._stream import ClientLeft
 
-__all__ = ["PATH", "Completions", "StreamingService", "parse_completion"]
+__all__ = ["PATH", "Completions", "parse_completion"]
 
 PATH = "/v1/completions"
-
-
-class StreamingService(Protocol):
-    """What the text-generation front-ends need of the service."""
-
-    @property
-    def model_name(self) -> str: ...
-
-    @property
-    def stream_front(self) -> StreamFront: ...
-
-    def streaming(self) -> ReplicaPool: ...  # raises BadRequest: not ready, no stream()
 
 
 @dataclass(frozen=True)

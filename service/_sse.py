@@ -24,8 +24,8 @@ from service._inputs import BadRequest
 from service._replicas import ReplicaPool
 from service._stream import ClientLeft, NoStreamSlot, ServerStopping, Stream, StreamCore
 
-__all__ = ["DONE", "EVENT_HEADERS", "Failure", "StreamFront", "data_event", "error_event",
-           "respond_json", "wants_events"]
+__all__ = ["DONE", "EVENT_HEADERS", "Failure", "StreamFront", "StreamingService", "data_event",
+           "error_event", "respond_json", "wants_events"]
 
 log = logging.getLogger("service")
 DONE = b"data: [DONE]\n\n"
@@ -61,6 +61,18 @@ def wants_events(headers: Iterable[tuple[bytes, bytes]]) -> bool:
                                      for part in value.split(b",")):
             return True
     return False
+
+
+class StreamingService(Protocol):
+    """What the text-generation front-ends need of the service."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def stream_front(self) -> StreamFront: ...
+
+    def streaming(self, hint: str = "") -> ReplicaPool: ...  # BadRequest: not ready, no stream()
 
 
 class StreamMetrics(Protocol):

@@ -30,7 +30,7 @@ def ticker_env(log: Path, **extra: str) -> dict[str, str]:
     """One replica streaming the Ticker, MAX_STREAMS=2, its generator's log in ``log``."""
     return {"PREDICTOR": "tests.service.stream_predictor:Ticker", "DEVICE": "cpu",
             "REPLICAS_PER_DEVICE": "1", "MAX_STREAMS": str(MAX_STREAMS),
-            "TICKER_LOG": str(log), **extra}
+            "MODEL_NAME": "ticker", "TICKER_LOG": str(log), **extra}
 
 
 @pytest.fixture(scope="session")
