@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 
 from service._deps import missing_dependency
 from service._errors import ServiceError
-from service._predictor import Predictor, load_predictor_class
+from service._predictor import AnyPredictor, load_predictor_class
 from service._settings import IN_FLIGHT_SECONDS, Settings
 
 
-def build_predictor(settings: Settings) -> Predictor:
+def build_predictor(settings: Settings) -> AnyPredictor:
     if settings.predictor:
         return load_predictor_class(settings.predictor)
     from service._torch import TorchModelPredictor  # torch loads only when it is used
@@ -23,7 +23,7 @@ def build_predictor(settings: Settings) -> Predictor:
     return TorchModelPredictor(settings.model_path)
 
 
-def predictor_factory(settings: Settings) -> Callable[[], Predictor]:
+def predictor_factory(settings: Settings) -> Callable[[], AnyPredictor]:
     """One predictor per replica. The first is built now, so a bad PREDICTOR or MODEL_PATH
     exits 2 before the server starts; the others when their replica starts."""
     first = [build_predictor(settings)]

@@ -60,27 +60,39 @@ class Disconnected(ServiceError):
 
 
 class Admission:
-    def __init__(self, max_rows: int, max_seconds: float, batch_rows: int) -> None:
+    """The queue's bounds. Rows bound the queue's length; the expected wait is reckoned in
+    cost (an object predictor's ``cost(item)``; a tensor row costs 1), so a queue of long texts
+    is known to drain slower than one of short ones."""
+
+    def __init__(self, max_rows: int, max_seconds: float, batch_rows: int,
+                 batch_cost: float = math.inf) -> None:
         self.max_rows = max_rows
         self.max_seconds = max_seconds
         self._full = max(1, batch_rows // 2)
-        self.rate: float | None = None  # rows per second the queue drains at; None: unknown
+        self._full_cost = batch_cost / 2
+        self.rate: float | None = None  # cost per second the queue drains at; None: unknown
 
-    def observe(self, rows: int, seconds: float, parallel: int = 1) -> None:
-        """A batch of ``rows`` took ``seconds`` from dispatch to its answers, on one of
-        ``parallel`` replicas that drain the queue side by side."""
-        if seconds <= 0 or (rows < self._full and self.rate is not None):
+    def observe(self, rows: int, seconds: float, parallel: int = 1,
+                cost: int | None = None) -> None:
+        """A batch of ``rows`` (weighing ``cost``, default ``rows``) took ``seconds`` from
+        dispatch to its answers, on one of ``parallel`` replicas that drain the queue side by
+        side."""
+        cost = rows if cost is None else cost
+        if seconds <= 0 or (rows < self._full and cost < self._full_cost
+                            and self.rate is not None):
             return
-        rate = rows / seconds * max(1, parallel)
+        rate = cost / seconds * max(1, parallel)
         self.rate = rate if self.rate is None else (
             _SMOOTHING * rate + (1 - _SMOOTHING) * self.rate)
 
-    def expected_wait(self, rows_ahead: int) -> float:
-        return rows_ahead / self.rate if self.rate else 0.0
+    def expected_wait(self, cost_ahead: int) -> float:
+        return cost_ahead / self.rate if self.rate else 0.0
 
-    def check(self, rows_ahead: int, rows: int) -> None:
-        """Raise :class:`QueueFull` unless a request of ``rows`` may join ``rows_ahead``."""
-        wait = self.expected_wait(rows_ahead)
+    def check(self, rows_ahead: int, rows: int, cost_ahead: int | None = None,
+              cost: int | None = None) -> None:
+        """Raise :class:`QueueFull` unless a request of ``rows`` (weighing ``cost``; default:
+        its rows) may join ``rows_ahead`` (weighing ``cost_ahead``)."""
+        wait = self.expected_wait(rows_ahead if cost_ahead is None else cost_ahead)
         retry = max(1, math.ceil(wait))
         if rows_ahead + rows > self.max_rows:
             raise QueueFull("queue_rows", (

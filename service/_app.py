@@ -1,23 +1,21 @@
 """``create_app(predictor, settings, registry)``: the HTTP service around the model's replicas.
 
-``POST /predict`` is answered by a lean ASGI path in front of FastAPI (orjson in and out, no
-per-request pydantic); FastAPI still declares it, so ``/docs`` describes it, and serves the rest.
-Every request the ``/predict`` route matches (behind a root path too) takes that one path.
-The Open Inference Protocol's ``/v2`` routes (:mod:`service._v2_server`) take the same lean path,
-into the same batcher; their OpenAPI entries are written by hand.
+One core (:mod:`service._core`: replicas, admission, the queue and its batcher) under three thin
+protocol front-ends, each its own module: ``POST /predict`` (:mod:`service._predict`), the Open
+Inference Protocol's ``/v2`` (:mod:`service._v2_server`) and OpenAI's ``POST /v1/embeddings``
+(:mod:`service._openai`). They are answered by a lean ASGI path in front of FastAPI (orjson in
+and out, no per-request pydantic); FastAPI declares /predict, so ``/docs`` describes it, and
+serves the rest. Every request the ``/predict`` route matches (behind a root path too) takes
+that one path; the OpenAPI entries of /v2 and /v1 are written by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
-import sys
-from array import array
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import orjson
@@ -28,32 +26,19 @@ from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service._admission import Admission, DeadlineExceeded, Disconnected, QueueFull, request_timeout
-from service._batcher import Batcher, NoReplica, Ticket
-from service._completions import PATH as COMPLETIONS
-from service._completions import Completions
-from service._cpu import cpu_threads
-from service._device import NO_CUDA, plan_replicas
+from service._admission import Disconnected, request_timeout
+from service._completions import COMPLETIONS_PATH, Completions
+from service._core import Core, PredictorSource
 from service._drain import Drain
 from service._http import DISCONNECT_HOOK
-from service._inputs import BadRequest, check_rows, decode_json, inputs_of
+from service._inputs import BadRequest
 from service._metrics import ServiceMetrics
-from service._predictor import (
-    HasDecode,
-    HasEncode,
-    HasOutputDatatypes,
-    HasStream,
-    OutOfMemory,
-    Predictor,
-    PredictorError,
-    predictor_info,
-)
-from service._replicas import ReplicaPool, Runtime, load_runtime
+from service._openai import EMBEDDINGS_PATH, EmbeddingsFront, embeddings_openapi, openai_error
+from service._predict import Headers, PredictFront, about_body, detail, request_schema
+from service._replicas import Runtime
 from service._settings import Settings
-from service._sse import StreamFront, data_event, respond_json, wants_events
-from service._stream import ClientLeft, StreamCore
-from service._tensors import TensorError
-from service._v2 import ModelSpec, V2Error, default_model_name, describe_model
+from service._sse import StreamFront, respond_json, wants_events
+from service._v2 import V2Error
 from service._v2_generate import Generate
 from service._v2_openapi import TIMEOUT_PARAMETER, openapi_paths
 from service._v2_server import V2Server
@@ -61,12 +46,8 @@ from service.nvml import load_nvml
 
 __all__ = ["PredictorSource", "create_app"]
 
-log = logging.getLogger("service")
-Headers = list[tuple[bytes, bytes]]
 # What the metrics record for a request whose client left before its answer (nginx's code).
 CLIENT_CLOSED = Disconnected.status  # 499
-# A predictor instance (it serves one replica), or a class / function that makes one per replica.
-PredictorSource = Predictor | Callable[[], Predictor]
 
 
 class PredictResponse(BaseModel):
@@ -79,265 +60,23 @@ class ErrorResponse(BaseModel):
     detail: str = Field(description="what was wrong with the request")
 
 
-class _Service:
-    def __init__(self, predictor: PredictorSource, settings: Settings, metrics: ServiceMetrics,
-                 runtime: Runtime | None, drain: Drain | None = None) -> None:
-        self.make_predictor, self.one_instance = _factory(predictor)
-        self.settings = settings
-        self.metrics = metrics
-        self.runtime = runtime
-        self.replicas: ReplicaPool | None = None  # planned once torch has said what it sees
-        self.batcher: Batcher | None = None  # made when the first replica is ready
-        # the hooks of the first replica's predictor (a class has only unbound ones)
-        self._decode: Callable[[Any], Any] | None = None
-        self._encode: Callable[[Any], Any] | None = None
-        self.model_name = default_model_name(settings.model_name, settings.predictor,
-                                             settings.model_path)
-        self.model: ModelSpec | None = None  # the /v2 metadata, from a warm-up's outputs
-        self.timeout = settings.request_timeout_seconds or None  # the default deadline
-        self.streams = StreamCore(settings.max_streams, metrics.stream_opened,
-                                  metrics.stream_ended, metrics.stream_cancelled,
-                                  lambda: drain is not None and drain.draining)
-        self.stream_front = StreamFront(self.streams, metrics, self.failure)
-        if drain is not None:
-            drain.on_end(self.streams.stop)
-
-    def describe(self, predictor: Predictor, width: int,
-                 outputs: Mapping[str, Sequence[Any]]) -> None:
-        """In a replica's thread, after its warm-up: the model's /v2 metadata (the first one)."""
-        info = predictor_info(predictor)
-        datatypes = (predictor.output_datatypes if isinstance(predictor, HasOutputDatatypes)
-                     else None)
-        try:
-            model = describe_model(self.model_name, info, width, outputs, datatypes)
-        except TensorError as exc:
-            raise PredictorError(f"output_datatypes: {exc.message}",
-                                 "map each output name to a datatype, e.g. 'FP32'") from None
-        if self.model is None:
-            self.model = model
-
-    @property
-    def reason(self) -> str:
-        return self.replicas.reason() if self.replicas is not None else ""
-
-    def infer(self, values: array[float], rows: int, timeout: float | None,
-              receive: Receive | None = None,
-              on_disconnect: Callable[[Callable[[], None]], None] | None = None
-              ) -> Awaitable[dict[str, list[Any]]]:
-        """Rows into the batcher (the /v2 path; ``predict`` is /predict's)."""
-        assert self.batcher is not None  # the ticket's future: no coroutine around it
-        return self._enqueue(self.batcher, values, rows, timeout, receive, on_disconnect).future
-
-    def failure(self, error: Exception) -> tuple[int, str, int | None]:
-        """The answer to a request that did not get its outputs, for /predict and /v2 alike:
-        status, message and Retry-After seconds (or None). Counts a request the queue refused
-        or dropped (predictor_rejected_requests_total) and logs the model's failures."""
-        if isinstance(error, (QueueFull, DeadlineExceeded, Disconnected, OutOfMemory)):
-            self.metrics.reject(error.reason)
-        if isinstance(error, QueueFull):
-            return 503, error.message, error.retry_after
-        if isinstance(error, (DeadlineExceeded, Disconnected)):  # 504, or 499 (nobody reads it)
-            return error.status, error.message, None
-        if isinstance(error, OutOfMemory):
-            log.error("inference failed: %s", error.message)
-            return 503, f"inference failed: {error.message}; {error.hint}", None
-        if isinstance(error, NoReplica):  # the device failed, not the request: try again later
-            return 503, f"model is not ready: {error.message}", None
-        log.exception("inference failed", exc_info=error)  # the model's (or encode hook's)
-        return 500, f"inference failed: {type(error).__name__}: {error}", None
-
-    @staticmethod
-    def _enqueue(batcher: Batcher, values: array[float], rows: int, timeout: float | None,
-                 receive: Receive | None,
-                 on_disconnect: Callable[[Callable[[], None]], None] | None) -> Ticket:
-        """Queue the rows; a client that disconnects takes them out of the queue: told by the
-        server's ``on_disconnect`` hook where it has one (ours), else by ``receive`` (after
-        the body, its next message is the disconnect). Raises :class:`QueueFull`."""
-        ticket = batcher.enqueue(values, rows, timeout)
-        if on_disconnect is not None:
-            on_disconnect(partial(batcher.withdraw, ticket))
-        elif receive is not None:
-            watcher = asyncio.ensure_future(_watch(receive, batcher, ticket))
-            ticket.future.add_done_callback(lambda _: watcher.cancel())
-        return ticket
-
-    async def start(self) -> None:
-        """Plan the replicas from DEVICE and what torch sees, then set them all up."""
-        loop = asyncio.get_running_loop()
-        s = self.settings
-        runtime = self.runtime
-        if runtime is None:  # imports torch: off the event loop
-            runtime = await loop.run_in_executor(None, load_runtime)
-        facts = NO_CUDA if set(s.devices) == {"cpu"} else await loop.run_in_executor(
-            None, runtime.cuda_facts)
-        per_device = 1 if s.replicas_per_device is None and self.one_instance else (
-            s.replicas_per_device)  # auto, but one instance serves one replica
-        threads = cpu_threads()
-        slots, fallbacks = plan_replicas(s.devices, per_device, facts, threads)
-        for reason in dict.fromkeys(fallbacks):
-            log.warning("DEVICE=auto: running on the CPU because %s", reason)
-        cpu = sum(1 for slot in slots if slot.device == "cpu" and slot.error is None)
-        if per_device is None and cpu > 1:
-            log.info("REPLICAS_PER_DEVICE=auto: %d CPU replicas for %d CPU thread(s), each "
-                     "holding the model (REPLICAS_PER_DEVICE=1: one with every thread)",
-                     cpu, threads)
-        self.replicas = ReplicaPool(slots, self.make_predictor, runtime, threads,
-                                    s.input_width, s.max_batch_rows, self._changed,
-                                    on_warmup=self.describe)
-        self._changed()
-        await self.replicas.start()
-
-    def _changed(self) -> None:
-        """A replica changed state: metrics, the batcher once one is ready, and its wake-up."""
-        replicas = self.replicas
-        assert replicas is not None
-        self.metrics.set_replicas(replicas.counts())
-        if self.batcher is None and replicas.width is not None:
-            s = self.settings
-            first = replicas.first
-            self._decode = first.decode if isinstance(first, HasDecode) else None
-            self._encode = first.encode if isinstance(first, HasEncode) else None
-            admission = Admission(s.max_queue_rows, s.max_queue_seconds, s.max_batch_rows)
-            self.batcher = Batcher(replicas, replicas.width, s.max_batch_rows,
-                                   s.max_wait_ms / 1000, self.metrics.observe_batch, admission,
-                                   _torch_oom)
-            batcher = self.batcher
-            self.metrics.watch_queue(lambda: batcher.queued_rows)
-            log.info("ready: %s, input width %d", replicas.info or "predictor", replicas.width)
-        devices = replicas.ready_devices()
-        if devices:
-            info = dict(replicas.info)
-            if "device" in info:  # every device a replica is ready on, not only the first's
-                info["device"] = ",".join(devices)
-            self.metrics.set_model_info(**info)
-        if self.batcher is not None:
-            self.batcher.wake()
-
-    @property
-    def status(self) -> str:
-        """starting, ready or failed: for /readyz, /predict and the /v2 routes. Ready once a
-        replica is, and then the batcher is made (in the same ``_changed()`` call)."""
-        return "starting" if self.replicas is None else self.replicas.status
-
-    def health(self) -> dict[str, Any]:
-        """``/readyz`` and ``/healthz``: the service's status, and each replica's."""
-        replicas = self.replicas
-        body: dict[str, Any] = {"status": self.status,
-                                "replicas": [] if replicas is None else replicas.health()}
-        if replicas is not None and body["status"] == "failed":
-            body["reason"] = replicas.reason()
-        return body
-
-    def shutdown(self) -> None:
-        if self.replicas is not None:
-            self.replicas.shutdown()
-
-    async def predict(self, body: bytes, timeout: float | None = None,
-                      receive: Receive | None = None,
-                      on_disconnect: Callable[[Callable[[], None]], None] | None = None
-                      ) -> tuple[int, bytes, Headers]:
-        """Status, JSON body and extra headers (a client that disconnects takes its request
-        out of the queue: :meth:`_enqueue`)."""
-        state, batcher = self.status, self.batcher
-        if state != "ready":
-            return 503, _detail(f"model is not ready ({state})"), []
-        assert batcher is not None  # made when the first replica got ready
-        try:
-            payload = decode_json(body)
-            inputs = self._decoded(payload) if self._decode else inputs_of(payload)
-            values = check_rows(inputs, batcher.width, self.settings.max_request_rows,
-                                b"true" in body or b"false" in body or self._decode is not None)
-        except BadRequest as exc:
-            return exc.status, _detail(exc.message), []
-        try:
-            ticket = self._enqueue(batcher, values, len(values) // batcher.width, timeout,
-                                   receive, on_disconnect)
-            outputs = await ticket.future
-            return 200, orjson.dumps(self._encode(outputs) if self._encode else outputs), []
-        except Exception as exc:  # noqa: BLE001 - sorted out by failure
-            status, message, retry = self.failure(exc)
-            return status, _detail(message), [] if retry is None else [
-                (b"retry-after", b"%d" % retry)]
-
-    def streaming(self, hint: str = "") -> ReplicaPool:
-        """The replicas, when the service is ready and its predictor streams; else the plain
-        answer's BadRequest (503 not ready, 406 no ``stream``, with ``hint``)."""
-        replicas = self.replicas
-        if self.status != "ready" or replicas is None:
-            raise BadRequest(503, f"model is not ready ({self.status})")
-        if not isinstance(replicas.first, HasStream):
-            raise BadRequest(406, "this model does not stream: its predictor has no stream() "
-                                  "method" + hint)
-        return replicas
-
-    async def predict_events(self, body: bytes, scope: Scope, receive: Receive,
-                             send: Send) -> None:
-        """``/predict`` with ``Accept: text/event-stream``: the one item of the body, streamed."""
-        front = self.stream_front
-        try:
-            replicas = self.streaming("; send the request without Accept: text/event-stream")
-            payload = decode_json(body)
-            items = self._decoded(payload) if self._decode else inputs_of(payload)
-            if type(items) is not list or len(items) != 1:
-                count = len(items) if type(items) is list else 0
-                raise BadRequest(422, f"a stream takes one item: this request has {count}; "
-                                      "send one per request, or leave out Accept: "
-                                      "text/event-stream for a batch")
-            stream = front.open(replicas, items[0], scope, receive)
-            first = await front.first(stream)
-        except ClientLeft:
-            return
-        except Exception as exc:  # noqa: BLE001 - the plain answer, before any event
-            status, message, headers = front.failure(exc)
-            await respond_json(send, status, _detail(message), headers)
-            return
-        await front.send_events(send, stream, first, data_event)
-
-    def _decoded(self, payload: Any) -> Any:
-        """A decode hook's rows; its ValueError/TypeError/KeyError is the client's mistake."""
-        assert self._decode is not None
-        try:
-            return self._decode(payload)
-        except ValueError as exc:
-            raise BadRequest(422, str(exc)) from None
-        except (TypeError, KeyError) as exc:
-            raise BadRequest(422, f"the body does not fit this model: {type(exc).__name__}: "
-                                  f"{exc}") from None
-
-
-def _detail(message: str) -> bytes:
-    return orjson.dumps({"detail": message})
-
-
-async def _watch(receive: Receive, batcher: Batcher, ticket: Ticket) -> None:
-    """Once the body is read, the next message is ``http.disconnect``: the client left."""
-    if (await receive())["type"] == "http.disconnect":
-        batcher.withdraw(ticket)
-
-
-def _torch_oom(error: BaseException) -> OutOfMemory | None:
-    """torch's out-of-memory error as :class:`OutOfMemory` (torch is asked only when a
-    predictor has loaded it: no other module raises torch's errors)."""
-    if "torch" not in sys.modules:
-        return None
-    from service._torch import out_of_memory
-
-    return out_of_memory(error)
-
-
-class _PredictPath:
+class _Fronts:
     """ASGI: the bearer token on every POST (``API_TOKEN``); what the ``/predict`` route
-    matches straight to the service; ``/v2`` to its server; the rest to FastAPI."""
+    matches straight to its front-end, ``/v1/embeddings`` to its own; ``/v2`` to its server;
+    the rest to FastAPI."""
 
-    def __init__(self, app: ASGIApp, service: _Service, route: BaseRoute, v2: V2Server) -> None:
+    def __init__(self, app: ASGIApp, core: Core, route: BaseRoute, v2: V2Server,
+                 streams: StreamFront) -> None:
         self.app = app
-        self.service = service
+        self.core = core
+        self.predict = PredictFront(core)
+        self.embeddings = EmbeddingsFront(core)
+        self.completions = Completions(streams)
+        self.streams = streams
         self.route = route
         self.v2 = v2
-        self.limit = service.settings.max_body_bytes
-        self.token = service.settings.api_token.encode()
-        self.completions = Completions(service)
-        self.completions_route = _Route(COMPLETIONS)
+        self.limit = core.settings.max_body_bytes
+        self.token = core.settings.api_token.encode()
         if self.token:
             v2.authorize = self._v2_authorize
 
@@ -356,59 +95,57 @@ class _PredictPath:
         # predict request; the endswith test keeps other paths off the regex.
         predict = (scope["path"].endswith("/predict")
                    and self.route.matches(scope)[0] is Match.FULL)
-        completions = path == COMPLETIONS
         if predict:
             scope["route"] = self.route  # what the metrics label the request with
-        elif completions:
-            scope["route"] = self.completions_route
+        elif path in _V1_ROUTES:
+            scope["route"] = _V1_ROUTES[path]
         refused = self._unauthorized(scope) if self.token else None
         if refused is not None:  # before the body is read: no work for a stranger
-            await respond_json(send, 401, _detail(refused[0]), [(b"www-authenticate", refused[1])])
+            await respond_json(send, 401, detail(refused[0]), [(b"www-authenticate", refused[1])])
             return
-        if completions:
-            body = await self._read(scope, receive, send)
-            if body is not None:
-                await self.completions(scope, receive, send, body)
+        if path == COMPLETIONS_PATH or (predict and wants_events(scope["headers"])):
+            await self._stream(scope, receive, send, predict)
             return
-        if not predict:
+        if not predict and path != EMBEDDINGS_PATH:
             await self.app(scope, receive, send)
             return
-        if wants_events(scope["headers"]):
-            await self.events(scope, receive, send)
-            return
         try:
-            status, content, headers = await self.answer(scope, receive)
+            status, content, headers = await self.answer(scope, receive, predict)
         except _Disconnected:
             return
         await respond_json(send, status, content, headers)
 
-    async def events(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A streamed /predict (``Accept: text/event-stream``): the body, then the stream."""
-        body = await self._read(scope, receive, send)
-        if body is not None:
-            await self.service.predict_events(body, scope, receive, send)
-
-    async def _read(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
-        """The body for a stream's front-end; None when it was answered (413) or the client
-        left."""
+    async def answer(self, scope: Scope, receive: Receive, predict: bool = True
+                     ) -> tuple[int, bytes, Headers]:
+        """The deadline and the body (at most MAX_BODY_BYTES) -> the front-end's status, JSON
+        and headers; raises ``_Disconnected`` when the client left first."""
         try:
-            return await self._body(scope, receive)
-        except BadRequest as exc:
-            await respond_json(send, exc.status, _detail(exc.message), [])
-            return None
-
-    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, Headers]:
-        """The deadline and the body (at most MAX_BODY_BYTES) -> the service's status, JSON and
-        headers; raises ``_Disconnected`` when the client left first."""
-        try:
-            timeout = request_timeout(scope["headers"], self.service.timeout)
+            timeout = request_timeout(scope["headers"], self.core.timeout)
             body = await self._body(scope, receive)
         except BadRequest as exc:
-            return exc.status, _detail(exc.message), []
+            return exc.status, (detail(exc.message) if predict else
+                                openai_error(exc.status, exc.message)), []
         if body is None:
             raise _Disconnected
         hook = scope.get("extensions", {}).get(DISCONNECT_HOOK)
-        return await self.service.predict(body, timeout, receive, hook)
+        if not predict:
+            return await self.embeddings.answer(body, timeout, receive, hook)
+        return await self.predict.answer(body, scope["headers"], timeout, receive, hook)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send, predict: bool) -> None:
+        """A stream's front-end: /predict with Accept: text/event-stream, /v1/completions."""
+        try:
+            body = await self._body(scope, receive)
+        except BadRequest as exc:
+            await respond_json(send, exc.status, detail(exc.message) if predict else
+                               openai_error(exc.status, exc.message), [])
+            return
+        if body is None:
+            return
+        if predict:
+            await self.predict.events(body, scope, receive, send, self.streams)
+        else:
+            await self.completions(scope, receive, send, body)
 
     def _unauthorized(self, scope: Scope) -> tuple[str, bytes] | None:
         """None for the right bearer token (compared in constant time); else why, and the
@@ -460,44 +197,16 @@ class _PredictPath:
         raise BadRequest(413, f"body is over the limit of {self.limit} bytes (MAX_BODY_BYTES)")
 
 
-@dataclass(frozen=True)
-class _Route:
-    path: str  # what the metrics label a request with (scope["route"].path)
-
-
 class _Disconnected(Exception):
     pass
 
 
-def _request_schema(settings: Settings) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["inputs"],
-        "properties": {"inputs": {
-            "type": "array", "minItems": 1, "maxItems": settings.max_request_rows,
-            "description": "a batch of rows; every row has the model's input width (64 raw "
-                           "0-16 pixels for the built-in digits model)",
-            "items": {"type": "array", "items": {"type": "number"}},
-        }},
-        "example": {"inputs": [[0.0] * 64]},
-    }
+@dataclass(frozen=True)
+class _Route:
+    path: str  # what the metrics label its requests with (scope["route"].path)
 
 
-def _factory(source: PredictorSource) -> tuple[Callable[[], Predictor], bool]:
-    """One new predictor per replica: a class or function is called; an instance serves one
-    (True: it is an instance)."""
-    if isinstance(source, type) or not callable(getattr(source, "predict", None)):
-        return source, False  # type: ignore[return-value]
-    instance: list[Predictor] = [source]  # type: ignore[list-item]
-
-    def only_one() -> Predictor:
-        if not instance:
-            raise PredictorError("this service was given one predictor instance, which serves "
-                                 "one replica", "pass create_app a class or a function that "
-                                 "makes a new predictor, one per replica")
-        return instance.pop()
-
-    return only_one, True
+_V1_ROUTES = {path: _Route(path) for path in (EMBEDDINGS_PATH, COMPLETIONS_PATH)}
 
 
 def create_app(predictor: PredictorSource, settings: Settings, registry: CollectorRegistry,
@@ -510,7 +219,8 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
     server's) turns readiness to 503 once the server drains (SIGTERM).
     """
     metrics = ServiceMetrics(registry, nvml_loader)
-    service = _Service(predictor, settings, metrics, runtime, drain)
+    service = Core(predictor, settings, metrics, runtime)
+    streams = StreamFront(service, drain)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -544,15 +254,11 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
 
     @app.get("/")
     async def about() -> Response:
-        """What is served: the model's ``input_width`` (values per row; null until it is loaded)
-        and ``model`` info labels, so a client (``launcher up``'s example) can build a request
-        that fits."""
-        replicas = service.replicas
-        body = {"service": "gpu-launcher",
-                "input_width": replicas.width if replicas is not None else None,
-                "model": dict(replicas.info) if replicas is not None else {},
-                "max_request_rows": settings.max_request_rows}
-        return Response(orjson.dumps(body), media_type="application/json")
+        """What is served, so a client (``launcher up``'s example) can build a request that
+        fits: ``kind`` (``tensor``, ``object``; null until it is loaded), a tensor model's
+        ``input_width`` (values per row), an object predictor's ``example`` request body (null
+        without one), the ``model`` info labels and ``max_request_rows``."""
+        return Response(orjson.dumps(about_body(service)), media_type="application/json")
 
     # Load balancers and some probes send HEAD: answer it, without a second OpenAPI operation.
     for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
@@ -578,8 +284,7 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
         "description": "when the queue is full: seconds until it is expected to have room",
         "schema": {"type": "integer", "minimum": 1}}}
     extra: dict[str, Any] = {
-        "requestBody": {"required": True, "content": {
-            "application/json": {"schema": _request_schema(settings)}}},
+        "requestBody": {"required": True, "content": request_schema(service)},
         "parameters": [TIMEOUT_PARAMETER],
     }
     if settings.api_token:
@@ -594,7 +299,7 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
         # The front answers whatever this route matches; should a request get here anyway, it
         # gets the same answer and the same body limit.
         try:
-            status, content, headers = await front.answer(request.scope, request.receive)
+            status, content, headers = await fronts.answer(request.scope, request.receive)
         except _Disconnected:
             return Response(status_code=CLIENT_CLOSED)  # nobody reads it
         return Response(content, status, media_type="application/json",
@@ -603,19 +308,25 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
     fastapi_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        schema = app.openapi_schema
+        if schema is None:
             schema = fastapi_openapi()
+            # the request body as the loaded predictor takes it: described again until then
+            schema["paths"]["/predict"]["post"]["requestBody"]["content"] = request_schema(
+                service)
             schema["paths"].update(openapi_paths(service.model_name))
+            schema["paths"][EMBEDDINGS_PATH] = embeddings_openapi()
             if settings.api_token:
                 schema.setdefault("components", {}).setdefault("securitySchemes", {})[
                     "bearer"] = {"type": "http", "scheme": "bearer"}
-        return app.openapi_schema  # type: ignore[return-value]
+            app.openapi_schema = schema if service.status == "ready" else None
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     route = next(r for r in app.router.routes if getattr(r, "path", None) == "/predict")
-    # API_TOKEN: _PredictPath sets V2Server.authorize, which guards the /v2 inference routes.
+    # API_TOKEN: _Fronts sets V2Server.authorize, which guards the /v2 inference routes.
     v2 = V2Server(service, service.model_name, app.version, settings.max_request_rows,
                   settings.max_body_bytes)
-    v2.generate = Generate(service, v2.version)
-    front = _PredictPath(app, service, route, v2)
-    return metrics.asgi(front)
+    v2.generate = Generate(streams, v2.version)
+    fronts = _Fronts(app, service, route, v2, streams)
+    return metrics.asgi(fronts)

@@ -12,77 +12,93 @@ batches pipeline; a lone client's system holds one row: it waits for nobody. Row
 while several replicas are idle are shared out between them. A replica whose device fails
 hands its batch back to the front of the queue, once per request, for another replica.
 
+What a replica does with a batch is the :class:`service._work.Work` of the predictor's kind:
+tensor rows (first come, first served) or objects. Objects carry a cost (``cost(item)``): a
+batch holds at most ``max_cost`` of it, and is grouped: the oldest request, then those whose
+``key`` (their costliest item) is nearest to its own, so padding is not wasted (token-budget
+batching, as Text Embeddings Inference does) while the oldest request never waits behind a
+later batch.
+
 Admission (:mod:`service._admission`) decides what may enter the queue (:meth:`Batcher.enqueue`
 raises :class:`QueueFull`). A queued request leaves it before its forward pass when its deadline
 passes (:class:`DeadlineExceeded`) or its client goes away (:meth:`Batcher.withdraw`). A forward
 pass that runs out of device memory (:class:`OutOfMemory`) is retried once as two halves of its
-rows on the same replica: the device is fine, the batch was too big.
+rows on the same replica: the device is fine, the batch was too big. Any other error of the
+forward pass is logged once and fails the batch's requests (:class:`InferenceFailed`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
-from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from service._admission import Admission, DeadlineExceeded, Disconnected
 from service._errors import MessageError
-from service._predictor import Batch, OutOfMemory
 from service._replicas import Replica, ReplicaPool
+from service._work import Part, Work
 
-__all__ = ["Batcher", "NoReplica", "Outputs", "Ticket"]
+__all__ = ["Batcher", "InferenceFailed", "NoReplica", "Outputs", "Ticket"]
 
+log = logging.getLogger("service")
 Outputs = dict[str, list[Any]]
 # Below this a hold costs more (an idle worker, a timer) than the bigger batch saves.
 MIN_HOLD_S = 0.0005
 # rows, each request's queue wait, forward seconds, replica index, replica device
 Observer = Callable[[int, Sequence[float], float, int, str], None]
-Predict = Callable[[Batch], Mapping[str, Sequence[Any]]]
-# torch's out-of-memory error as OutOfMemory, None for any other (service/_torch.py decides)
-OomMapper = Callable[[BaseException], "OutOfMemory | None"]
 
 
 class NoReplica(MessageError):
     """No replica could run the request: its device failed twice, or every replica failed."""
 
 
+class InferenceFailed(MessageError):
+    """The forward pass of the request's batch raised (the model's error, logged once with its
+    traceback for the whole batch); the replica goes on serving (HTTP 500)."""
+
+    status = 500
+
+
 @dataclass(eq=False)
 class Ticket:
-    """A queued request: its answer is ``future``."""
+    """A queued request (or a part of one): ``values`` are its float32 rows (tensor) or its
+    items (object), ``rows`` how many, ``cost`` what they weigh in a batch (rows, for
+    tensors), ``key`` what groups it with others (its costliest item). Its answer is
+    ``future``: the columns (tensor) or the list of outputs (object)."""
 
-    values: array[float]
+    values: Any
     rows: int
-    future: asyncio.Future[Outputs]
+    future: asyncio.Future[Any]
+    cost: int = 0
+    key: int = 0
     enqueued: float = field(default_factory=time.monotonic)
     retried: bool = False  # handed back once by a replica whose device failed
     timeout: float | None = None  # seconds it may wait for its forward pass
     deadline: float = math.inf  # monotonic time when that wait ends
 
 
-def _no_oom(error: BaseException) -> OutOfMemory | None:
-    return None
-
-
 class Batcher:
-    def __init__(self, replicas: ReplicaPool, width: int, max_rows: int, max_wait_s: float,
+    def __init__(self, replicas: ReplicaPool, work: Work, max_rows: int, max_wait_s: float,
                  observe: Observer, admission: Admission | None = None,
-                 out_of_memory: OomMapper = _no_oom) -> None:
+                 max_cost: float = math.inf) -> None:
         self._replicas = replicas
         self.admission = admission
-        self._out_of_memory = out_of_memory
-        self.width = width
+        self.work = work
         self._max_rows = max_rows
+        self.max_cost = max_cost  # of a batch (objects; tensors: rows alone bound it)
         self._max_wait = max_wait_s
         self._observe = observe
         self._pending: list[Ticket] = []
         self._pending_rows = 0
+        self._pending_cost = 0
         self._running = 0  # batches on replicas now
         self._running_rows = 0  # and their rows
+        self._running_cost = 0  # and their cost
         # a ready replica's share of the rows in the system at the last finish: dispatch to an
         # idle replica when as many wait
         self._target = 1
@@ -92,24 +108,29 @@ class Batcher:
         self._next_deadline = math.inf  # when the deadline timer fires
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def submit(self, values: array[float], rows: int, timeout: float | None = None
-                     ) -> Outputs:
+    async def submit(self, values: Any, rows: int, timeout: float | None = None) -> Any:
         """This request's rows of the outputs, in order (see :meth:`enqueue`)."""
         return await self.enqueue(values, rows, timeout).future
 
-    def enqueue(self, values: array[float], rows: int, timeout: float | None = None) -> Ticket:
-        """Queue a request. Raises :class:`QueueFull` when admission refuses it; its future
-        raises :class:`DeadlineExceeded` when ``timeout`` seconds pass before its forward."""
+    def enqueue(self, values: Any, rows: int, timeout: float | None = None,
+                cost: int | None = None, key: int = 0) -> Ticket:
+        """Queue a request of ``rows`` rows or items weighing ``cost`` (default: ``rows``).
+        Raises :class:`QueueFull` when admission refuses it; its future raises
+        :class:`DeadlineExceeded` when ``timeout`` seconds pass before its forward."""
         loop = self._loop or self._bind()
+        if cost is None:
+            cost = rows
         if self.admission is not None:
-            self.admission.check(self._pending_rows + self._running_rows, rows)
-        item = Ticket(values, rows, loop.create_future())
+            self.admission.check(self._pending_rows + self._running_rows, rows,
+                                 self._pending_cost + self._running_cost, cost)
+        item = Ticket(values, rows, loop.create_future(), cost, key)
         if timeout is not None:
             item.timeout, item.deadline = timeout, item.enqueued + timeout
             if item.deadline < self._next_deadline:
                 self._arm_deadline(loop, item.deadline)
         self._pending.append(item)
         self._pending_rows += rows
+        self._pending_cost += cost
         if self._running < self._replicas.ready:  # else a finishing replica dispatches
             self._schedule(loop)
         return item
@@ -117,6 +138,11 @@ class Batcher:
     def withdraw(self, item: Ticket) -> None:
         """The client went away: drop its request unless its forward pass has begun."""
         self._drop(item, Disconnected("the client disconnected"))
+
+    @property
+    def queued_cost(self) -> int:
+        """What :attr:`queued_rows` weigh (the same for tensors)."""
+        return self._pending_cost + self._running_cost
 
     @property
     def queued_rows(self) -> int:
@@ -156,6 +182,7 @@ class Batcher:
         if expired:
             self._pending[:] = kept
             self._pending_rows -= sum(item.rows for item in expired)
+            self._pending_cost -= sum(item.cost for item in expired)
             for item in expired:
                 if not item.future.done():
                     item.future.set_exception(DeadlineExceeded(
@@ -168,6 +195,7 @@ class Batcher:
             if queued is item:
                 del self._pending[i]
                 self._pending_rows -= item.rows
+                self._pending_cost -= item.cost
                 if not item.future.done():
                     item.future.set_exception(error)
                 return
@@ -185,8 +213,13 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
         return self._loop
 
+    def _full(self) -> bool:
+        """Enough waits for a batch: a replica's share of the rows, or a batch's cost."""
+        return (self._pending_rows >= min(self._target, self._max_rows)
+                or self._pending_cost >= self.max_cost)
+
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        ready = self._pending_rows >= min(self._target, self._max_rows)
+        ready = self._full()
         if self._handle is not None:
             if not (ready and isinstance(self._handle, asyncio.TimerHandle)):
                 return  # already due
@@ -202,8 +235,7 @@ class Batcher:
         what waits is shared out over the idle replicas, so they all work."""
         self._handle = None
         first = True
-        while self._pending and (first or self._pending_rows >= min(self._target,
-                                                                     self._max_rows)):
+        while self._pending and (first or self._full()):
             idle = self._replicas.ready - self._running
             replica = self._replicas.take()
             if replica is None:
@@ -214,6 +246,23 @@ class Batcher:
             self._schedule(self._loop)  # a short batch for the next idle replica: hold it
 
     def _start(self, replica: Replica, limit: int) -> None:
+        taken, rows, cost = (self._take_grouped(limit) if self.work.grouped
+                             else self._take_in_order(limit))
+        if not taken:
+            self._replicas.release(replica)
+            return
+        self._running += 1
+        self._running_rows += rows
+        self._running_cost += cost
+        started = time.monotonic()
+        loop = self._loop
+        assert loop is not None and replica.predictor is not None
+        job = replica.executor.submit(self.work.run, replica.predictor, taken, rows)
+        job.add_done_callback(lambda done: loop.call_soon_threadsafe(
+            self._finished, replica, taken, rows, cost, started, done))
+
+    def _take_in_order(self, limit: int) -> tuple[list[Ticket], int, int]:
+        """The queue's head, up to ``limit`` rows (tensors: their cost is their rows)."""
         taken: list[Ticket] = []
         rows = 0
         count = 0
@@ -223,76 +272,52 @@ class Batcher:
             count += 1
             if item.future.done():  # cancelled by its caller: no work for nobody
                 self._pending_rows -= item.rows
+                self._pending_cost -= item.cost
                 continue
             taken.append(item)
             rows += item.rows
         del self._pending[:count]
         self._pending_rows -= rows
-        if not taken:
-            self._replicas.release(replica)
-            return
-        self._running += 1
-        self._running_rows += rows
-        started = time.monotonic()
-        loop = self._loop
-        assert loop is not None and replica.predictor is not None
-        job = replica.executor.submit(self._run, replica.predictor.predict, taken, rows)
-        job.add_done_callback(lambda done: loop.call_soon_threadsafe(
-            self._finished, replica, taken, rows, started, done))
+        self._pending_cost -= rows
+        return taken, rows, rows
 
-    def _run(self, predict: Predict, items: list[Ticket], rows: int
-             ) -> tuple[list[Outputs], float]:
-        """In the replica's thread: one forward pass (in halves once if it runs out of device
-        memory), then each item's slice of every column."""
-        values = items[0].values
-        if len(items) > 1:
-            values = array("f", values)
-            for item in items[1:]:
-                values += item.values
-        t0 = time.perf_counter()
-        try:
-            columns = self._forward(predict, values, rows)
-        except OutOfMemory as exc:
-            if rows < 2:
-                raise
-            half = rows // 2
-            cut = half * self.width
-            try:  # retried once, in halves; a half that fails again fails the batch
-                first = self._forward(predict, values[:cut], half)
-                second = self._forward(predict, values[cut:], rows - half)
-            except OutOfMemory as again:
-                raise OutOfMemory(f"{again.message} (also in halves: the batch of {rows} rows "
-                                  f"was retried as {half} + {rows - half})") from exc
-            columns = [(name, column + other[1]) for (name, column), other in zip(first, second)]
-        seconds = time.perf_counter() - t0
-        parts, start = [], 0
-        for item in items:
-            end = start + item.rows
-            parts.append({name: column[start:end] for name, column in columns})
-            start = end
-        return parts, seconds
+    def _take_grouped(self, limit: int) -> tuple[list[Ticket], int, int]:
+        """The oldest request, then those of the nearest ``key`` (the older first among equals)
+        while the batch stays within ``limit`` rows and ``max_cost``."""
+        live = []
+        for item in self._pending:
+            if item.future.done():  # cancelled by its caller: no work for nobody
+                self._pending_rows -= item.rows
+                self._pending_cost -= item.cost
+            else:
+                live.append(item)
+        if not live:
+            self._pending.clear()
+            return [], 0, 0
+        oldest = live[0]
+        taken, rows, cost = [oldest], oldest.rows, oldest.cost
+        if len(live) > 1 and rows < limit:
+            order = sorted(range(1, len(live)), key=lambda i: abs(live[i].key - oldest.key))
+            for i in order:
+                item = live[i]
+                if rows + item.rows <= limit and cost + item.cost <= self.max_cost:
+                    taken.append(item)
+                    rows += item.rows
+                    cost += item.cost
+                    if rows >= limit:
+                        break
+        chosen = {id(item) for item in taken}
+        self._pending[:] = [item for item in live if id(item) not in chosen]
+        taken.sort(key=lambda item: item.enqueued)
+        self._pending_rows -= rows
+        self._pending_cost -= cost
+        return taken, rows, cost
 
-    def _forward(self, predict: Predict, values: array[float], rows: int
-                 ) -> list[tuple[str, list[Any]]]:
-        try:
-            outputs = predict(Batch(values, rows, self.width))
-        except OutOfMemory:
-            raise
-        except Exception as exc:
-            mapped = self._out_of_memory(exc)
-            if mapped is not None:
-                raise mapped from exc
-            raise
-        for name, column in outputs.items():
-            if len(column) != rows:
-                raise ValueError(f"predictor output {name!r} has {len(column)} items for "
-                                 f"{rows} rows")
-        return [(name, list(column)) for name, column in outputs.items()]
-
-    def _finished(self, replica: Replica, items: list[Ticket], rows: int, started: float,
-                  job: Future[tuple[list[Outputs], float]]) -> None:
+    def _finished(self, replica: Replica, items: list[Ticket], rows: int, cost: int,
+                  started: float, job: Future[tuple[list[Part], float]]) -> None:
         self._running -= 1
         self._running_rows -= rows
+        self._running_cost -= cost
         self._replicas.release(replica)
         error = job.exception()
         if error is not None:
@@ -301,6 +326,11 @@ class Batcher:
                 self._hand_back(items, f"device error on replica {replica.index} "
                                        f"({replica.device}), after a retry: {reason}")
             else:
+                if not isinstance(error, MessageError):  # the service's own: answered as such
+                    log.error("inference failed on replica %d (%s), a batch of %d rows from %d "
+                              "request(s)", replica.index, replica.device, rows, len(items),
+                              exc_info=error)
+                    error = InferenceFailed(f"inference failed: {type(error).__name__}: {error}")
                 for item in items:
                     if not item.future.done():
                         item.future.set_exception(error)
@@ -311,12 +341,16 @@ class Batcher:
             parts, seconds = job.result()
             if self.admission is not None:
                 self.admission.observe(rows, time.monotonic() - started,
-                                       self._replicas.ready)
+                                       self._replicas.ready, cost)
             self._wait = min(self._max_wait, seconds / 2)
             if self._wait < MIN_HOLD_S:
                 self._wait = 0.0
             for item, part in zip(items, parts):
-                if not item.future.done():
+                if item.future.done():
+                    continue
+                if isinstance(part, Exception):  # this request's own input error
+                    item.future.set_exception(part)
+                else:
                     item.future.set_result(part)
             self._observe(rows, [started - item.enqueued for item in items], seconds,
                           replica.index, replica.device)
@@ -326,7 +360,7 @@ class Batcher:
         if self._replicas.status == "failed":
             self._fail_pending()
         elif self._pending:
-            if (self._pending_rows >= min(self._target, self._max_rows)
+            if (self._full()
                     or time.monotonic() - self._pending[0].enqueued >= self._wait):
                 self._dispatch()
             elif self._loop is not None:
@@ -345,6 +379,7 @@ class Batcher:
                 again.append(item)
         self._pending[:0] = again
         self._pending_rows += sum(item.rows for item in again)
+        self._pending_cost += sum(item.cost for item in again)
 
     def _fail_pending(self) -> None:
         error = NoReplica(f"every replica failed: {self._replicas.reason()}")
@@ -353,3 +388,4 @@ class Batcher:
                 item.future.set_exception(error)
         self._pending.clear()
         self._pending_rows = 0
+        self._pending_cost = 0

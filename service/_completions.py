@@ -4,8 +4,8 @@
 ``"stream": true`` one ``text_completion`` chunk per yielded piece, a last one with the
 ``finish_reason`` (and ``usage`` with ``stream_options.include_usage``), then ``data: [DONE]``.
 
-Usage counts tokens as the predictor does: ``prompt_tokens`` is its ``cost(prompt)`` (0 without
-one), ``completion_tokens`` the chunks it yielded (one token each, for a token streamer).
+Usage counts tokens as the predictor does: ``prompt_tokens`` is its ``cost(prompt)`` (1 without
+one, as for /v1/embeddings), ``completion_tokens`` the chunks it yielded (one token each, for a token streamer).
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from service._inputs import BadRequest, decode_json, json_kind
+from service._openai import openai_error
 from service._prompt import Prompt
-from service._sse import StreamingService, respond_json
+from service._sse import StreamFront, respond_json
 from service._stream import ClientLeft
 
-__all__ = ["PATH", "Completions", "parse_completion"]
+__all__ = ["COMPLETIONS_PATH", "Completions", "parse_completion"]
 
-PATH = "/v1/completions"
+COMPLETIONS_PATH = "/v1/completions"
 
 
 @dataclass(frozen=True)
@@ -84,19 +85,17 @@ def parse_completion(payload: Any) -> CompletionRequest:
 class Completions:
     """The front-end: a request -> a stream of the core -> OpenAI's answer."""
 
-    def __init__(self, service: StreamingService) -> None:
-        self.service = service
+    def __init__(self, front: StreamFront) -> None:
+        self.front = front
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
-        front = self.service.stream_front
+        front = self.front
         try:
-            replicas = self.service.streaming()
+            replicas = front.streaming()
             request = parse_completion(decode_json(body))
             stream = front.open(replicas, request.prompt, scope, receive)
             first = await front.first(stream)
-            cost = getattr(replicas.first, "cost", None)
-            usage = _Usage(int(cost(request.prompt)) if callable(cost) else 0,
-                           request.prompt.max_tokens)
+            usage = _Usage(front.cost(request.prompt), request.prompt.max_tokens)
             if not request.stream:
                 chunks = await front.collect(stream, first)
                 for chunk in chunks:
@@ -105,10 +104,10 @@ class Completions:
             return
         except Exception as exc:  # noqa: BLE001 - OpenAI's error body
             status, message, headers = front.failure(exc)
-            await respond_json(send, status, error_body(status, message), headers)
+            await respond_json(send, status, openai_error(status, message), headers)
             return
         head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
-                "created": int(time.time()), "model": self.service.model_name}
+                "created": int(time.time()), "model": front.model_name}
         if not request.stream:
             await respond_json(send, 200, orjson.dumps({**head, "choices": [
                 {"text": "".join(chunks), "index": 0, "logprobs": None,
@@ -151,16 +150,9 @@ class _Usage:
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 
 
-def error_body(status: int, message: str) -> bytes:
-    """OpenAI's error object."""
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return orjson.dumps({"error": {"message": message, "type": kind, "param": None,
-                                   "code": None}})
-
-
 def error_frame(message: str) -> bytes:
     """An error after the first chunk: the ``openai`` client raises it as an APIError."""
-    return b"event: error\ndata: " + error_body(500, message) + b"\n\n"
+    return b"event: error\ndata: " + openai_error(500, message) + b"\n\n"
 
 
 def _event(data: dict[str, Any]) -> bytes:

@@ -1,6 +1,6 @@
-"""The model contract: ``setup(device)`` once, ``predict(batch)`` many times, optional hooks.
+"""The model contract: ``setup(device)`` once, ``predict(...)`` many times, optional hooks.
 
-A predictor is any object with::
+Two kinds. A **tensor predictor** (it has ``input_width``) takes float rows of one width::
 
     input_width: int | None            # known after setup (None: INPUT_WIDTH must be set)
     def setup(self, device: str) -> None
@@ -9,9 +9,24 @@ A predictor is any object with::
     def decode(self, payload: Any) -> Any   # request JSON -> the list of rows ('inputs' if absent)
     def encode(self, outputs: dict[str, list[Any]]) -> Any   # one request's columns -> response
     info: Mapping[str, str]             # labels for the model-info metric, read after setup
-    def stream(self, item: Any) -> Iterator[Any]   # one item -> its chunks (SSE), yielded
     output_datatypes: Mapping[str, str] # /v2 datatypes of the columns ("FP32"); default: read
                                         # from the warm-up's values (float FP64, int INT64, ...)
+
+An **object predictor** (no ``input_width``) takes any items: text, images, JSON records::
+
+    def setup(self, device: str) -> None
+    def decode(self, payload: Any) -> list       # JSON body (or the raw bytes) -> its items
+    def predict(self, items: list) -> Sequence    # one output per item (numpy/torch converted)
+    # optional
+    def encode(self, outputs: list) -> Any        # one request's outputs -> its response body
+    def cost(self, item: Any) -> int              # what the item weighs in a batch (default 1)
+    example: Any                                  # a request body: the warm-up, /docs, `up`'s curl
+    info: Mapping[str, str]
+    def stream(self, item: Any) -> Iterator       # one item -> its chunks, yielded as ready:
+                                                  # SSE on /predict, /v1/completions, generate
+
+:class:`InputError` raised in ``decode`` or ``predict`` is the client's mistake (400): in
+``predict`` only the bad item's request fails, its batch mates are answered.
 
 ``PREDICTOR=package.module:Class`` selects such a class (built with no arguments); otherwise the
 built-in :class:`service._torch.TorchModelPredictor` serves ``MODEL_PATH``.
@@ -25,10 +40,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from service._errors import ServiceError
+from service._errors import MessageError, ServiceError
 
-__all__ = ["Batch", "HasDecode", "HasEncode", "HasInfo", "HasOutputDatatypes", "HasStream", "OutOfMemory",
-           "Predictor", "PredictorError", "check_predictor", "load_predictor_class",
+__all__ = ["AnyPredictor", "Batch", "HasCost", "HasDecode", "HasEncode", "HasExample", "HasInfo",
+           "HasOutputDatatypes", "HasStream", "InputError", "ObjectPredictor", "OutOfMemory",
+           "Predictor", "PredictorError", "check_predictor", "is_object_predictor",
+           "load_predictor_class",
            "predictor_info"]
 
 
@@ -52,6 +69,45 @@ class Predictor(Protocol):
     def setup(self, device: str) -> None: ...
 
     def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]: ...
+
+
+@runtime_checkable
+class ObjectPredictor(Protocol):
+    """A predictor of items (no ``input_width``): ``decode`` turns a request into items."""
+
+    def setup(self, device: str) -> None: ...
+
+    def decode(self, payload: Any) -> list[Any]: ...
+
+    def predict(self, items: list[Any]) -> Sequence[Any]: ...
+
+
+# Either kind; which one is :func:`is_object_predictor`'s answer.
+AnyPredictor = Predictor | ObjectPredictor
+
+
+def is_object_predictor(predictor: object) -> bool:
+    """An object predictor is one without ``input_width`` (the attribute, even None, makes a
+    tensor predictor)."""
+    return not hasattr(predictor, "input_width")
+
+
+class InputError(MessageError):
+    """Raised by a predictor's ``decode`` or ``predict``: this input is the client's mistake
+    (HTTP 400 with ``message``). In ``predict`` it fails only the request of the bad item."""
+
+    status = 400
+
+
+@runtime_checkable
+class HasCost(Protocol):
+    def cost(self, item: Any) -> int: ...
+
+
+@runtime_checkable
+class HasExample(Protocol):
+    @property
+    def example(self) -> Any: ...  # a request body
 
 
 # The optional hooks: ``isinstance(predictor, HasDecode)`` tells whether it has one, and gives the
@@ -107,22 +163,23 @@ class OutOfMemory(ServiceError):
         super().__init__(message, hint)
 
 
-def check_predictor(predictor: object, name: str) -> Predictor:
+def check_predictor(predictor: object, name: str) -> AnyPredictor:
     for method in ("setup", "predict"):
         if not callable(getattr(predictor, method, None)):
             raise PredictorError(f"predictor {name} has no {method}() method",
                                  "define setup(self, device) and predict(self, batch)")
-    for hook in ("decode", "encode", "stream"):
+    for hook in ("decode", "encode", "cost", "stream"):
         if hasattr(predictor, hook) and not callable(getattr(predictor, hook)):
             raise PredictorError(f"predictor {name}: {hook} is not callable",
                                  f"make {hook} a method or remove it")
-    if not isinstance(predictor, Predictor):  # it has setup and predict: input_width is missing
-        raise PredictorError(f"predictor {name} has no input_width attribute",
-                             "set self.input_width (an int, or None and INPUT_WIDTH=...)")
-    return predictor
+    if is_object_predictor(predictor) and not callable(getattr(predictor, "decode", None)):
+        raise PredictorError(f"predictor {name} has no input_width and no decode() method",
+                             "an object predictor defines decode(self, payload) -> list of "
+                             "items; a tensor predictor sets self.input_width")
+    return predictor  # type: ignore[return-value]
 
 
-def load_predictor_class(spec: str) -> Predictor:
+def load_predictor_class(spec: str) -> AnyPredictor:
     """Import ``module:Class`` and build it with no arguments."""
     module_name, _, class_name = spec.partition(":")
     try:

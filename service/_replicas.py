@@ -17,20 +17,31 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from service._cpu import threads_per_replica
 from service._device import NO_CUDA, CudaFacts, DeviceFailure, ReplicaSlot
 from service._errors import ServiceError
-from service._predictor import Batch, Predictor, PredictorError, predictor_info
+from service._predictor import (
+    AnyPredictor,
+    Batch,
+    HasExample,
+    Predictor,
+    PredictorError,
+    is_object_predictor,
+    predictor_info,
+)
+from service._work import as_outputs
 
 __all__ = ["REPLICA_STATES", "CpuOnlyRuntime", "Replica", "ReplicaPool", "Runtime", "WarmupHook",
            "load_runtime", "reason_of"]
 
 log = logging.getLogger("service")
 REPLICA_STATES = ("starting", "ready", "failed")
-# Called in a replica's thread after its warm-up: (predictor, width, the warm-up's columns).
-WarmupHook = Callable[[Predictor, int, Mapping[str, Sequence[Any]]], None]
+# Called in a replica's thread after its warm-up: (predictor, width, the warm-up's outputs): a
+# tensor predictor's width and columns; an object predictor's None and outputs (a list, empty
+# without an ``example`` to warm up with).
+WarmupHook = Callable[[AnyPredictor, "int | None", Any], None]
 
 
 class Runtime(Protocol):
@@ -80,7 +91,7 @@ class Replica:
     threads: int  # intra-op CPU threads (its share of the CPU quota; a CUDA replica's too)
     state: str = "starting"
     reason: str | None = None
-    predictor: Predictor | None = None
+    predictor: AnyPredictor | None = None
     busy: bool = False
     idle_since: float = 0.0
 
@@ -93,7 +104,7 @@ class ReplicaPool:
     """The replicas of one service. ``on_change`` runs on the event loop after every state change
     (the service updates its metrics and wakes the batcher)."""
 
-    def __init__(self, slots: Sequence[ReplicaSlot], make_predictor: Callable[[], Predictor],
+    def __init__(self, slots: Sequence[ReplicaSlot], make_predictor: Callable[[], AnyPredictor],
                  runtime: Runtime, cpu_threads: int, input_width: int | None,
                  warmup_rows: int, on_change: Callable[[], None],
                  on_warmup: WarmupHook | None = None) -> None:
@@ -106,8 +117,8 @@ class ReplicaPool:
             if slot.error is not None:
                 replica.state, replica.reason = "failed", reason_of(slot.error)
         self.ready = 0  # replicas in state ready
-        self.width: int | None = None  # settled by the first replica to get ready
-        self.first: Predictor | None = None  # the first replica's predictor to get ready
+        self.width: int | None = None  # settled by the first replica to get ready (tensors)
+        self.first: AnyPredictor | None = None  # the first replica's predictor to get ready
         self.info: Mapping[str, str] = {}  # its info
         self._make = make_predictor
         self._runtime = runtime
@@ -135,7 +146,7 @@ class ReplicaPool:
             return
         if replica.state == "failed":  # its device failed on a sibling meanwhile
             return
-        if self.width is not None and width != self.width:
+        if self.first is not None and width != self.width:
             self._fail(replica, f"its input width is {width}, the other replicas' is {self.width}")
             return
         self.width = width
@@ -144,16 +155,22 @@ class ReplicaPool:
             self.info = predictor_info(predictor)
         replica.predictor, replica.state, replica.idle_since = predictor, "ready", time.monotonic()
         self.ready += 1
-        log.info("replica %d ready on %s%s, input width %d", replica.index, replica.device,
-                 f" ({replica.threads} CPU thread(s))" if replica.device == "cpu" else "", width)
+        log.info("replica %d ready on %s%s, %s", replica.index, replica.device,
+                 f" ({replica.threads} CPU thread(s))" if replica.device == "cpu" else "",
+                 "object predictor" if width is None else f"input width {width}")
         self._on_change()
 
-    def _load(self, replica: Replica) -> tuple[Predictor, int]:
-        """In the replica's thread: its CPU threads, a new predictor, setup, width, warm-up."""
+    def _load(self, replica: Replica) -> tuple[AnyPredictor, int | None]:
+        """In the replica's thread: its CPU threads, a new predictor, setup, width, warm-up
+        (an object predictor: its ``example``, if it has one; width None)."""
         self._runtime.use_cpu_threads(replica.threads)  # before setup: its own torch work too
         predictor = self._make()
         predictor.setup(replica.device)
-        declared, found = self._input_width, predictor.input_width
+        if is_object_predictor(predictor):
+            self._warm_up_objects(predictor)
+            return predictor, None
+        tensor = cast(Predictor, predictor)
+        declared, found = self._input_width, tensor.input_width
         if declared and found and declared != found:
             raise PredictorError(f"INPUT_WIDTH={declared} but the model takes {found} values",
                                  "unset INPUT_WIDTH or fix it")
@@ -162,7 +179,7 @@ class ReplicaPool:
             raise PredictorError("the model's input width is unknown",
                                  "set INPUT_WIDTH to the number of values per row")
         for rows in sorted({1, self._warmup_rows}):
-            outputs = predictor.predict(Batch(array("f", bytes(4 * rows * width)), rows, width))
+            outputs = tensor.predict(Batch(array("f", bytes(4 * rows * width)), rows, width))
             bad = [k for k, v in outputs.items() if len(v) != rows]
             if bad:
                 raise PredictorError(f"warm-up: output {bad[0]!r} is not one item per row",
@@ -170,6 +187,24 @@ class ReplicaPool:
         if self._on_warmup is not None:  # its error fails the replica, with its reason
             self._on_warmup(predictor, width, outputs)
         return predictor, width
+
+    def _warm_up_objects(self, predictor: Any) -> None:
+        """An object predictor's warm-up: its ``example`` decoded and predicted (INPUT_WIDTH
+        does not apply to it)."""
+        if self._input_width:
+            raise PredictorError(f"INPUT_WIDTH={self._input_width} but the predictor has no "
+                                 "input_width: it is an object predictor (decode -> items)",
+                                 "unset INPUT_WIDTH, or give the predictor an input_width")
+        outputs: list[Any] = []
+        if isinstance(predictor, HasExample):
+            items = predictor.decode(predictor.example)  # type: ignore[attr-defined]
+            if not isinstance(items, list) or not items:
+                raise PredictorError("warm-up: decode(example) did not return a non-empty list "
+                                     "of items", "decode(payload) must return a list of items")
+            outputs = as_outputs(predictor.predict(items),  # type: ignore[attr-defined]
+                                 len(items))
+        if self._on_warmup is not None:
+            self._on_warmup(predictor, None, outputs)
 
     # -- dispatch (on the event loop) --------------------------------------------------------
 

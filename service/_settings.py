@@ -57,6 +57,9 @@ class Settings:
     max_queue_rows: int = 4096
     max_queue_seconds: float = 1.0
     request_timeout_seconds: float = 30.0  # 0: no deadline unless X-Request-Timeout sets one
+    # An object predictor's batch weighs at most this much (the sum of cost(item); tokens, as
+    # Text Embeddings Inference's max_batch_tokens, whose default this is).
+    max_batch_cost: int = 16384
     # Connections (uvicorn's own knobs: timeout_keep_alive, limit_concurrency; ours: the rest)
     header_timeout_seconds: float = 10.0
     keep_alive_seconds: float = 5.0
@@ -115,6 +118,7 @@ class Settings:
                                      3600.0),
             request_timeout_seconds=_float(get, "REQUEST_TIMEOUT_SECONDS",
                                            d.request_timeout_seconds, 0.0, 86400.0),
+            max_batch_cost=_int(get, "MAX_BATCH_COST", d.max_batch_cost, 1, 1 << 40),
             header_timeout_seconds=_float(get, "HEADER_TIMEOUT_SECONDS",
                                           d.header_timeout_seconds, 0.1, 3600.0),
             keep_alive_seconds=_float(get, "KEEP_ALIVE_SECONDS", d.keep_alive_seconds, 0.1,

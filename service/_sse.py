@@ -14,18 +14,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from service._core import Core
+from service._drain import Drain
 from service._http import DISCONNECT_HOOK
 from service._inputs import BadRequest
+from service._predictor import HasStream
 from service._replicas import ReplicaPool
 from service._stream import ClientLeft, NoStreamSlot, ServerStopping, Stream, StreamCore
 
-__all__ = ["DONE", "EVENT_HEADERS", "Failure", "StreamFront", "StreamingService", "data_event",
-           "error_event", "respond_json", "wants_events"]
+__all__ = ["DONE", "EVENT_HEADERS", "StreamFront", "data_event", "error_event", "respond_json",
+           "wants_events"]
 
 log = logging.getLogger("service")
 DONE = b"data: [DONE]\n\n"
@@ -35,8 +38,6 @@ EVENT_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
 _JSON = [(b"content-type", b"application/json")]
 _EMPTY = object()  # a stream that ended before its first chunk
 Headers = list[tuple[bytes, bytes]]
-# An error -> status, message, Retry-After seconds or None (the service's ``failure``)
-Failure = Callable[[Exception], "tuple[int, str, int | None]"]
 
 
 def data_event(data: Any) -> bytes:
@@ -63,39 +64,44 @@ def wants_events(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-class StreamingService(Protocol):
-    """What the text-generation front-ends need of the service."""
-
-    @property
-    def model_name(self) -> str: ...
-
-    @property
-    def stream_front(self) -> StreamFront: ...
-
-    def streaming(self, hint: str = "") -> ReplicaPool: ...  # BadRequest: not ready, no stream()
-
-
-class StreamMetrics(Protocol):
-    def stream_chunk(self) -> None: ...
-
-    def stream_first_chunk(self, seconds: float) -> None: ...
-
-    def reject(self, reason: str) -> None: ...
-
-
 class StreamFront:
-    """What every stream front-end does with the core; each protocol brings its framing."""
+    """What every stream front-end does with the stream core (over the service's core); each
+    protocol brings its parsing and its framing."""
 
-    def __init__(self, core: StreamCore, metrics: StreamMetrics, failure: Failure) -> None:
+    def __init__(self, core: Core, drain: Drain | None) -> None:
         self.core = core
-        self.metrics = metrics
-        self._failure = failure
+        self.metrics = core.metrics
+        metrics = core.metrics
+        self.streams = StreamCore(core.settings.max_streams, metrics.stream_opened,
+                                  metrics.stream_ended, metrics.stream_cancelled,
+                                  lambda: drain is not None and drain.draining)
+        if drain is not None:
+            drain.on_end(self.streams.stop)
+
+    @property
+    def model_name(self) -> str:
+        return self.core.model_name
+
+    def streaming(self, hint: str = "") -> ReplicaPool:
+        """The replicas, when the service is ready and its predictor streams; else the plain
+        answer's BadRequest (503 not ready, 406 no ``stream``, with ``hint``)."""
+        core, replicas = self.core, self.core.replicas
+        if core.status != "ready" or replicas is None:
+            raise BadRequest(503, f"model is not ready ({core.status})",
+                             [(b"retry-after", b"1")])
+        if not (core.objects and isinstance(core.predictor, HasStream)):
+            raise BadRequest(406, "this model does not stream: its predictor has no stream() "
+                                  "method" + hint)
+        return replicas
+
+    def cost(self, item: Any) -> int:
+        return self.core.cost(item)
 
     def open(self, replicas: ReplicaPool, item: Any, scope: Scope, receive: Receive) -> Stream:
         """A stream of ``item``, cancelled when the client leaves (the server's disconnect hook,
         else ``receive``'s ``http.disconnect``). Raises :class:`NoStreamSlot` and
         :class:`ServerStopping` (see :meth:`failure`)."""
-        stream = self.core.open(replicas, item)
+        stream = self.streams.open(replicas, item)
         hook = scope.get("extensions", {}).get(DISCONNECT_HOOK)
         if hook is not None:
             hook(stream.cancel)
@@ -113,7 +119,7 @@ class StreamFront:
             return 503, error.message, [(b"connection", b"close")]
         if isinstance(error, BadRequest):
             return error.status, error.message, list(error.headers)
-        status, message, retry = self._failure(error)
+        status, message, retry = self.core.failure(error)
         return status, message, [] if retry is None else [(b"retry-after", b"%d" % retry)]
 
     async def first(self, stream: Stream) -> Any:

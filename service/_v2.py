@@ -35,6 +35,7 @@ from service._tensors import (
     parse_datatype,
     to_float32,
 )
+from service._v2_objects import bytes_items
 
 __all__ = [
     "EXTENSIONS",
@@ -47,6 +48,7 @@ __all__ = [
     "ModelSpec",
     "TensorSpec",
     "V2Error",
+    "binary_size",
     "default_model_name",
     "describe_model",
     "encode_response",
@@ -119,6 +121,7 @@ class ModelSpec:
     input: TensorSpec
     outputs: tuple[TensorSpec, ...]
     version: str = MODEL_VERSION
+    items: bool = False  # an object predictor's (service._v2_objects): BYTES in, one output
     # JSON headers of all-binary responses by row count (see encode_response)
     binary_headers: dict[int, bytes] = field(default_factory=dict, compare=False, repr=False)
     # What a binary request's JSON header said, by the header's bytes (see parse_infer)
@@ -152,7 +155,7 @@ class ModelSpec:
 class InferRequest:
     id: str | None
     rows: int
-    values: Any  # array[float]: rows * width float32 values, row-major
+    values: Any  # array[float]: rows * width float32 values, row-major; or the items (str)
     outputs: tuple[tuple[TensorSpec, bool], ...]  # (output, as binary)
 
 
@@ -249,7 +252,11 @@ def parse_infer(body: bytes, header_length: bytes | None, model: ModelSpec,
     if (type(inputs) is not list or len(inputs) != 1 or type(inputs[0]) is not dict
             or inputs[0].get("name") != model.input.name):
         raise _not_the_input(inputs, model)
-    rows, values, used = _input(inputs[0], binary, header_length is not None, model, max_rows)
+    if model.items:
+        rows, values, used = bytes_items(inputs[0], binary, header_length is not None, max_rows)
+    else:
+        rows, values, used = _input(inputs[0], binary, header_length is not None, model,
+                                    max_rows)
     if used != len(binary):
         raise V2Error(400, f"the body has {len(binary)} bytes after the JSON header "
                            f"(Inference-Header-Content-Length) but the inputs' binary_data_size "
@@ -257,7 +264,7 @@ def parse_infer(body: bytes, header_length: bytes | None, model: ModelSpec,
     outputs = request.get("outputs")
     chosen = (model.binary_outputs if binary_output else model.json_outputs) if outputs is None \
         else _outputs(outputs, model, binary_output)
-    if (used and rid is None and len(head) <= _HEAD_CACHED_BYTES
+    if (used and rid is None and not model.items and len(head) <= _HEAD_CACHED_BYTES
             and len(model.binary_requests) < _REQUESTS_CACHED):
         model.binary_requests[head] = _Parsed(used, max_rows, rows, DATATYPES[inputs[0]["datatype"]],
                                               chosen)
@@ -267,7 +274,7 @@ def parse_infer(body: bytes, header_length: bytes | None, model: ModelSpec,
 def _takes(model: ModelSpec) -> str:
     spec = model.input
     return f"model {model.name!r} takes one input, {spec.name!r} ({spec.datatype} " \
-           f"[-1, {model.width}])"
+           f"{list(spec.shape)})"
 
 
 def _not_the_input(inputs: object, model: ModelSpec) -> V2Error:
@@ -293,6 +300,18 @@ def _input(tensor: dict[str, Any], binary: bytes, has_header: bool, model: Model
         raise V2Error(400, f"input {INPUT_NAME!r} has {rows} rows, over the limit of {max_rows} "
                            "per request (MAX_REQUEST_ROWS): split the batch")
     count = rows * width
+    size = binary_size(tensor, binary, has_header)
+    if size is None:
+        try:
+            return rows, to_float32(dt, decode_json(dt, tensor["data"], count)), 0
+        except TensorError as exc:
+            raise V2Error(400, f"input {INPUT_NAME!r}: {exc.message}") from None
+    return rows, _binary_values(dt, binary[:size], count), size
+
+
+def binary_size(tensor: dict[str, Any], binary: bytes, has_header: bool) -> int | None:
+    """The input's ``binary_data_size`` (checked against the bytes that follow the JSON
+    header), or None when its values are in its ``data``."""
     parameters = tensor.get("parameters")
     if parameters is None:
         size = None
@@ -301,18 +320,15 @@ def _input(tensor: dict[str, Any], binary: bytes, has_header: bool, model: Model
     else:
         raise V2Error(400, f"input {INPUT_NAME!r} 'parameters' must be an object, got "
                            f"{json_kind(parameters)}")
-    try:
-        if size is None:
-            if "data" not in tensor:
-                raise V2Error(400, f"input {INPUT_NAME!r} has no 'data' and no "
-                                   "parameters.binary_data_size")
-            return rows, to_float32(dt, decode_json(dt, tensor["data"], count)), 0
-        if type(size) is not int or size < 0 or "data" in tensor or not has_header \
-                or size > len(binary):
-            raise _bad_binary(tensor, size, has_header, len(binary))
-    except TensorError as exc:
-        raise V2Error(400, f"input {INPUT_NAME!r}: {exc.message}") from None
-    return rows, _binary_values(dt, binary[:size], count), size
+    if size is None:
+        if "data" not in tensor:
+            raise V2Error(400, f"input {INPUT_NAME!r} has no 'data' and no "
+                               "parameters.binary_data_size")
+        return None
+    if type(size) is not int or size < 0 or "data" in tensor or not has_header \
+            or size > len(binary):
+        raise _bad_binary(tensor, size, has_header, len(binary))
+    return size
 
 
 def _binary_values(dt: Datatype, data: bytes, count: int) -> Any:

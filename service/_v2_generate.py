@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from service._inputs import BadRequest, decode_json, json_kind
 from service._prompt import Prompt
-from service._sse import StreamFront, StreamingService, respond_json
+from service._sse import StreamFront, respond_json
 from service._stream import ClientLeft
 
 __all__ = ["Generate", "parse_generate"]
@@ -58,16 +58,16 @@ def parse_generate(payload: Any) -> Prompt:
 class Generate:
     """The front-end: a generate request -> a stream of the core -> Triton's answer."""
 
-    def __init__(self, service: StreamingService, model_version: str) -> None:
-        self.service = service
+    def __init__(self, front: StreamFront, model_version: str) -> None:
+        self.front = front
         self.version = model_version
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, body: bytes,
                        stream_events: bool) -> None:
-        front: StreamFront = self.service.stream_front
-        head = {"model_name": self.service.model_name, "model_version": self.version}
+        front = self.front
+        head = {"model_name": front.model_name, "model_version": self.version}
         try:
-            replicas = self.service.streaming()
+            replicas = front.streaming()
             prompt = parse_generate(decode_json(body))
             stream = front.open(replicas, prompt, scope, receive)
             first = await front.first(stream)

@@ -29,6 +29,7 @@ from service._v2 import (
     match_route,
     parse_infer,
 )
+from service._v2_objects import object_outputs
 
 __all__ = ["Authorize", "ReadBody", "Serving", "V2Server"]
 
@@ -57,6 +58,13 @@ class Serving(Protocol):
               ) -> Awaitable[Mapping[str, Sequence[Any]]]:
         """Into the queue, with a deadline of ``timeout`` s; a client that disconnects (the
         server's ``on_disconnect`` hook, else ``receive``) takes the request out of it."""
+        ...
+
+    def infer_items(self, items: list[Any], costs: Sequence[int] | None, timeout: float | None,
+                    receive: Receive | None,
+                    on_disconnect: Callable[[Callable[[], None]], None] | None
+                    ) -> Awaitable[list[Any]]:
+        """An object predictor's items into the queue, as :meth:`infer`: one output each."""
         ...
 
     def failure(self, error: Exception) -> tuple[int, str, int | None]: ...  # as /predict's
@@ -144,12 +152,18 @@ class V2Server:
                 # The batcher's future is awaited here, not in a helper coroutine: one frame
                 # less to suspend and resume per request.
                 model, request = self._request(scope, body)
+                hook = scope.get("extensions", {}).get(DISCONNECT_HOOK)
                 try:
-                    part = await self.serving.infer(
-                        request.values, request.rows, timeout, receive,
-                        scope.get("extensions", {}).get(DISCONNECT_HOOK))
+                    if model.items:
+                        outputs = await self.serving.infer_items(request.values, None, timeout,
+                                                                 receive, hook)
+                    else:
+                        part = await self.serving.infer(request.values, request.rows, timeout,
+                                                        receive, hook)
                 except Exception as exc:  # noqa: BLE001 - sorted out by _failed
                     raise self._failed(exc) from None
+                if model.items:
+                    request, part = object_outputs(request, outputs)
                 content, header_length = encode_response(model, request, part)
                 headers.append((b"content-type", _BINARY if header_length else _JSON))
                 if header_length is not None:

@@ -4,36 +4,36 @@
 (``pad``: B bytes of text), sleeping S seconds before each; at chunk K it raises. Each event
 (``start``, ``yield i``, ``exit`` at GeneratorExit, ``end``) is appended as ``T event`` to the file TICKER_LOG
 names, so a test can see what the generator did. Prompts (``service.Prompt``) stream their
-text's words, up to ``max_tokens``. ``predict`` echoes the rows' first value, a batch at a time.
+text's words, up to ``max_tokens``. An object predictor: ``predict`` echoes its items, a batch
+at a time.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import Any
 
-from service._predictor import Batch
-from service._prompt import Prompt
+from service import Prompt
 
 
 class Ticker:
     def __init__(self) -> None:
-        self.input_width: int | None = 1
+        self.example = {"inputs": [1]}  # the warm-up's request
         self.log = os.environ.get("TICKER_LOG", "")
 
     def setup(self, device: str) -> None:
         pass
 
-    def decode(self, payload: Any) -> Any:
-        """``{"inputs": rows}`` is a batch; any other object is one item to stream."""
+    def decode(self, payload: Any) -> list[Any]:
+        """``{"inputs": [...]}`` is a batch of items; any other object is one item."""
         if isinstance(payload, dict) and "inputs" in payload:
-            return payload["inputs"]
+            return list(payload["inputs"])
         return [payload]
 
-    def predict(self, batch: Batch) -> Mapping[str, Sequence[Any]]:
-        return {"predictions": [row[0] for row in batch.tolist()]}
+    def predict(self, items: list[Any]) -> list[Any]:
+        return items
 
     def stream(self, item: Any) -> Iterator[Any]:
         if isinstance(item, Prompt):

@@ -15,13 +15,13 @@ def test_root_says_the_input_width_once_the_model_is_loaded() -> None:
     async def scenario(app: ASGIApp) -> None:
         loading = await request(app, "GET", "/")
         assert (loading.status, loading.json()) == (200, {
-            "service": "gpu-launcher", "input_width": None, "model": {},
+            "service": "gpu-launcher", "kind": None, "input_width": None, "model": {},
             "max_request_rows": 1024})
         predictor.release.set()
         assert (await wait_ready(app)).status == 200
         ready = await request(app, "GET", "/")
         assert (ready.status, ready.json()) == (200, {
-            "service": "gpu-launcher", "input_width": 5,
+            "service": "gpu-launcher", "kind": "tensor", "input_width": 5,
             "model": {"model": "sum", "device": "cpu"}, "max_request_rows": 1024})
 
     serve(predictor, scenario)

@@ -41,7 +41,7 @@ def test_the_openai_client_gets_a_whole_completion(ticker: tuple[ServerProcess, 
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens,
-            completion.usage.total_tokens) == (0, 3, 3)  # the Ticker has no cost(): 0
+            completion.usage.total_tokens) == (1, 3, 4)  # the Ticker has no cost(): 1
 
 
 def test_an_error_mid_stream_is_raised_by_the_openai_client(

@@ -17,6 +17,7 @@ from service._batcher import Batcher
 from service._device import ReplicaSlot
 from service._predictor import Batch, OutOfMemory
 from service._replicas import CpuOnlyRuntime, ReplicaPool
+from service._work import TensorWork
 
 
 @pytest.mark.parametrize("ahead, rows, rate, reason, message, retry", [
@@ -110,7 +111,7 @@ async def batcher_for(model: Model, admission: Admission | None = None,
     try:
         await pool.start()
         model.batches.clear()
-        yield Batcher(pool, 2, 64, max_wait_s, lambda *_: None, admission)
+        yield Batcher(pool, TensorWork(2), 64, max_wait_s, lambda *_: None, admission)
     finally:
         pool.shutdown()
 

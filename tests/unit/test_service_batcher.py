@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from service._batcher import Batcher
+from service._batcher import Batcher, InferenceFailed
 from service._device import ReplicaSlot
 from service._predictor import Batch
 from service._replicas import CpuOnlyRuntime, ReplicaPool
+from service._work import TensorWork
 
 
 class Recorder:
@@ -61,7 +62,7 @@ def run(recorder: Recorder, requests: list[list[list[float]]], max_rows: int,
         max_wait_s: float = 0.0) -> list[Any]:
     async def main() -> list[Any]:
         async with replicas(recorder) as pool:
-            batcher = Batcher(pool, 2, max_rows, max_wait_s, recorder.observe)
+            batcher = Batcher(pool, TensorWork(2), max_rows, max_wait_s, recorder.observe)
             calls = [batcher.submit(array("f", [v for row in rows for v in row]), len(rows))
                      for rows in requests]
             return await asyncio.gather(*calls, return_exceptions=True)
@@ -92,8 +93,8 @@ def test_batches_merge_requests_and_each_caller_gets_its_rows(
 
 def test_a_failing_forward_pass_fails_every_caller_in_the_batch() -> None:
     results = run(Recorder(fail=True), [[[1, 1]], [[2, 2]]], 8)
-    assert [str(r) for r in results] == ["model exploded", "model exploded"]
-    assert all(isinstance(r, RuntimeError) for r in results)
+    assert [str(r) for r in results] == ["inference failed: RuntimeError: model exploded"] * 2
+    assert all(isinstance(r, InferenceFailed) for r in results)
 
 
 @pytest.mark.parametrize("forward_s, held_s", [(0.2, 0.1), (0.0, 0.0)],
@@ -112,7 +113,7 @@ def test_a_short_batch_waits_for_the_last_load_only_when_the_forward_is_heavy(
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
         async with replicas(recorder) as pool:
-            batcher = Batcher(pool, 2, 64, 0.3, recorder.observe)
+            batcher = Batcher(pool, TensorWork(2), 64, 0.3, recorder.observe)
 
             async def timed(n: int) -> float:
                 start = loop.time()

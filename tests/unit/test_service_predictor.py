@@ -65,8 +65,9 @@ class DecodeNotCallable(Plain):
 @pytest.mark.parametrize("predictor, message, hint", [
     (NoPredict(), "predictor p has no predict() method",
      "define setup(self, device) and predict(self, batch)"),
-    (NoWidth(), "predictor p has no input_width attribute",
-     "set self.input_width (an int, or None and INPUT_WIDTH=...)"),
+    (NoWidth(), "predictor p has no input_width and no decode() method",
+     ("an object predictor defines decode(self, payload) -> list of items; a tensor predictor "
+     "sets self.input_width")),
     (DecodeNotCallable(), "predictor p: decode is not callable",
      "make decode a method or remove it"),
 ], ids=["no-predict", "no-input-width", "decode-not-callable"])

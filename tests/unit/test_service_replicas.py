@@ -15,6 +15,7 @@ from service._batcher import Batcher, NoReplica
 from service._device import DeviceError, DeviceFailure, ReplicaSlot
 from service._predictor import Batch
 from service._replicas import CpuOnlyRuntime, ReplicaPool
+from service._work import TensorWork
 
 
 class Sums:
@@ -72,7 +73,7 @@ def serve(pool: ReplicaPool, requests: list[list[float]], waves: int = 1,
         try:
             await pool.start()
             assert pool.width is not None
-            batcher = Batcher(pool, pool.width, max_rows, 0.0, lambda *_: None)
+            batcher = Batcher(pool, TensorWork(pool.width), max_rows, 0.0, lambda *_: None)
             results: list[Any] = []
             for _ in range(waves):
                 results += await asyncio.gather(
@@ -128,7 +129,7 @@ def test_a_batch_whose_retry_fails_too_is_refused_and_then_everything_is() -> No
 def test_an_error_of_the_model_fails_the_callers_but_not_the_replica() -> None:
     pool = pool_of([Sums(fail_at=1, error=ValueError("bad row"))])
     results = serve(pool, ROWS[:1])
-    assert [str(r) for r in results] == ["bad row"]
+    assert [str(r) for r in results] == ["inference failed: ValueError: bad row"]
     assert pool.status == "ready"
 
 
