@@ -38,6 +38,9 @@ class Generator:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory: never the hub
         import torch
         from transformers import GPT2LMHeadModel
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights" bars in the log
 
         self.torch = torch
         self.device = device
@@ -80,8 +83,8 @@ class Generator:
         for _ in range(max_tokens):
             # per step, never across a yield: the replica's thread runs other work between
             with torch.inference_mode():
-                out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
-                past = out.past_key_values
+                out = self.model(input_ids=ids, cache=past, use_cache=True)
+                past = out.cache
                 logits = out.logits[0, -1]
                 if item.temperature:
                     probs = torch.softmax(logits / item.temperature, dim=-1)
