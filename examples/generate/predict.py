@@ -21,7 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import GPT2LMHeadModel
+from transformers.utils import logging as transformers_logging
+
 from service import InputError, Prompt
+
+# At import, in one thread: transformers' lazy imports are not safe from several replicas'
+# setup threads at once (one of them failed with "cannot import name 'GPT2LMHeadModel'").
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory: never the hub
+transformers_logging.disable_progress_bar()  # "Loading weights" bars in the log
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 EOS = 256  # end-of-text; tokens 0-255 are bytes
@@ -35,14 +44,6 @@ class Generator:
         self.example = {"prompt": "Once upon a time", "max_tokens": 8}  # warm-up, docs, curl
 
     def setup(self, device: str) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory: never the hub
-        import torch
-        from transformers import GPT2LMHeadModel
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # "Loading weights" bars in the log
-
-        self.torch = torch
         self.device = device
         self.model = GPT2LMHeadModel.from_pretrained(MODEL_DIR, dtype=torch.float32)
         self.model.to(device).eval()
@@ -72,7 +73,6 @@ class Generator:
         return len(item.text.encode())
 
     def stream(self, item: Prompt) -> Iterator[str]:
-        torch = self.torch
         max_tokens = min(item.max_tokens or DEFAULT_MAX_TOKENS, self.context - 1)
         tokens = list(item.text.encode())[-(self.context - max_tokens):] or [EOS]
         ids = torch.tensor([tokens], device=self.device)
