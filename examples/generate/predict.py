@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ transformers_logging.disable_progress_bar()  # "Loading weights" bars in the log
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 EOS = 256  # end-of-text; tokens 0-255 are bytes
 DEFAULT_MAX_TOKENS = 32
+# from_pretrained is not safe from two threads at once (its meta-device init is process-wide:
+# both replicas failed with "Cannot copy out of meta tensor"): replicas load one at a time.
+_LOADING = threading.Lock()
 
 
 class Generator:
@@ -45,7 +49,8 @@ class Generator:
 
     def setup(self, device: str) -> None:
         self.device = device
-        self.model = GPT2LMHeadModel.from_pretrained(MODEL_DIR, dtype=torch.float32)
+        with _LOADING:
+            self.model = GPT2LMHeadModel.from_pretrained(MODEL_DIR, dtype=torch.float32)
         self.model.to(device).eval()
         self.context = int(self.model.config.n_positions)
         self.info = {"model": "byte-gpt2", "device": device}

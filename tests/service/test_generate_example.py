@@ -23,7 +23,7 @@ PROMPT = "Once upon a time"
 def generator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = start_server(tmp_path_factory.mktemp("generate"), env={
         "PREDICTOR": "predict:Generator", "PYTHONPATH": str(EXAMPLE), "DEVICE": "cpu",
-        "MODEL_NAME": "generate", "REPLICAS_PER_DEVICE": "1"})
+        "MODEL_NAME": "generate", "REPLICAS_PER_DEVICE": "2"})  # two load at once
     yield server
     server.stop()
 
