@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from service._inputs import BadRequest, decode_json, json_kind
 from service._openai import openai_error
-from service._prompt import Prompt
+from service._prompt import Prompt, prompt_of
 from service._sse import StreamFront, respond_json
 from service._stream import ClientLeft
 
@@ -57,18 +57,6 @@ def parse_completion(payload: Any) -> CompletionRequest:
                               "per request")
     if type(prompt) is not str:
         raise BadRequest(400, f"'prompt' must be a string, got {json_kind(prompt)}")
-    max_tokens = _field(payload, "max_tokens", (int,), "a whole number")
-    if max_tokens is not None and max_tokens < 1:
-        raise BadRequest(400, f"'max_tokens' must be at least 1, got {max_tokens}")
-    temperature = _field(payload, "temperature", (int, float), "a number")
-    if temperature is not None and not 0 <= temperature <= 2:
-        raise BadRequest(400, f"'temperature' must be between 0 and 2, got {temperature}")
-    stop = payload.get("stop")
-    if type(stop) is str:
-        stop = [stop]
-    if stop is not None and (type(stop) is not list or not all(type(s) is str for s in stop)):
-        raise BadRequest(400, f"'stop' must be a string or a list of strings, got "
-                              f"{json_kind(payload.get('stop'))}")
     for key in ("n", "best_of"):
         count = payload.get(key)
         if count is not None and count != 1:
@@ -76,10 +64,8 @@ def parse_completion(payload: Any) -> CompletionRequest:
                                   f"request, got {count!r}")
     stream = _field(payload, "stream", (bool,), "true or false") or False
     options = _field(payload, "stream_options", (dict,), "an object") or {}
-    return CompletionRequest(
-        Prompt(prompt, max_tokens, None if temperature is None else float(temperature),
-               tuple(stop) if stop else None),
-        stream, bool(options.get("include_usage")))
+    return CompletionRequest(prompt_of(prompt, payload, 2.0), stream,
+                             bool(options.get("include_usage")))
 
 
 class Completions:

@@ -15,13 +15,11 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from service._inputs import BadRequest, decode_json, json_kind
-from service._prompt import Prompt
+from service._prompt import Prompt, prompt_of
 from service._sse import StreamFront, respond_json
 from service._stream import ClientLeft
 
 __all__ = ["Generate", "parse_generate"]
-
-_NUMBERS = (int, float)
 
 
 def parse_generate(payload: Any) -> Prompt:
@@ -35,24 +33,7 @@ def parse_generate(payload: Any) -> Prompt:
     parameters = payload.get("parameters", {})
     if type(parameters) is not dict:
         raise BadRequest(400, f"'parameters' must be an object, got {json_kind(parameters)}")
-    fields = {**payload, **parameters}
-    max_tokens = fields.get("max_tokens")
-    if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
-        raise BadRequest(400, f"'max_tokens' must be a whole number of at least 1, got "
-                              f"{orjson.dumps(max_tokens).decode()}")
-    temperature = fields.get("temperature")
-    if temperature is not None and (type(temperature) not in _NUMBERS
-                                    or not 0 <= temperature <= 100):
-        raise BadRequest(400, f"'temperature' must be a number from 0 to 100, got "
-                              f"{orjson.dumps(temperature).decode()}")
-    stop = fields.get("stop")
-    if type(stop) is str:
-        stop = [stop]
-    if stop is not None and (type(stop) is not list or not all(type(s) is str for s in stop)):
-        raise BadRequest(400, f"'stop' must be a string or a list of strings, got "
-                              f"{json_kind(fields.get('stop'))}")
-    return Prompt(text, max_tokens, None if temperature is None else float(temperature),
-                  tuple(stop) if stop else None)
+    return prompt_of(text, {**payload, **parameters}, 100.0)
 
 
 class Generate:

@@ -14,8 +14,8 @@ import requests
 from launcher._wheelhouse import PythonTarget, fill_wheelhouse
 from tests.clihelpers import run_launcher
 from tests.conftest import ROOT, free_port, unique
-from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, label_args, remove_image
-from tests.docker.test_own_model import down
+from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, label_args
+from tests.docker.test_own_model import down, remove_predictor_images
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 EXAMPLE = ROOT / "examples" / "generate"
@@ -45,8 +45,4 @@ def test_up_serves_the_generate_example_offline_and_streams_a_completion(
         assert whole.json()["text_output"] == "".join(chunks)
     finally:
         down(docker_client, name)
-        for image in docker_client.images.list(filters={"label": [
-                f"org.gpu-launcher.test.session={image_labels['org.gpu-launcher.test.session']}"]}):
-            for tag in image.tags:
-                if tag.startswith("gpu-launcher/service:predictor-"):
-                    remove_image(docker_client, tag)
+        remove_predictor_images(docker_client, image_labels)
