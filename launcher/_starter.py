@@ -1,8 +1,9 @@
-"""``launcher init DIR``'s starter project, pure: the files (a predictor, its requirements, a
-README) and writing them without ever replacing one that is there.
+"""``launcher init DIR [--kind tensor|object]``'s starter project, pure: the files (a
+predictor, its requirements, a README) and writing them without ever replacing one that is there.
 
-The predictor follows the contract of :mod:`service._predictor` and runs as generated, so the
-first ``launcher up --predictor ... --code DIR`` answers ``/predict``.
+The predictor follows the contract of :mod:`service._predictor` (a tensor predictor of float
+rows, or an object predictor of any items) and runs as generated, so the first
+``launcher up --predictor ... --code DIR`` answers ``/predict``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from pathlib import Path
 
 from launcher._errors import UsageError
 
-__all__ = ["STARTER_CLASS", "STARTER_EXAMPLE", "starter_files", "up_command", "write_starter"]
+__all__ = ["KINDS", "OBJECT_EXAMPLE", "STARTER_CLASS", "STARTER_EXAMPLE", "starter_files",
+           "up_command", "write_starter"]
 
 STARTER_CLASS = "predict:Predictor"
 # A row of the starter's width (3) for the README's curl.
 STARTER_EXAMPLE = '{"inputs": [[0.5, 2.0, 1.0]]}'
+# The object starter's example request (its `example` attribute too).
+OBJECT_EXAMPLE = '{"inputs": ["Is this a question?", "A statement."]}'
+KINDS = ("tensor", "object")
 
 _PREDICT_PY = '''\
 """A predictor for the gpu-launcher service: `setup` once, `predict` for every batch.
@@ -70,6 +75,59 @@ class Predictor:
     #     return {"labels": [["a", "b", "c"][p] for p in outputs["predictions"]]}
 '''
 
+_OBJECT_PREDICT_PY = '''\
+"""An object predictor for the gpu-launcher service: `decode` turns a request into items (any
+Python values: texts here; images, records), `predict` answers a batch of them.
+
+Serve it with `launcher up --predictor predict:Predictor --code .` (README.md). The service
+imports this module, builds `Predictor()` with no arguments, calls `setup(device)` once in its
+inference thread, then `predict(items)` for each batch its dynamic batcher collects from many
+requests. Without `input_width` this is an object predictor (docs/own-model.md in gpu-launcher).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from service import InputError
+
+
+class Predictor:
+    # A request body: the warm-up, the example in /docs and in `launcher up`'s curl.
+    example: ClassVar[dict[str, Any]] = {"inputs": ["Is this a question?", "A statement."]}
+
+    def setup(self, device: str) -> None:
+        """Load the model, once, before the first request. `device` is "cpu" or "cuda:N".
+        Slow work (weights, a tokenizer) belongs here."""
+        self.info = {"model": "starter-objects", "device": device}
+
+    def decode(self, payload: Any) -> list[Any]:
+        """One request -> its items. `payload` is the JSON body; for a body whose Content-Type
+        is not JSON (image/png, audio/wav, ...) it is the raw bytes. InputError: a 400 with
+        its message."""
+        texts = payload.get("inputs") if isinstance(payload, dict) else None
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise InputError('send JSON like {"inputs": ["a text", ...]}')
+        return texts
+
+    def cost(self, item: str) -> int:
+        """What an item weighs in a batch (tokens for text): a batch holds at most
+        MAX_BATCH_COST of it, and items of similar cost are batched together."""
+        return max(1, len(item.split()))
+
+    def predict(self, items: list[str]) -> list[Any]:
+        """Items from many requests -> one output each, in order (JSON values; numpy arrays
+        and torch tensors are converted). InputError for one item fails only its request."""
+        return [{"question": text.rstrip().endswith("?"), "words": len(text.split())}
+                for text in items]
+
+    # Optional; uncomment to use it.
+    #
+    # def encode(self, outputs: list[Any]) -> Any:
+    #     """One request's outputs -> its JSON response (without it: {"outputs": [...]})."""
+    #     return {"answers": outputs}
+'''
+
 _REQUIREMENTS_TXT = '''\
 # Python packages predict.py needs beyond the service image, one per line, pinned:
 #   scikit-learn==1.5.2
@@ -85,12 +143,15 @@ def up_command(code: str) -> str:
             f"--requirements {code.rstrip('/')}/requirements.txt")
 
 
-def _readme(name: str) -> str:
+def _readme(name: str, kind: str) -> str:
+    example = OBJECT_EXAMPLE if kind == "object" else STARTER_EXAMPLE
+    what = ("an object predictor (`decode` a request into items, `predict` a batch of them)"
+            if kind == "object" else "a tensor predictor (float rows of one width)")
     return f'''\
 # {name}
 
 A model for the gpu-launcher inference service: `predict.py` is the predictor (`setup` once,
-`predict` per batch), `requirements.txt` the packages it needs beyond the service image.
+`predict` per batch), {what}; `requirements.txt` the packages it needs beyond the service image.
 
 Serve it from this directory (the image is built FROM the service image: your requirements in
 one layer, this directory in the next; an unchanged project is not rebuilt):
@@ -99,25 +160,26 @@ one layer, this directory in the next; an unchanged project is not rebuilt):
 
 Then ask it:
 
-    curl -s http://127.0.0.1:8000/predict -d '{STARTER_EXAMPLE}'
+    curl -s http://127.0.0.1:8000/predict -d '{example}'
 
 Edit `predict.py` and run the same `launcher up` again: only the code layer is rebuilt.
 '''
 
 
-def starter_files(directory: Path) -> dict[str, str]:
-    """The starter's files by name, with their text."""
-    return {"predict.py": _PREDICT_PY, "requirements.txt": _REQUIREMENTS_TXT,
-            "README.md": _readme(directory.resolve().name or "predictor")}
+def starter_files(directory: Path, kind: str = "tensor") -> dict[str, str]:
+    """The starter's files by name, with their text: a ``tensor`` or an ``object`` predictor."""
+    return {"predict.py": _OBJECT_PREDICT_PY if kind == "object" else _PREDICT_PY,
+            "requirements.txt": _REQUIREMENTS_TXT,
+            "README.md": _readme(directory.resolve().name or "predictor", kind)}
 
 
-def write_starter(directory: Path) -> list[Path]:
+def write_starter(directory: Path, kind: str = "tensor") -> list[Path]:
     """Write the starter into ``directory`` (made when missing); a :class:`UsageError` and
     nothing written when any of its files is there already."""
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"launcher init {directory}: not a directory",
                          hint="pass a new or empty directory: launcher init DIR")
-    files = starter_files(directory)
+    files = starter_files(directory, kind)
     present = sorted(name for name in files if (directory / name).exists())
     if present:
         raise UsageError(f"launcher init {directory}: {', '.join(present)} already there; "

@@ -70,7 +70,7 @@ __all__ = [
     "ensure_volumes",
     "fill_wheelhouse_first",
     "preflight",
-    "served_width",
+    "served_request",
     "up",
     "wait_ready",
 ]
@@ -329,14 +329,19 @@ def _readyz(url: str) -> int | None:
         return None
 
 
-def served_width(url: str) -> int | None:
-    """The input width the service says it serves (``GET /``), None when it does not say."""
+def served_request(url: str) -> tuple[int | None, Any]:
+    """What the service says it serves (``GET /``): a tensor model's input width, or an object
+    predictor's example request body; (None, None) when it says neither."""
     try:
         with urllib.request.urlopen(url + "/", timeout=2) as response:
-            width = json.loads(response.read()).get("input_width")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return width if isinstance(width, int) and not isinstance(width, bool) else None
+            about = json.loads(response.read())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(about, dict):
+        return None, None
+    width, example = about.get("input_width"), about.get("example")
+    width = width if isinstance(width, int) and not isinstance(width, bool) else None
+    return width, example
 
 
 def wait_ready(engine: EngineAPI, container: str, name: str, policy: UpPolicy,
@@ -452,7 +457,8 @@ def up(plan: Plan, options: PlanOptions, policy: UpPolicy, probe: Probe | None =
     where = " (on the engine's host)" if policy.remote else ""
     print(url)
     _log(f"serving at {url}{where}; try:")
-    # The row fits what is served (the launcher has no torch to read a model file itself).
-    width = None if policy.remote else served_width(url)
-    print(f"  {curl_example(url, width)}", file=sys.stderr)
+    # The request fits what is served (the launcher has no torch to read a model file itself):
+    # a row of its width, or an object predictor's own example.
+    width, example = (None, None) if policy.remote else served_request(url)
+    print(f"  {curl_example(url, width, example)}", file=sys.stderr)
     return 0

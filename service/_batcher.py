@@ -318,6 +318,7 @@ class Batcher:
         self._running -= 1
         self._running_rows -= rows
         self._running_cost -= cost
+        previous = replica.idle_since  # when its last batch ended
         self._replicas.release(replica)
         error = job.exception()
         if error is not None:
@@ -340,8 +341,11 @@ class Batcher:
             self._target = max(1, -(-in_system // max(1, self._replicas.ready)))
             parts, seconds = job.result()
             if self.admission is not None:
-                self.admission.observe(rows, time.monotonic() - started,
-                                       self._replicas.ready, cost)
+                now = time.monotonic()
+                # straight on from its previous batch: the time between them is drain time too
+                since = previous if started - previous <= self._max_wait + MIN_HOLD_S else started
+                self.admission.observe(rows, now - started, self._replicas.ready, cost,
+                                       now - since)
             self._wait = min(self._max_wait, seconds / 2)
             if self._wait < MIN_HOLD_S:
                 self._wait = 0.0

@@ -93,15 +93,7 @@ class TensorWork:
 
     def _forward(self, predict: Callable[[Batch], Mapping[str, Sequence[Any]]],
                  values: array[float], rows: int) -> list[tuple[str, list[Any]]]:
-        try:
-            outputs = predict(Batch(values, rows, self.width))
-        except OutOfMemory:
-            raise
-        except Exception as exc:
-            mapped = self._out_of_memory(exc)
-            if mapped is not None:
-                raise mapped from exc
-            raise
+        outputs = _mapped(predict, Batch(values, rows, self.width), self._out_of_memory)
         for name, column in outputs.items():
             if len(column) != rows:
                 raise ValueError(f"predictor output {name!r} has {len(column)} items for "
@@ -151,30 +143,34 @@ class ObjectWork:
         return parts
 
     def _forward(self, predict: Callable[[list[Any]], Any], items: list[Any]) -> list[Any]:
-        try:
-            result = predict(items)
-        except (InputError, OutOfMemory):
-            raise
-        except Exception as exc:
-            mapped = self._out_of_memory(exc)
-            if mapped is not None:
-                raise mapped from exc
-            raise
-        return as_outputs(result, len(items))
+        return as_outputs(_mapped(predict, items, self._out_of_memory), len(items))
+
+
+def _mapped(predict: Callable[[Any], Any], batch: Any, out_of_memory: OomMapper) -> Any:
+    """``predict(batch)``, with torch's out-of-memory error raised as :class:`OutOfMemory`."""
+    try:
+        return predict(batch)
+    except (InputError, OutOfMemory):
+        raise
+    except Exception as exc:
+        mapped = out_of_memory(exc)
+        if mapped is not None:
+            raise mapped from exc
+        raise
 
 
 def as_outputs(result: Any, count: int) -> list[Any]:
     """``predict``'s result as a list of ``count`` JSON-ready outputs: a numpy array or torch
-    tensor (whole, or one per item) becomes lists and numbers. ValueError for a wrong count."""
+    tensor (whole, or one per item) becomes lists and numbers. TypeError for no list, ValueError
+    for a wrong count."""
     if hasattr(result, "tolist"):
         result = result.tolist()
     elif isinstance(result, (list, tuple)):
         result = [v.tolist() if hasattr(v, "tolist") else v for v in result]
-    else:
-        raise ValueError(f"predict() returned {type(result).__name__}: expected a list with one "
+    if not isinstance(result, list):
+        raise TypeError(f"predict() returned {type(result).__name__}: expected a list with one "
                          f"output per item ({count} items)")
-    if not isinstance(result, list) or len(result) != count:
-        got = len(result) if isinstance(result, list) else type(result).__name__
-        raise ValueError(f"predict() returned {got} outputs for {count} items: one output "
-                         "per item, in order")
+    if len(result) != count:
+        raise ValueError(f"predict() returned {len(result)} outputs for {count} items: one "
+                         "output per item, in order")
     return result

@@ -10,7 +10,7 @@ differs. Requests arrive open loop (at fixed times, whatever the answers do) at 
 that capacity for --duration seconds, single-row ``POST /predict`` over keep-alive connections;
 latency counts from the intended send time. Reported per level, per second from the first send
 to the last answer: answered 200s, and goodput (the 200s within --slo); p50/p99 of the 200s, the
-share shed (503, with Retry-After for ours), and errors (timeouts after 30 s, broken connections).
+share shed (503, with Retry-After for ours) and how fast a shed answer came (p99), and errors (timeouts after 30 s, broken connections).
 The server runs on CPU 0 and the load on CPU 1 where there are two CPUs.
 """
 
@@ -47,6 +47,7 @@ class Level:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     shed_pct: float = 0.0
+    shed_p99_ms: float = 0.0  # how fast a shed request (503) is answered
     errors: int = 0
     note: str = ""
 
@@ -161,10 +162,12 @@ def measure(contender: str, levels: list[float], seconds: float, forward_s: floa
             ok = [s for status, s in results if status == 200]
             shed = sum(1 for status, _ in results if status == 503)
             errors = sum(1 for status, _ in results if status not in (200, 503))
+            shed_s = [s for status, s in results if status == 503]
             rows.append(Level(
                 contender, multiple, len(results) / seconds, len(ok) / wall,
                 sum(1 for s in ok if s <= slo) / wall, 1000 * percentile(ok, 0.5),
-                1000 * percentile(ok, 0.99), 100 * shed / max(1, len(results)), errors))
+                1000 * percentile(ok, 0.99), 100 * shed / max(1, len(results)),
+                1000 * percentile(shed_s, 0.99), errors))
             time.sleep(1.0)  # the queue is empty again: every request was answered
     except RuntimeError as exc:
         tail = log_path.read_text(errors="replace")[-2000:]
@@ -178,12 +181,12 @@ def measure(contender: str, levels: list[float], seconds: float, forward_s: floa
 
 def table(rows: list[Level], slo: float) -> str:
     lines = [(f"| contender | load | offered req/s | answered 200/s | goodput (≤ {slo:g} s) /s "
-              "| p50 ms | p99 ms | shed 503 | errors |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+              "| p50 ms | p99 ms | shed 503 | shed p99 ms | errors |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r.multiple, r.contender != "ours")):
         lines.append(f"| {r.contender} | {r.multiple:g}× | {r.offered_per_s:.0f} | "
                      f"{r.answered_per_s:.0f} | {r.goodput_per_s:.0f} | {r.p50_ms:.0f} | "
-                     f"{r.p99_ms:.0f} | {r.shed_pct:.0f}% | {r.errors} |"
+                     f"{r.p99_ms:.0f} | {r.shed_pct:.0f}% | {r.shed_p99_ms:.0f} | {r.errors} |"
                      + (f" {r.note}" if r.note else ""))
     return "\n".join(lines)
 

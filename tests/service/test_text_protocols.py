@@ -47,6 +47,8 @@ def test_the_openai_client_gets_the_embeddings(texts: ServerProcess, encoding: s
     assert (result.usage.prompt_tokens, result.usage.total_tokens) == (2 + 6 + 1, 9)
     one = client.embeddings.create(input="hello world", model="texts", **kwargs)
     assert [d.embedding for d in one.data] == [vector("hello world")]
+    metrics = requests.get(texts.url + "/metrics", timeout=5).text
+    assert 'predictor_requests_total{code="200",endpoint="/v1/embeddings"}' in metrics
 
 
 @pytest.mark.parametrize("body, status, message", [

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from launcher._cli import main
-from launcher._starter import STARTER_EXAMPLE, up_command
+from launcher._starter import OBJECT_EXAMPLE, STARTER_EXAMPLE, up_command
 from service._app import create_app
 from service._predictor import load_predictor_class
 from service._settings import Settings
@@ -63,17 +63,25 @@ def test_init_into_a_file_is_a_usage_error(tmp_path: Path,
     ]
 
 
-def test_the_starter_predictor_is_clean_code(tmp_path: Path) -> None:
-    assert main(["init", str(tmp_path)]) == 0
+@pytest.mark.parametrize("kind", ["tensor", "object"])
+def test_the_starter_predictor_is_clean_code(tmp_path: Path, kind: str) -> None:
+    assert main(["init", str(tmp_path), "--kind", kind]) == 0
     linted = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache",
                              str(tmp_path / "predict.py")], cwd=ROOT, capture_output=True,
                             text=True, timeout=60, check=False)
     assert linted.returncode == 0, linted.stdout
 
 
+@pytest.mark.parametrize("kind, example, answer", [
+    ("tensor", STARTER_EXAMPLE, {"predictions": [1], "scores": [[0.5, 2.0, 1.0]]}),
+    ("object", OBJECT_EXAMPLE, {"outputs": [{"question": True, "words": 4},
+                                            {"question": False, "words": 2}]}),
+], ids=["tensor", "object"])
 def test_the_starter_predictor_serves_as_generated(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    assert main(["init", str(tmp_path)]) == 0
+                                                   monkeypatch: pytest.MonkeyPatch, kind: str,
+                                                   example: str, answer: object) -> None:
+    assert main(["init", str(tmp_path), "--kind", kind]) == 0
+    assert example in (tmp_path / "README.md").read_text()
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "predict", raising=False)
     predictor = load_predictor_class("predict:Predictor")
@@ -82,9 +90,8 @@ def test_the_starter_predictor_serves_as_generated(tmp_path: Path,
     async def scenario() -> tuple[int, object]:
         async with running(app):
             assert (await wait_ready(app)).status == 200
-            reply = await request(app, "POST", "/predict", STARTER_EXAMPLE.encode())
+            reply = await request(app, "POST", "/predict", example.encode())
             return reply.status, orjson.loads(reply.body)
 
     status, body = asyncio.run(scenario())
-    assert status == 200
-    assert body == {"predictions": [1], "scores": [[0.5, 2.0, 1.0]]}
+    assert (status, body) == (200, answer)

@@ -314,9 +314,11 @@ def _flags(parser: Any) -> set[str]:
     """Every option string of every (sub)command."""
     found = {s for a in parser._actions for s in a.option_strings}
     for action in parser._actions:
-        for sub in getattr(action, "choices", None) or {}:
-            if hasattr(action.choices[sub], "_actions"):
-                found |= _flags(action.choices[sub])
+        choices = getattr(action, "choices", None)
+        if isinstance(choices, dict):  # subcommands (a flag's choices are a list or tuple)
+            for sub in choices.values():
+                if hasattr(sub, "_actions"):
+                    found |= _flags(sub)
     return found
 
 

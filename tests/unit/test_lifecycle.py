@@ -152,6 +152,12 @@ def test_curl_example_carries_a_row_of_the_served_width(width: int | None, expec
     assert lifecycle.curl_example("http://127.0.0.1:8080", width) == expected
 
 
+def test_curl_example_of_an_object_predictor_sends_its_example() -> None:
+    line = lifecycle.curl_example("http://127.0.0.1:8080", None, {"inputs": ["it's a text"]})
+    assert line == ("curl -s http://127.0.0.1:8080/predict -d "
+                    "'{\"inputs\":[\"it'\"'\"'s a text\"]}'")
+
+
 def test_a_generated_wide_row_has_the_width() -> None:
     import subprocess
 

@@ -27,9 +27,9 @@ from service._work import TensorWork
      ("queue is full: 95 rows ahead, 10 more would pass the limit of 100 rows (MAX_QUEUE_ROWS); "
      "retry in 1 s"), 1),
     (60, 1, 20.0, "queue_wait",
-     ("queue is full: the expected wait is 3.00 s, over the limit of 2 s (MAX_QUEUE_SECONDS); "
-     "retry in 3 s"), 3),
-    (40, 1, 20.0, None, "", 0),
+     ("queue is full: the expected wait is 3.00 s, over the limit of 1.8 s "
+      "(MAX_QUEUE_SECONDS=2 less 10% for jitter); retry in 3 s"), 3),
+    (36, 1, 20.0, None, "", 0),
     (99, 1, None, None, "", 0),
 ], ids=["empty", "rows-up-to-the-limit", "rows-over", "wait-over", "wait-at-the-limit",
         "rate-unknown-rows-only"])
@@ -58,6 +58,24 @@ def test_the_drain_rate_follows_batches_at_least_half_full() -> None:
     two = Admission(100, 1.0, 8)
     two.observe(8, 0.1, parallel=2)  # two replicas drain the queue side by side
     assert two.rate == pytest.approx(160.0)
+
+
+def test_the_expected_wait_counts_the_gaps_between_batches_and_the_own_forward_pass() -> None:
+    admission = Admission(1000, 1.0, 8)
+    admission.observe(8, 0.020, span=0.025)  # 20 ms forward, 5 ms since the previous batch
+    assert admission.rate == pytest.approx(320.0)  # 8 rows per 25 ms, not per 20 ms
+    assert admission.expected_wait(312) == pytest.approx(312 / 320 + 0.020)
+    admission.check(280, 1)  # 0.875 + 0.02 s: within 90% of MAX_QUEUE_SECONDS
+    with pytest.raises(QueueFull, match=r"the expected wait is 0\.96 s, over the limit of 0\.9 s"):
+        admission.check(300, 1)  # 0.94 s of queue + 0.02 s of its own forward pass
+
+
+def test_cost_drains_the_queue_for_objects() -> None:
+    admission = Admission(1000, 1.0, 64, batch_cost=1000)
+    admission.observe(4, 0.5, cost=600)  # few items, but over half a batch's cost
+    assert admission.rate == pytest.approx(1200.0)
+    with pytest.raises(QueueFull, match="the expected wait is 1.50 s"):
+        admission.check(3, 1, cost_ahead=1200, cost=10)
 
 
 @pytest.mark.parametrize("raw, expected, error", [
