@@ -150,7 +150,7 @@ class StreamFront:
             return
         except Exception as exc:  # noqa: BLE001 - after the head: told as an event
             tail = error(self.message(exc))
-            stream.cancel()  # a frame that failed: the generator may still be running
+            stream.abort(exc)  # a frame that failed: the generator may still be running
         finally:
             _unwatch(stream)
         await send({"type": "http.response.body", "body": tail, "more_body": False})

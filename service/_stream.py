@@ -98,9 +98,14 @@ class Stream:
         return await self.next()
 
     def cancel(self) -> None:
-        """The client left: close the generator (after its current chunk), free the slot."""
+        """The client left: close the generator (after its current chunk), free the slot;
+        counted in ``predictor_streams_cancelled_total``."""
         self.core.cancelled(self)
         self._stop(ClientLeft())
+
+    def abort(self, error: BaseException) -> None:
+        """The server gives up on it (a chunk it cannot send): as :meth:`cancel`, uncounted."""
+        self._stop(error)
 
     def _push(self, chunk: Any) -> None:
         self.chunks.append(chunk)

@@ -58,13 +58,16 @@ class Ticker:
 
     def _words(self, prompt: Prompt) -> Iterator[str]:
         """Echo the prompt's words, one chunk each, up to max_tokens (default 16); the first
-        word in ``stop`` ends it (not included); the word ``<fail>`` raises."""
+        word in ``stop`` ends it (not included); the word ``<fail>`` raises, ``<dict>`` yields a
+        chunk that is not text."""
         words = prompt.text.split()[:prompt.max_tokens or 16]
         for i, word in enumerate(words):
             if prompt.stop and word in prompt.stop:
                 return
             if word == "<fail>":
                 raise RuntimeError(f"ticker failed at word {i}")
+            if word == "<dict>":
+                yield {"not": "text"}
             yield word if i == 0 else " " + word
 
     def _note(self, tag: str, event: str) -> None:

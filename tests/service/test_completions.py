@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import ServerProcess
+from tests.service.test_streaming import metric, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +56,23 @@ def test_an_error_mid_stream_is_raised_by_the_openai_client(
             texts.append(chunk.choices[0].text)
     assert texts == ["fine"]
     assert info.value.message == "inference failed: RuntimeError: ticker failed at word 1"
+
+
+def test_a_chunk_that_is_not_text_ends_the_stream_with_an_error_not_a_cancel(
+        ticker: tuple[ServerProcess, Path]) -> None:
+    server, _ = ticker
+    cancelled = metric(server, "predictor_streams_cancelled_total")
+    stream = client(server).completions.create(model="ticker", prompt="fine <dict> never",
+                                               stream=True)
+    texts = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in stream:
+            texts.append(chunk.choices[0].text)
+    assert texts == ["fine"]
+    assert info.value.message == ("inference failed: TypeError: a completion's chunks must be "
+                                  "text: the predictor yielded an object")
+    assert wait_for(lambda: metric(server, "predictor_in_flight_streams") == 0)
+    assert metric(server, "predictor_streams_cancelled_total") == cancelled
 
 
 @pytest.mark.parametrize("body, status, message", [
