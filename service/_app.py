@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service._admission import Disconnected, request_timeout
-from service._completions import COMPLETIONS_PATH, Completions
+from service._completions import COMPLETIONS_PATH, Completions, completions_openapi
 from service._core import Core, PredictorSource
 from service._drain import Drain
 from service._http import DISCONNECT_HOOK
@@ -316,6 +316,7 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
                 service)
             schema["paths"].update(openapi_paths(service.model_name))
             schema["paths"][EMBEDDINGS_PATH] = embeddings_openapi()
+            schema["paths"][COMPLETIONS_PATH] = completions_openapi()
             if settings.api_token:
                 schema.setdefault("components", {}).setdefault("securitySchemes", {})[
                     "bearer"] = {"type": "http", "scheme": "bearer"}

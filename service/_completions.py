@@ -25,7 +25,7 @@ from service._prompt import Prompt, prompt_of
 from service._sse import StreamFront, respond_json
 from service._stream import ClientLeft
 
-__all__ = ["COMPLETIONS_PATH", "Completions", "parse_completion"]
+__all__ = ["COMPLETIONS_PATH", "Completions", "completions_openapi", "parse_completion"]
 
 COMPLETIONS_PATH = "/v1/completions"
 
@@ -145,3 +145,28 @@ def _event(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
+
+
+def completions_openapi() -> dict[str, Any]:
+    """The OpenAPI entry of ``POST /v1/completions`` (the lean path answers it, not FastAPI)."""
+    error = {"description": "OpenAI's error: {\"error\": {\"message\": ...}}", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["error"]}}}}
+    return {"post": {
+        "summary": "Completions, OpenAI's API, streamed with stream: true (a predictor with "
+                   "stream() whose items are prompts and whose chunks are text)",
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"type": "object", "required": ["prompt"], "properties": {
+                "model": {"type": "string"},
+                "prompt": {"type": "string"},
+                "max_tokens": {"type": "integer", "minimum": 1},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                "stop": {"oneOf": [{"type": "string"},
+                                   {"type": "array", "items": {"type": "string"}}]},
+                "stream": {"type": "boolean"}}},
+            "example": {"model": "any", "prompt": "Once upon a time", "max_tokens": 16}}}},
+        "responses": {
+            "200": {"description": "text_completion: choices[0].text and usage; with stream: "
+                                   "true, one event per chunk, then data: [DONE]",
+                    "content": {"application/json": {"schema": {"type": "object"}},
+                                "text/event-stream": {"schema": {"type": "string"}}}},
+            "400": error, "406": error, "413": error, "503": error}}}
