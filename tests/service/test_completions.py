@@ -45,32 +45,21 @@ def test_the_openai_client_gets_a_whole_completion(ticker: tuple[ServerProcess, 
             completion.usage.total_tokens) == (1, 3, 4)  # the Ticker has no cost(): 1
 
 
-def test_an_error_mid_stream_is_raised_by_the_openai_client(
-        ticker: tuple[ServerProcess, Path]) -> None:
-    server, _ = ticker
-    stream = client(server).completions.create(model="ticker", prompt="fine <fail> never",
-                                               stream=True)
-    texts = []
-    with pytest.raises(openai.APIError) as info:
-        for chunk in stream:
-            texts.append(chunk.choices[0].text)
-    assert texts == ["fine"]
-    assert info.value.message == "inference failed: RuntimeError: ticker failed at word 1"
-
-
-def test_a_chunk_that_is_not_text_ends_the_stream_with_an_error_not_a_cancel(
-        ticker: tuple[ServerProcess, Path]) -> None:
+@pytest.mark.parametrize("prompt, message", [
+    ("fine <fail> never", "inference failed: RuntimeError: ticker failed at word 1"),
+    ("fine <dict> never", ("inference failed: TypeError: a completion's chunks must be text: "
+                           "the predictor yielded an object")),
+], ids=["predictor-raises", "chunk-not-text"])
+def test_an_error_mid_stream_is_raised_by_the_openai_client_and_is_no_cancel(
+        ticker: tuple[ServerProcess, Path], prompt: str, message: str) -> None:
     server, _ = ticker
     cancelled = metric(server, "predictor_streams_cancelled_total")
-    stream = client(server).completions.create(model="ticker", prompt="fine <dict> never",
-                                               stream=True)
+    stream = client(server).completions.create(model="ticker", prompt=prompt, stream=True)
     texts = []
     with pytest.raises(openai.APIError) as info:
         for chunk in stream:
             texts.append(chunk.choices[0].text)
-    assert texts == ["fine"]
-    assert info.value.message == ("inference failed: TypeError: a completion's chunks must be "
-                                  "text: the predictor yielded an object")
+    assert (texts, info.value.message) == (["fine"], message)
     assert wait_for(lambda: metric(server, "predictor_in_flight_streams") == 0)
     assert metric(server, "predictor_streams_cancelled_total") == cancelled
 
