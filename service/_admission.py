@@ -7,7 +7,8 @@ the queue drains at, plus the forward pass of the request's own batch. That rate
 recent batches at least half of ``MAX_BATCH_ROWS`` (the batches an overloaded queue runs; a lone
 client's one-row batches say nothing about capacity), from the previous batch's end when the
 replica went straight on to this one (the time between batches is part of how fast a queue
-drains), times the replicas that run them side by side; the first batch seeds it. Past either bound the request gets a
+drains), times the replicas that run them side by side; the first batch seeds it. The wait is
+aimed at 90% of the bound (:data:`HEADROOM`). Past either bound the request gets a
 :class:`QueueFull` with the seconds to wait before retrying (HTTP 503 + ``Retry-After``).
 """
 

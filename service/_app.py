@@ -275,8 +275,10 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
         code: {"model": ErrorResponse, "description": what} for code, what in (
             (400, "the body is not JSON, or X-Request-Timeout is not a number of seconds"),
             (401, "API_TOKEN is set and the bearer token is missing or wrong"),
-            (413, "the body is over MAX_BODY_BYTES"),
-            (422, "valid JSON but not a batch of rows of the model's width"),
+            (413, ("the body is over MAX_BODY_BYTES; an object predictor's request has more items "
+                  "than MAX_REQUEST_ROWS or an item costlier than MAX_BATCH_COST")),
+            (422, ("valid JSON but not a batch of rows of the model's width (an object "
+                  "predictor: decode() found no items, or raised ValueError/TypeError/KeyError)")),
             (503, ("no replica is ready (still starting, or every one failed), the queue is "
                    "full (with Retry-After), or the batch ran out of device memory")),
             (504, "the request's deadline passed while it waited in the queue"))}
@@ -312,8 +314,12 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
         if schema is None:
             schema = fastapi_openapi()
             # the request body as the loaded predictor takes it: described again until then
-            schema["paths"]["/predict"]["post"]["requestBody"]["content"] = request_schema(
-                service)
+            post = schema["paths"]["/predict"]["post"]
+            post["requestBody"]["content"] = request_schema(service)
+            if service.objects:  # its encode() decides the answer, not the tensor columns
+                post["responses"]["200"]["content"]["application/json"]["schema"] = {
+                    "description": "encode(outputs) of the predictor; without one "
+                                   "{\"outputs\": [one output per item]}"}
             schema["paths"].update(openapi_paths(service.model_name))
             schema["paths"][EMBEDDINGS_PATH] = embeddings_openapi()
             schema["paths"][COMPLETIONS_PATH] = completions_openapi()

@@ -14,10 +14,8 @@ hands its batch back to the front of the queue, once per request, for another re
 
 What a replica does with a batch is the :class:`service._work.Work` of the predictor's kind:
 tensor rows (first come, first served) or objects. Objects carry a cost (``cost(item)``): a
-batch holds at most ``max_cost`` of it, and is grouped: the oldest request, then those whose
-``key`` (their costliest item) is nearest to its own, so padding is not wasted (token-budget
-batching, as Text Embeddings Inference does) while the oldest request never waits behind a
-later batch.
+batch holds at most ``max_cost`` of it, grouped by cost with the oldest first
+(:mod:`service._grouping`).
 
 Admission (:mod:`service._admission`) decides what may enter the queue (:meth:`Batcher.enqueue`
 raises :class:`QueueFull`). A queued request leaves it before its forward pass when its deadline
@@ -40,6 +38,7 @@ from typing import Any
 
 from service._admission import Admission, DeadlineExceeded, Disconnected
 from service._errors import MessageError
+from service._grouping import take_grouped
 from service._replicas import Replica, ReplicaPool
 from service._work import Part, Work
 
@@ -282,8 +281,7 @@ class Batcher:
         return taken, rows, rows
 
     def _take_grouped(self, limit: int) -> tuple[list[Ticket], int, int]:
-        """The oldest request, then those of the nearest ``key`` (the older first among equals)
-        while the batch stays within ``limit`` rows and ``max_cost``."""
+        """Similar costs together, the oldest first (:func:`service._grouping.take_grouped`)."""
         live = []
         for item in self._pending:
             if item.future.done():  # cancelled by its caller: no work for nobody
@@ -291,24 +289,9 @@ class Batcher:
                 self._pending_cost -= item.cost
             else:
                 live.append(item)
-        if not live:
-            self._pending.clear()
-            return [], 0, 0
-        oldest = live[0]
-        taken, rows, cost = [oldest], oldest.rows, oldest.cost
-        if len(live) > 1 and rows < limit:
-            order = sorted(range(1, len(live)), key=lambda i: abs(live[i].key - oldest.key))
-            for i in order:
-                item = live[i]
-                if rows + item.rows <= limit and cost + item.cost <= self.max_cost:
-                    taken.append(item)
-                    rows += item.rows
-                    cost += item.cost
-                    if rows >= limit:
-                        break
-        chosen = {id(item) for item in taken}
-        self._pending[:] = [item for item in live if id(item) not in chosen]
-        taken.sort(key=lambda item: item.enqueued)
+        taken, self._pending[:] = take_grouped(live, limit, self.max_cost)
+        rows = sum(item.rows for item in taken)
+        cost = sum(item.cost for item in taken)
         self._pending_rows -= rows
         self._pending_cost -= cost
         return taken, rows, cost

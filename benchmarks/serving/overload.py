@@ -10,7 +10,8 @@ differs. Requests arrive open loop (at fixed times, whatever the answers do) at 
 that capacity for --duration seconds, single-row ``POST /predict`` over keep-alive connections;
 latency counts from the intended send time. Reported per level, per second from the first send
 to the last answer: answered 200s, and goodput (the 200s within --slo); p50/p99 of the 200s, the
-share shed (503, with Retry-After for ours) and how fast a shed answer came (p99), and errors (timeouts after 30 s, broken connections).
+share shed (503, with Retry-After for ours) and how fast a shed answer came (p99), and errors
+(timeouts after 30 s, broken connections).
 The server runs on CPU 0 and the load on CPU 1 where there are two CPUs.
 """
 

@@ -74,6 +74,8 @@ def test_an_object_predictor_takes_json_and_says_what_it_is(records: ServerProce
     schema = requests.get(records.url + "/openapi.json", timeout=5).json()
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert body["application/json"]["example"] == {"inputs": ["a short text"]}
+    answer = schema["paths"]["/predict"]["post"]["responses"]["200"]["content"]
+    assert "encode(outputs)" in answer["application/json"]["schema"]["description"]
 
 
 def test_v2_answers_outputs_that_are_not_vectors_as_json_bytes(records: ServerProcess) -> None:

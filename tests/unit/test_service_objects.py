@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from service._core import _parts
+from service._grouping import take_grouped
 from service._openai import embeddings_response
 from service._predict import is_json
 from service._work import as_outputs
@@ -79,3 +81,39 @@ def test_embeddings_in_openais_shape_float_and_base64() -> None:
     assert list(struct.unpack("<2f", base64.b64decode(packed))) == [0.25, 2.0]
     with pytest.raises(ValueError, match="output 1 is not a list of floats"):
         embeddings_response([[1.0], {"a": 1}], "float", "m", 2)
+
+
+@dataclass
+class _Queued:
+    name: str
+    rows: int
+    cost: int
+    key: int
+    enqueued: float = 0.0
+
+
+def _queue(spec: str) -> list[_Queued]:
+    """'a:1x5 b:2x3' -> requests named a, b of 1 row costing 5 and 2 rows costing 3 each."""
+    out = []
+    for i, word in enumerate(spec.split()):
+        name, _, shape = word.partition(":")
+        rows, _, each = shape.partition("x")
+        out.append(_Queued(name, int(rows), int(rows) * int(each), int(each), float(i)))
+    return out
+
+
+@pytest.mark.parametrize("queue, limit, max_cost, batch", [
+    ("a:1x5 b:1x40 c:1x5 d:1x6", 64, 40, "a c d"),  # b is far from the oldest's cost
+    ("a:1x40 b:1x5 c:1x5", 64, 40, "a"),  # the oldest goes first, even when it fills the batch
+    ("a:1x50", 64, 40, "a"),  # a request over the cost goes alone rather than never
+    ("a:1x5 b:1x5 c:1x5 d:1x5", 2, 100, "a b"),  # the row limit, the older first among equals
+    ("a:2x5 b:3x4 c:1x9", 64, 30, "a b"),  # key 4 is nearer 5 than 9: 10 + 12, then 9 is over
+    ("a:1x10 b:1x30 c:1x12 d:1x8", 64, 31, "a c d"),  # nearest first: 12 and 8, then 30 is over
+], ids=["far-cost-waits", "oldest-first", "over-the-cost-alone", "row-limit", "multi-row",
+        "nearest-first"])
+def test_a_batch_groups_similar_costs_behind_the_oldest(queue: str, limit: int, max_cost: int,
+                                                       batch: str) -> None:
+    live = _queue(queue)
+    taken, rest = take_grouped(live, limit, max_cost)
+    assert " ".join(q.name for q in taken) == batch
+    assert [q.name for q in rest] == [q.name for q in live if q not in taken]
