@@ -10,11 +10,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["Batch", "DeviceFailure", "InputError", "ObjectPredictor", "Predictor",
-           "PredictorError", "ServiceError", "Settings", "SettingsError", "create_app"]
+           "PredictorError", "Prompt", "ServiceError", "Settings", "SettingsError", "create_app"]
 
 _HOMES = {"Batch": "service._predictor", "DeviceFailure": "service._device",
           "InputError": "service._predictor", "ObjectPredictor": "service._predictor",
           "Predictor": "service._predictor", "PredictorError": "service._predictor",
+          "Prompt": "service._prompt",
           "ServiceError": "service._errors", "Settings": "service._settings",
           "SettingsError": "service._settings", "create_app": "service._app"}
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from service._device import DeviceFailure
     from service._errors import ServiceError
     from service._predictor import Batch, InputError, ObjectPredictor, Predictor, PredictorError
+    from service._prompt import Prompt
     from service._settings import Settings, SettingsError
 
 

@@ -24,7 +24,8 @@ __all__ = ["REASONS", "Admission", "DeadlineExceeded", "Disconnected", "QueueFul
            "parse_timeout", "request_timeout"]
 
 # predictor_rejected_requests_total{reason}: every value is exported from the start (at 0).
-REASONS = ("queue_rows", "queue_wait", "deadline", "disconnected", "out_of_memory")
+REASONS = ("queue_rows", "queue_wait", "deadline", "disconnected", "out_of_memory",
+           "stream_slots")
 _SMOOTHING = 0.3  # weight of the newest batch in the drain rate
 # Admission aims the expected wait at this share of MAX_QUEUE_SECONDS: the rest absorbs the drain
 # rate's jitter after admission (at 2.5x capacity on a shared 2-core box, p99 - p50 of the

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,23 +27,25 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service._admission import Disconnected, request_timeout
+from service._completions import COMPLETIONS_PATH, Completions, completions_openapi
 from service._core import Core, PredictorSource
 from service._drain import Drain
 from service._http import DISCONNECT_HOOK
 from service._inputs import BadRequest
 from service._metrics import ServiceMetrics
-from service._openai import EMBEDDINGS_PATH, EmbeddingsFront, embeddings_openapi
+from service._openai import EMBEDDINGS_PATH, EmbeddingsFront, embeddings_openapi, openai_error
 from service._predict import Headers, PredictFront, about_body, detail, request_schema
 from service._replicas import Runtime
 from service._settings import Settings
+from service._sse import StreamFront, respond_json, wants_events
 from service._v2 import V2Error
+from service._v2_generate import Generate
 from service._v2_openapi import TIMEOUT_PARAMETER, openapi_paths
 from service._v2_server import V2Server
 from service.nvml import load_nvml
 
 __all__ = ["PredictorSource", "create_app"]
 
-_JSON = [(b"content-type", b"application/json")]
 # What the metrics record for a request whose client left before its answer (nginx's code).
 CLIENT_CLOSED = Disconnected.status  # 499
 
@@ -62,11 +65,14 @@ class _Fronts:
     matches straight to its front-end, ``/v1/embeddings`` to its own; ``/v2`` to its server;
     the rest to FastAPI."""
 
-    def __init__(self, app: ASGIApp, core: Core, route: BaseRoute, v2: V2Server) -> None:
+    def __init__(self, app: ASGIApp, core: Core, route: BaseRoute, v2: V2Server,
+                 streams: StreamFront) -> None:
         self.app = app
         self.core = core
         self.predict = PredictFront(core)
         self.embeddings = EmbeddingsFront(core)
+        self.completions = Completions(streams)
+        self.streams = streams
         self.route = route
         self.v2 = v2
         self.limit = core.settings.max_body_bytes
@@ -91,11 +97,14 @@ class _Fronts:
                    and self.route.matches(scope)[0] is Match.FULL)
         if predict:
             scope["route"] = self.route  # what the metrics label the request with
-        elif path == EMBEDDINGS_PATH:
-            scope["route"] = _EMBEDDINGS_ROUTE
+        elif path in _V1_ROUTES:
+            scope["route"] = _V1_ROUTES[path]
         refused = self._unauthorized(scope) if self.token else None
         if refused is not None:  # before the body is read: no work for a stranger
-            await _respond(send, 401, detail(refused[0]), [(b"www-authenticate", refused[1])])
+            await respond_json(send, 401, detail(refused[0]), [(b"www-authenticate", refused[1])])
+            return
+        if path == COMPLETIONS_PATH or (predict and wants_events(scope["headers"])):
+            await self._stream(scope, receive, send, predict)
             return
         if not predict and path != EMBEDDINGS_PATH:
             await self.app(scope, receive, send)
@@ -104,7 +113,7 @@ class _Fronts:
             status, content, headers = await self.answer(scope, receive, predict)
         except _Disconnected:
             return
-        await _respond(send, status, content, headers)
+        await respond_json(send, status, content, headers)
 
     async def answer(self, scope: Scope, receive: Receive, predict: bool = True
                      ) -> tuple[int, bytes, Headers]:
@@ -114,15 +123,29 @@ class _Fronts:
             timeout = request_timeout(scope["headers"], self.core.timeout)
             body = await self._body(scope, receive)
         except BadRequest as exc:
-            return exc.status, (detail(exc.message) if predict else orjson.dumps(
-                {"error": {"message": exc.message, "type": "invalid_request_error",
-                           "param": None, "code": None}})), []
+            return exc.status, (detail(exc.message) if predict else
+                                openai_error(exc.status, exc.message)), []
         if body is None:
             raise _Disconnected
         hook = scope.get("extensions", {}).get(DISCONNECT_HOOK)
         if not predict:
             return await self.embeddings.answer(body, timeout, receive, hook)
         return await self.predict.answer(body, scope["headers"], timeout, receive, hook)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send, predict: bool) -> None:
+        """A stream's front-end: /predict with Accept: text/event-stream, /v1/completions."""
+        try:
+            body = await self._body(scope, receive)
+        except BadRequest as exc:
+            await respond_json(send, exc.status, detail(exc.message) if predict else
+                               openai_error(exc.status, exc.message), [])
+            return
+        if body is None:
+            return
+        if predict:
+            await self.predict.events(body, scope, receive, send, self.streams)
+        else:
+            await self.completions(scope, receive, send, body)
 
     def _unauthorized(self, scope: Scope) -> tuple[str, bytes] | None:
         """None for the right bearer token (compared in constant time); else why, and the
@@ -178,17 +201,12 @@ class _Disconnected(Exception):
     pass
 
 
+@dataclass(frozen=True)
 class _Route:
-    path = EMBEDDINGS_PATH  # what the metrics label its requests with
+    path: str  # what the metrics label its requests with (scope["route"].path)
 
 
-_EMBEDDINGS_ROUTE = _Route()
-
-
-async def _respond(send: Send, status: int, content: bytes, headers: Headers) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*_JSON, (b"content-length", b"%d" % len(content)), *headers]})
-    await send({"type": "http.response.body", "body": content})
+_V1_ROUTES = {path: _Route(path) for path in (EMBEDDINGS_PATH, COMPLETIONS_PATH)}
 
 
 def create_app(predictor: PredictorSource, settings: Settings, registry: CollectorRegistry,
@@ -202,6 +220,7 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
     """
     metrics = ServiceMetrics(registry, nvml_loader)
     service = Core(predictor, settings, metrics, runtime)
+    streams = StreamFront(service, drain)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -303,6 +322,7 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
                                    "{\"outputs\": [one output per item]}"}
             schema["paths"].update(openapi_paths(service.model_name))
             schema["paths"][EMBEDDINGS_PATH] = embeddings_openapi()
+            schema["paths"][COMPLETIONS_PATH] = completions_openapi()
             if settings.api_token:
                 schema.setdefault("components", {}).setdefault("securitySchemes", {})[
                     "bearer"] = {"type": "http", "scheme": "bearer"}
@@ -314,5 +334,6 @@ def create_app(predictor: PredictorSource, settings: Settings, registry: Collect
     # API_TOKEN: _Fronts sets V2Server.authorize, which guards the /v2 inference routes.
     v2 = V2Server(service, service.model_name, app.version, settings.max_request_rows,
                   settings.max_body_bytes)
-    fronts = _Fronts(app, service, route, v2)
+    v2.generate = Generate(streams, v2.version)
+    fronts = _Fronts(app, service, route, v2, streams)
     return metrics.asgi(fronts)

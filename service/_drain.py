@@ -7,7 +7,9 @@ its next request just then loses it (measured: 32 lost of 20,835 under load). In
 :data:`IDLE_MOMENT` (a busy client has written its next request by then, and gets an answer
 with ``Connection: close``). The drain ends early once no connection has been open for
 :data:`IDLE_MOMENT`; then uvicorn closes the listener and waits ``IN_FLIGHT_SECONDS`` for the
-requests still running.
+requests still running. Open streams (``service/_stream.py``) keep their connections open, so
+they get the whole drain period; at its end (:meth:`Drain.end`) they are cut with an
+``event: error`` that says the server is stopping.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -33,6 +36,16 @@ class Drain:
         self.seconds = seconds
         self.idle = idle
         self.draining = False
+        self._on_end: list[Callable[[], None]] = []
+
+    def on_end(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when the drain period is over (open streams are cut then)."""
+        self._on_end.append(hook)
+
+    def end(self) -> None:
+        hooks, self._on_end = self._on_end, []
+        for hook in hooks:
+            hook()
 
 
 class DrainingServer(uvicorn.Server):
@@ -53,6 +66,7 @@ class DrainingServer(uvicorn.Server):
         await super().main_loop()
         if not self.force_exit:
             await self._drain()
+        self.drain.end()
 
     async def _drain(self) -> None:
         drain = self.drain

@@ -89,11 +89,26 @@ class ServiceMetrics:
             "predictor_rejected_requests",
             "Requests answered without a forward pass, by reason: queue_rows / queue_wait "
             "(503, queue full), deadline (504), disconnected (client left while queued), "
-            "out_of_memory (503, the batch did not fit the device even in halves).",
+            "out_of_memory (503, the batch did not fit the device even in halves), "
+            "stream_slots (503, every replica has MAX_STREAMS open streams).",
             ("reason",), registry=registry)
         self._rejected = {reason: rejected.labels(reason) for reason in REASONS}
         self._queue_rows = Gauge(
             "predictor_queue_rows", "Rows waiting in the batching queue or in the running batch.",
+            registry=registry)
+        self._streams = Gauge(
+            "predictor_in_flight_streams",
+            "Streams open now (their generator has not ended yet).", registry=registry)
+        self._stream_chunks = Counter(
+            "predictor_stream_chunks", "Stream chunks sent to clients, every protocol.",
+            registry=registry)
+        self._first_chunk = Histogram(
+            "predictor_stream_first_chunk_seconds",
+            "Time from a stream's start to its first chunk (or its end, if it has none).",
+            buckets=REQUEST_BUCKETS, registry=registry)
+        self._streams_cancelled = Counter(
+            "predictor_streams_cancelled",
+            "Streams whose client left before their end (their generator was closed).",
             registry=registry)
         self._model_info = _ModelInfoCollector()
         registry.register(self._model_info)
@@ -164,6 +179,21 @@ class ServiceMetrics:
     def reject(self, reason: str) -> None:
         """One request answered without a forward pass (a reason from ``REASONS``)."""
         self._rejected[reason].inc()
+
+    def stream_opened(self) -> None:
+        self._streams.inc()
+
+    def stream_ended(self) -> None:
+        self._streams.dec()
+
+    def stream_cancelled(self) -> None:
+        self._streams_cancelled.inc()
+
+    def stream_chunk(self) -> None:
+        self._stream_chunks.inc()
+
+    def stream_first_chunk(self, seconds: float) -> None:
+        self._first_chunk.observe(seconds)
 
     def watch_queue(self, rows: Callable[[], int]) -> None:
         """``predictor_queue_rows`` reads ``rows()`` at scrape time."""

@@ -24,14 +24,15 @@ from service._core import Core, OnDisconnect
 from service._inputs import BadRequest, decode_json, json_kind
 
 __all__ = ["EMBEDDINGS_PATH", "EmbeddingsFront", "embeddings_openapi", "embeddings_response",
-           "parse_embeddings"]
+           "openai_error", "parse_embeddings"]
 
 EMBEDDINGS_PATH = "/v1/embeddings"
 Headers = list[tuple[bytes, bytes]]
 _FORMATS = ("float", "base64")
 
 
-def _error(status: int, message: str, param: str | None = None) -> bytes:
+def openai_error(status: int, message: str, param: str | None = None) -> bytes:
+    """OpenAI's error object (/v1/embeddings, /v1/completions)."""
     kind = "invalid_request_error" if status < 500 else "server_error"
     return orjson.dumps({"error": {"message": message, "type": kind, "param": param,
                                    "code": None}})
@@ -100,20 +101,22 @@ class EmbeddingsFront:
         core = self.core
         state = core.status
         if state != "ready":
-            return 503, _error(503, f"model is not ready ({state})"), [(b"retry-after", b"1")]
+            return 503, openai_error(503, f"model is not ready ({state})"), [
+                (b"retry-after", b"1")]
         if not core.objects:
-            return 404, _error(404, f"{EMBEDDINGS_PATH} serves an object predictor of texts; "
-                                    "this model takes float rows: use POST /predict"), []
+            return 404, openai_error(404, f"{EMBEDDINGS_PATH} serves an object predictor of "
+                                          "texts; this model takes float rows: use POST "
+                                          "/predict"), []
         try:
             texts, fmt = parse_embeddings(decode_json(body), core.settings.max_request_rows)
             costs = [core.cost(text) for text in texts]
             outputs = await core.infer_items(texts, costs, timeout, receive, on_disconnect)
             return 200, embeddings_response(outputs, fmt, core.model_name, sum(costs)), []
         except BadRequest as exc:
-            return exc.status, _error(exc.status, exc.message), []
+            return exc.status, openai_error(exc.status, exc.message), []
         except Exception as exc:  # noqa: BLE001 - sorted out by failure
             status, message, retry = core.failure(exc)
-            return status, _error(status, message), [] if retry is None else [
+            return status, openai_error(status, message), [] if retry is None else [
                 (b"retry-after", b"%d" % retry)]
 
 

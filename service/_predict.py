@@ -5,7 +5,9 @@ on :class:`service._core.Core`):
   rows) -> the columns (or its ``encode`` hook's answer);
 - an object predictor: ``decode(payload)`` -> items (``payload`` is the parsed JSON body; the
   raw bytes for a body whose Content-Type is not JSON) -> their outputs -> ``encode(outputs)``,
-  by default ``{"outputs": [...]}``.
+  by default ``{"outputs": [...]}``;
+- with ``Accept: text/event-stream``, a request of one item streamed as Server-Sent Events
+  (an object predictor with ``stream``: :mod:`service._sse`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import logging
 from typing import Any
 
 import orjson
-from starlette.types import Receive
+from starlette.types import Receive, Scope, Send
 
 from service._core import Core, OnDisconnect
 from service._inputs import BadRequest, check_rows, decode_json, inputs_of
 from service._predictor import HasExample, InputError
+from service._sse import StreamFront, data_event, respond_json
+from service._stream import ClientLeft
 
 __all__ = ["Headers", "PredictFront", "about_body", "detail", "is_json", "request_schema"]
 
@@ -78,6 +82,28 @@ class PredictFront:
             status, message, retry = core.failure(exc)
             return status, detail(message), [] if retry is None else [
                 (b"retry-after", b"%d" % retry)]
+
+    async def events(self, body: bytes, scope: Scope, receive: Receive, send: Send,
+                     streams: StreamFront) -> None:
+        """``Accept: text/event-stream``: the request's one item, streamed (``stream(item)``),
+        each chunk one ``data:`` event, then ``data: [DONE]``; before the first chunk an error
+        is the plain answer."""
+        try:
+            replicas = streams.streaming("; send the request without Accept: text/event-stream")
+            items = self._items(body, _content_type(scope["headers"]))
+            if len(items) != 1:
+                raise BadRequest(422, f"a stream takes one item: this request has {len(items)}; "
+                                      "send one per request, or leave out Accept: "
+                                      "text/event-stream for a batch")
+            stream = streams.open(replicas, items[0], scope, receive)
+            first = await streams.first(stream)
+        except ClientLeft:
+            return
+        except Exception as exc:  # noqa: BLE001 - the plain answer, before any event
+            status, message, headers = streams.failure(exc)
+            await respond_json(send, status, detail(message), headers)
+            return
+        await streams.send_events(send, stream, first, data_event)
 
     def _items(self, body: bytes, content_type: bytes | None) -> list[Any]:
         """An object predictor's items from the body: JSON parsed (else the bytes), then its

@@ -22,6 +22,8 @@ An **object predictor** (no ``input_width``) takes any items: text, images, JSON
     def cost(self, item: Any) -> int              # what the item weighs in a batch (default 1)
     example: Any                                  # a request body: the warm-up, /docs, `up`'s curl
     info: Mapping[str, str]
+    def stream(self, item: Any) -> Iterator       # one item -> its chunks, yielded as ready:
+                                                  # SSE on /predict, /v1/completions, generate
 
 :class:`InputError` raised in ``decode`` or ``predict`` is the client's mistake (400): in
 ``predict`` only the bad item's request fails, its batch mates are answered.
@@ -34,15 +36,16 @@ from __future__ import annotations
 
 import importlib
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from service._errors import MessageError, ServiceError
 
 __all__ = ["AnyPredictor", "Batch", "HasCost", "HasDecode", "HasEncode", "HasExample", "HasInfo",
-           "HasOutputDatatypes", "InputError", "ObjectPredictor", "OutOfMemory", "Predictor",
-           "PredictorError", "check_predictor", "is_object_predictor", "load_predictor_class",
+           "HasOutputDatatypes", "HasStream", "InputError", "ObjectPredictor", "OutOfMemory",
+           "Predictor", "PredictorError", "check_predictor", "is_object_predictor",
+           "load_predictor_class",
            "predictor_info"]
 
 
@@ -120,6 +123,13 @@ class HasEncode(Protocol):
 
 
 @runtime_checkable
+class HasStream(Protocol):
+    """Optional: one item -> its output in chunks, yielded as they are ready (SSE)."""
+
+    def stream(self, item: Any) -> Iterator[Any]: ...
+
+
+@runtime_checkable
 class HasInfo(Protocol):
     @property
     def info(self) -> Mapping[str, str]: ...  # read-only here, so a plain attribute fits
@@ -158,7 +168,7 @@ def check_predictor(predictor: object, name: str) -> AnyPredictor:
         if not callable(getattr(predictor, method, None)):
             raise PredictorError(f"predictor {name} has no {method}() method",
                                  "define setup(self, device) and predict(self, batch)")
-    for hook in ("decode", "encode", "cost"):
+    for hook in ("decode", "encode", "cost", "stream"):
         if hasattr(predictor, hook) and not callable(getattr(predictor, hook)):
             raise PredictorError(f"predictor {name}: {hook} is not callable",
                                  f"make {hook} a method or remove it")

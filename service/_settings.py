@@ -66,6 +66,8 @@ class Settings:
     max_connections: int = 1024
     max_head_bytes: int = 32768
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    # Streams: open at once on each ready replica, stepped in turn between its batches
+    max_streams: int = 16
     api_token: str = field(default="", repr=False)  # never in a log line or a repr
 
     @classmethod
@@ -131,6 +133,7 @@ class Settings:
             max_connections=_int(get, "MAX_CONNECTIONS", d.max_connections, 1, 1 << 20),
             max_head_bytes=_int(get, "MAX_HEAD_BYTES", d.max_head_bytes, 1024, 1 << 24),
             drain_seconds=_float(get, "DRAIN_SECONDS", d.drain_seconds, 0.0, 3600.0),
+            max_streams=_int(get, "MAX_STREAMS", d.max_streams, 1, 4096),
             api_token=read_api_token(get("API_TOKEN"), get("API_TOKEN_FILE")),
         )
 

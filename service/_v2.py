@@ -59,7 +59,7 @@ __all__ = [
 INPUT_NAME = "input"
 MODEL_VERSION = "1"
 SERVER_NAME = "gpu-launcher"
-EXTENSIONS = ("binary_tensor_data",)
+EXTENSIONS = ("binary_tensor_data", "generate")
 # How long a client should wait while the model loads (it takes seconds, not minutes).
 RETRY_AFTER_S = 1
 _PLATFORMS = {"torchscript": "pytorch_torchscript", "torch.export": "pytorch_torch_export"}
@@ -75,6 +75,11 @@ ROUTES = {  # action: route template
     "model_version_ready": "/v2/models/{model_name}/versions/{model_version}/ready",
     "infer": "/v2/models/{model_name}/infer",
     "version_infer": "/v2/models/{model_name}/versions/{model_version}/infer",
+    "generate": "/v2/models/{model_name}/generate",
+    "generate_stream": "/v2/models/{model_name}/generate_stream",
+    "version_generate": "/v2/models/{model_name}/versions/{model_version}/generate",
+    "version_generate_stream": "/v2/models/{model_name}/versions/{model_version}/"
+                               "generate_stream",
 }
 
 
@@ -197,8 +202,8 @@ def match_route(path: str) -> tuple[str, str | None, str | None] | None:
         return prefix + "metadata", name, version
     if rest == ["ready"]:
         return prefix + "ready", name, version
-    if rest == ["infer"]:
-        return ("version_infer" if version is not None else "infer"), name, version
+    if rest in (["infer"], ["generate"], ["generate_stream"]):
+        return ("version_" if version is not None else "") + rest[0], name, version
     return None
 
 

@@ -25,7 +25,8 @@ def openapi_paths(model_name: str) -> dict[str, Any]:
 
     def errors(*codes: int) -> dict[str, Any]:
         what = {400: "a bad request: the message says what is wrong",
-                404: "unknown model or version", 413: "the body is over MAX_BODY_BYTES",
+                404: "unknown model or version",
+                406: "the model does not stream: its predictor has no stream()", 413: "the body is over MAX_BODY_BYTES",
                 503: "the model is not ready or the queue is full (Retry-After says when to "
                      "try again)",
                 504: "the request's deadline passed while it waited in the queue"}
@@ -77,6 +78,29 @@ def openapi_paths(model_name: str) -> dict[str, Any]:
                                       "schema": {"type": "string", "format": "binary"}}}},
                           **errors(400, 404, 413, 503, 504)}}}
 
+    def generate(params: list[dict[str, Any]], stream: bool) -> dict[str, Any]:
+        out = {"type": "object", "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "string"},
+            "text_output": {"type": "string"}}}
+        content = ({"text/event-stream": {"schema": {"type": "string", "description": (
+            "one 'data: <JSON>' event per chunk, each with its text_output")}}}
+            if stream else {"application/json": {"schema": out}})
+        return {"post": {
+            "summary": ("Generate, streamed as Server-Sent Events" if stream else "Generate")
+                       + " (Triton's generate extension; a predictor with stream())",
+            "tags": ["open inference protocol"], "parameters": params,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["text_input"], "properties": {
+                    "text_input": {"type": "string"},
+                    "parameters": {"type": "object", "properties": {
+                        "max_tokens": {"type": "integer", "minimum": 1},
+                        "temperature": {"type": "number", "minimum": 0},
+                        "stop": {"type": "array", "items": {"type": "string"}}}}}},
+                "example": {"text_input": "Once upon a time",
+                            "parameters": {"max_tokens": 16}}}}},
+            "responses": {"200": {"description": "the generated text", "content": content},
+                          **errors(400, 404, 406, 503)}}}
+
     return {
         ROUTES["server_metadata"]: get("Server metadata", [], ()),
         ROUTES["live"]: get("Server live", [], (503,)),
@@ -87,4 +111,8 @@ def openapi_paths(model_name: str) -> dict[str, Any]:
         ROUTES["model_version_ready"]: get("Model ready", [name, version], (404, 503)),
         ROUTES["infer"]: infer([name]),
         ROUTES["version_infer"]: infer([name, version]),
+        ROUTES["generate"]: generate([name], False),
+        ROUTES["generate_stream"]: generate([name], True),
+        ROUTES["version_generate"]: generate([name, version], False),
+        ROUTES["version_generate_stream"]: generate([name, version], True),
     }

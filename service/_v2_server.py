@@ -76,6 +76,15 @@ Authorize = Callable[[Scope], "V2Error | None"]
 
 
 _INFER, _VERSION_INFER = "infer", "version_infer"
+_GENERATE = frozenset(("generate", "generate_stream", "version_generate",
+                       "version_generate_stream"))
+
+
+class Generate(Protocol):
+    """Triton's generate extension (``service._v2_generate``): answers the request itself."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, body: bytes,
+                       stream_events: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class V2Server:
     max_rows: int
     max_body_bytes: int
     authorize: Authorize | None = None
+    generate: Generate | None = None  # set by the app: its streaming front-end
     version: str = field(default=MODEL_VERSION, init=False)
     routes: dict[str, _Route] = field(init=False, default_factory=lambda: {
         action: _Route(path) for action, path in ROUTES.items()})
@@ -118,6 +128,17 @@ class V2Server:
                 self._known[path] = action
             else:
                 scope["route"] = self.routes[action]
+            if action in _GENERATE and self.generate is not None:
+                if method != "POST":
+                    raise V2Error(405, f"{method} is not allowed on {path}: use POST",
+                                  [(b"allow", b"POST")])
+                if self.authorize is not None and (denied := self.authorize(scope)):
+                    raise denied
+                body = await read_body(scope, receive)
+                if body is not None:
+                    await self.generate(scope, receive, send, body,
+                                        action.endswith("_stream"))
+                return
             if action == _INFER or action == _VERSION_INFER:
                 if method != "POST":
                     raise V2Error(405, f"{method} is not allowed on {path}: use POST",

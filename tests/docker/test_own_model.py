@@ -195,11 +195,17 @@ def project(docker_client: Any, cpu_image: BuiltImage, extra_wheelhouse: Path,
         yield Project(code, requirements, name, f"http://127.0.0.1:{port}", args, first)
     finally:
         down(docker_client, name)
-        for image in docker_client.images.list(filters={"label": [
-                f"org.gpu-launcher.test.session={image_labels['org.gpu-launcher.test.session']}"]}):
-            for tag in image.tags:
-                if tag.startswith("gpu-launcher/service:predictor-"):
-                    remove_image(docker_client, tag)
+        remove_predictor_images(docker_client, image_labels)
+
+
+def remove_predictor_images(docker_client: Any, image_labels: dict[str, str]) -> None:
+    """The derived predictor images this session built (``up --predictor``)."""
+    session = image_labels["org.gpu-launcher.test.session"]
+    for image in docker_client.images.list(filters={"label": [
+            f"org.gpu-launcher.test.session={session}"]}):
+        for tag in image.tags:
+            if tag.startswith("gpu-launcher/service:predictor-"):
+                remove_image(docker_client, tag)
 
 
 def test_up_predictor_builds_from_the_service_image_and_answers(project: Project) -> None:

@@ -55,7 +55,7 @@ def test_health_and_readiness_through_tritonclient(client: Any) -> None:
 
 def test_server_and_model_metadata_through_tritonclient(client: Any) -> None:
     assert client.get_server_metadata() == {
-        "name": "gpu-launcher", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+        "name": "gpu-launcher", "version": "0.1.0", "extensions": ["binary_tensor_data", "generate"]}
     expected = {"name": "digits", "versions": ["1"], "platform": "pytorch_torchscript",
                 "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}],
                 "outputs": [{"name": "predictions", "datatype": "INT64", "shape": [-1]},

@@ -61,6 +61,7 @@ def test_defaults_when_nothing_is_set() -> None:
     ({"MAX_CONNECTIONS": "10"}, "max_connections", 10),
     ({"MAX_HEAD_BYTES": "8192"}, "max_head_bytes", 8192),
     ({"DRAIN_SECONDS": "0"}, "drain_seconds", 0.0),
+    ({"MAX_STREAMS": "32"}, "max_streams", 32),
     ({"API_TOKEN": " s3cret "}, "api_token", "s3cret"),
     ({"MODEL_NAME": "mnist-v2.1"}, "model_name", "mnist-v2.1"),
     ({"MODEL_NAME": ""}, "model_name", ""),
@@ -108,6 +109,8 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
      "set REQUEST_TIMEOUT_SECONDS to a number between 0 and 86400"),
     ({"MAX_HEAD_BYTES": "100"}, "Setting 'MAX_HEAD_BYTES' has value '100'. Out of range.",
      "set MAX_HEAD_BYTES to a whole number between 1024 and 16777216"),
+    ({"MAX_STREAMS": "0"}, "Setting 'MAX_STREAMS' has value '0'. Out of range.",
+     "set MAX_STREAMS to a whole number between 1 and 4096"),
     ({"API_TOKEN": "a", "API_TOKEN_FILE": "/run/secrets/t"},
      "Settings 'API_TOKEN' and 'API_TOKEN_FILE' are both set.",
      "set one of them: API_TOKEN_FILE for a mounted secret"),
@@ -122,7 +125,8 @@ def test_from_env_reads_each_setting(env: dict[str, str], field: str, expected: 
 ], ids=["port-word", "port-range", "device-gpu", "replicas-zero", "replicas-word",
         "predictor-no-colon",
         "width-zero", "wait-word", "wait-nan", "batch-negative", "log-level", "access-log",
-        "queue-rows-zero", "queue-smaller-than-request", "queue-seconds-zero", "timeout-negative", "head-too-small",
+        "queue-rows-zero", "queue-smaller-than-request", "queue-seconds-zero", "timeout-negative",
+        "head-too-small", "streams-zero",
         "token-twice", "token-file-missing", "model-name-slash", "model-name-dash-first"])
 def test_from_env_rejects_bad_values(env: dict[str, str], message: str, hint: str) -> None:
     with pytest.raises(SettingsError) as info:
