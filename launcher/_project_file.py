@@ -26,7 +26,7 @@ else:  # pragma: no cover - Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
 from launcher._errors import UsageError
-from launcher._flags import volume_source
+from launcher._flags import parse_timeout, volume_source
 
 __all__ = [
     "FILE_NAME",
@@ -140,13 +140,20 @@ def _relative(value: str, key: str, base: Path) -> str:
     return value
 
 
+# Flags whose value the command checks after argparse (to echo it with a hint, exit 2): the
+# file's value gets the same check here, before the engine is touched.
+_CHECKED_LATER = {"--timeout": parse_timeout}
+
+
 def _check(file: Path, key: str, item: str, spec: FlagSpec) -> None:
-    """The flag's own argparse check (its type, its choices) on one of the file's values."""
+    """The flag's own check (its argparse type and choices, or the command's own parse) on one of
+    the file's values."""
     action = spec.action
     if action is None:
         return
+    check = _CHECKED_LATER.get(spec.option, action.type)
     try:
-        converted = action.type(item) if callable(action.type) else item
+        converted = check(item) if callable(check) else item
     except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
         raise project_file_error(file, key, item, f"invalid value for {spec.option}: {exc}",
                                  f"see 'launcher up --help' for {spec.option}") from None

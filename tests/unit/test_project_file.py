@@ -115,9 +115,12 @@ BAD = [
     ("table-of-tables", "[env.A]\nB = 1",
      ('/p/launcher.toml: env = {"A": {"B": 1}}: expected a list of strings or a table (--env '
      "may be repeated)"), 'write it as env = ["KEY=VALUE"], or a table: [env] KEY = "VALUE"'),
+    ("negative-timeout", "timeout = -5",
+     ("/p/launcher.toml: timeout = \"-5\": invalid value for --timeout: must be a number of seconds "
+     "above 0"), "see 'launcher up --help' for --timeout"),
     ("bad-float", 'timeout = "soon"',
-     ("/p/launcher.toml: timeout = \"soon\": invalid value for --timeout: could not convert "
-     "string to float: 'soon'"), "see 'launcher up --help' for --timeout"),
+     ("/p/launcher.toml: timeout = \"soon\": invalid value for --timeout: not a number of "
+     "seconds"), "see 'launcher up --help' for --timeout"),
 ]
 
 
@@ -307,7 +310,7 @@ FILE_COMMANDS = [["up"], ["build"], ["push", "registry.example/svc:1"], ["render
 
 
 _BAD_TIMEOUT = ('timeout = "soon"', ("{file}: timeout = \"soon\": invalid value for --timeout: "
-                                     "could not convert string to float: 'soon'"),
+                                     "not a number of seconds"),
                 "see 'launcher up --help' for --timeout")
 _BAD_CUDA = ('cuda = "9.9"', ('{file}: cuda = "9.9": invalid argument "9.9" for "--cuda" flag: '
                              "torch 2.13.0 has no wheels for CUDA 9.9"),
