@@ -143,6 +143,15 @@ def remove_image(docker_client: Any, tag: str) -> None:
     docker_client.images.remove(tag, force=True, noprune=True)
 
 
+def remove_predictor_images(docker_client: Any, image_labels: dict[str, str]) -> None:
+    """The derived predictor images this session built (``up --predictor``)."""
+    session = image_labels[SESSION_LABEL]
+    for image in docker_client.images.list(filters={"label": f"{SESSION_LABEL}={session}"}):
+        for tag in image.tags:
+            if tag.startswith("gpu-launcher/service:predictor-"):
+                remove_image(docker_client, tag)
+
+
 @pytest.fixture(scope="session")
 def cpu_image(docker_client: Any, standin_image: str, wheelhouse: Path,
               image_labels: dict[str, str]) -> Iterator[BuiltImage]:

@@ -19,7 +19,12 @@ import requests
 
 from tests.clihelpers import run_launcher
 from tests.conftest import ROOT, free_port, unique
-from tests.docker.conftest import BUILD_TIMEOUT, SESSION_LABEL, BuiltImage, label_args, remove_image
+from tests.docker.conftest import (
+    BUILD_TIMEOUT,
+    BuiltImage,
+    label_args,
+    remove_predictor_images,
+)
 from tests.docker.test_own_model import down, example_of
 from tests.examples.embeddings_reference import (
     MIN_COSINE,
@@ -46,11 +51,7 @@ def served(docker_client: Any, cpu_image: BuiltImage, wheelhouse: Path,
         yield name, f"http://127.0.0.1:{port}", result.stderr
     finally:
         down(docker_client, name)
-        session = image_labels[SESSION_LABEL]
-        for image in docker_client.images.list(filters={"label": f"{SESSION_LABEL}={session}"}):
-            for tag in image.tags:
-                if tag.startswith("gpu-launcher/service:predictor-"):
-                    remove_image(docker_client, tag)
+        remove_predictor_images(docker_client, image_labels)
 
 
 def test_launcher_up_serves_the_embeddings_example_offline(docker_client: Any,

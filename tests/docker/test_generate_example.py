@@ -14,8 +14,8 @@ import requests
 from launcher._wheelhouse import PythonTarget, fill_wheelhouse
 from tests.clihelpers import run_launcher
 from tests.conftest import ROOT, free_port, unique
-from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, label_args
-from tests.docker.test_own_model import down, remove_predictor_images
+from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, label_args, remove_predictor_images
+from tests.docker.test_own_model import down
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 EXAMPLE = ROOT / "examples" / "generate"

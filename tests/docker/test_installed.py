@@ -25,7 +25,7 @@ import requests
 from launcher import __version__
 from launcher._starter import STARTER_EXAMPLE
 from tests.conftest import ROOT, free_port, unique
-from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, remove_image
+from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, remove_image, remove_predictor_images
 from tests.docker.test_lifecycle import cleanup
 from tests.docker.test_push import Registry, registry, registry_binary  # noqa: F401 (fixtures)
 from tests.packaging.dist import build_dist, clean_env, make_venv, run
@@ -134,12 +134,7 @@ def test_installed_launcher_init_up_edit_down(docker_client: Any, cpu_image: Bui
     finally:
         run(launcher, "down", "--volumes", "-t", "2", cwd=proj, env=env, timeout=120)
         cleanup(docker_client, name)
-        session = image_labels["org.gpu-launcher.test.session"]
-        for image in docker_client.images.list(filters={"label": [
-                f"org.gpu-launcher.test.session={session}"]}):
-            for tag in image.tags:
-                if tag.startswith("gpu-launcher/service:predictor-"):
-                    remove_image(docker_client, tag)
+        remove_predictor_images(docker_client, image_labels)
         print("installed launcher, seconds: "
               + ", ".join(f"{k} {v:.1f}" for k, v in took.items())
               + f"; wheel {dist.wheel.stat().st_size // 1024} KiB", file=sys.stderr)

@@ -29,7 +29,12 @@ from launcher._up import UpPolicy, up
 from launcher._wheelhouse import PythonTarget, fill_wheelhouse
 from tests.clihelpers import assert_fails, run_launcher
 from tests.conftest import ROOT, TEST_LABEL, free_port, unique
-from tests.docker.conftest import BUILD_TIMEOUT, BuiltImage, label_args, remove_image
+from tests.docker.conftest import (
+    BUILD_TIMEOUT,
+    BuiltImage,
+    label_args,
+    remove_predictor_images,
+)
 from tests.docker.test_lifecycle import cleanup
 from tests.service.modelfiles import picker_export, picker_torchscript
 
@@ -196,16 +201,6 @@ def project(docker_client: Any, cpu_image: BuiltImage, extra_wheelhouse: Path,
     finally:
         down(docker_client, name)
         remove_predictor_images(docker_client, image_labels)
-
-
-def remove_predictor_images(docker_client: Any, image_labels: dict[str, str]) -> None:
-    """The derived predictor images this session built (``up --predictor``)."""
-    session = image_labels["org.gpu-launcher.test.session"]
-    for image in docker_client.images.list(filters={"label": [
-            f"org.gpu-launcher.test.session={session}"]}):
-        for tag in image.tags:
-            if tag.startswith("gpu-launcher/service:predictor-"):
-                remove_image(docker_client, tag)
 
 
 def test_up_predictor_builds_from_the_service_image_and_answers(project: Project) -> None:
