@@ -9,6 +9,8 @@ Layers stay in the engine's build cache, so the next session rebuilds in seconds
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -127,6 +129,24 @@ def wheelhouse(standin_target: PythonTarget) -> Path:
     fill_wheelhouse(WHEELHOUSE, ROOT / "requirements.lock", standin_target,
                     cuda_table().cpu_index_url)
     return WHEELHOUSE
+
+
+@pytest.fixture(scope="session")
+def extras_wheelhouse(wheelhouse: Path) -> Path:
+    """.cache/wheelhouse-extras: the session wheelhouse's wheels (hard links) plus what the
+    tests' predictors require. Kept apart because the service image's tag hashes the wheels of
+    the wheelhouse it is built from: adding a predictor's wheels to .cache/wheelhouse mid-session
+    would name another image than the session's ``cpu_image`` (a fresh clone's CI saw it)."""
+    extras = wheelhouse.parent / "wheelhouse-extras"
+    extras.mkdir(parents=True, exist_ok=True)
+    for wheel in wheelhouse.glob("*.whl"):
+        target = extras / wheel.name
+        if not target.exists():
+            try:
+                os.link(wheel, target)
+            except OSError:  # another file system
+                shutil.copy2(wheel, target)
+    return extras
 
 
 def remove_image(docker_client: Any, tag: str) -> None:

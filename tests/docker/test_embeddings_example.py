@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def served(docker_client: Any, cpu_image: BuiltImage, wheelhouse: Path,
+def served(docker_client: Any, cpu_image: BuiltImage, extras_wheelhouse: Path,
            image_labels: dict[str, str]) -> Iterator[tuple[str, str, str]]:
     """(name, url, up's stderr) of the example served from the session's service image."""
     name, port = unique("glt-embed"), free_port()
@@ -45,7 +45,7 @@ def served(docker_client: Any, cpu_image: BuiltImage, wheelhouse: Path,
         result = run_launcher(
             "up", "--predictor", "predict:Embeddings", "--code", "examples/embeddings",
             "--requirements", "examples/embeddings/requirements.txt", "--service-image",
-            cpu_image.tag, "--wheelhouse", str(wheelhouse), "--name", name, "-p",
+            cpu_image.tag, "--wheelhouse", str(extras_wheelhouse), "--name", name, "-p",
             f"127.0.0.1:{port}:8000", *label_args(image_labels), timeout=BUILD_TIMEOUT)
         assert result.returncode == 0, result.stderr[-4000:]
         yield name, f"http://127.0.0.1:{port}", result.stderr

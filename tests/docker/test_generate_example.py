@@ -23,16 +23,16 @@ EXAMPLE = ROOT / "examples" / "generate"
 
 def test_up_serves_the_generate_example_offline_and_streams_a_completion(
         docker_client: Any, cpu_image: BuiltImage, standin_target: PythonTarget,
-        wheelhouse: Path, image_labels: dict[str, str]) -> None:
+        extras_wheelhouse: Path, image_labels: dict[str, str]) -> None:
     requirements = EXAMPLE / "requirements.txt"
-    fill_wheelhouse(wheelhouse, requirements, standin_target,
+    fill_wheelhouse(extras_wheelhouse, requirements, standin_target,
                     constraints=ROOT / "requirements.lock")
     name, port = unique("glt-generate"), free_port()
     url = f"http://127.0.0.1:{port}"
     try:
         up = run_launcher("up", "--predictor", "predict:Generator", "--code", str(EXAMPLE),
                           "--requirements", str(requirements), "--service-image", cpu_image.tag,
-                          "--wheelhouse", str(wheelhouse), "--name", name,
+                          "--wheelhouse", str(extras_wheelhouse), "--name", name,
                           "-p", f"127.0.0.1:{port}:8000", "-e", "MODEL_NAME=generate",
                           *label_args(image_labels), timeout=BUILD_TIMEOUT)
         assert up.returncode == 0, up.stderr[-4000:]

@@ -169,14 +169,14 @@ class Project:
 
 
 @pytest.fixture(scope="module")
-def extra_wheelhouse(standin_target: PythonTarget, wheelhouse: Path,
+def extra_wheelhouse(standin_target: PythonTarget, extras_wheelhouse: Path,
                      tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session wheelhouse, holding EXTRA's wheel too (downloaded once from PyPI)."""
+    """The extras wheelhouse, holding EXTRA's wheel too (downloaded once from PyPI)."""
     requirements = tmp_path_factory.mktemp("extra") / "requirements.txt"
     requirements.write_text(EXTRA + "\n")
-    fill_wheelhouse(wheelhouse, requirements, standin_target,
+    fill_wheelhouse(extras_wheelhouse, requirements, standin_target,
                     constraints=ROOT / "requirements.lock")
-    return wheelhouse
+    return extras_wheelhouse
 
 
 @pytest.fixture(scope="module")
