@@ -4,11 +4,14 @@ answer for a dependency that is missing (service/_deps.py)."""
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import sys
 
 import pytest
 import tomllib
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from launcher import __version__
 from launcher._build import CONTEXT_FILES
@@ -107,3 +110,39 @@ def test_the_version_is_said_once() -> None:
     for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
         assert f'org.opencontainers.image.version="{__version__}"' in (
             ROOT / dockerfile).read_text()
+
+
+def _with_dependencies(requirements: list[str]) -> set[str]:
+    """The distributions ``requirements`` install, their own dependencies included (as this
+    venv's metadata says them; markers ignored, so an over-estimate)."""
+    seen: set[str] = set()
+    todo = [Requirement(r).name for r in requirements]
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen or name == "gpu-launcher":
+            continue
+        seen.add(name)
+        try:
+            todo += [Requirement(r).name for r in importlib.metadata.requires(name) or []]
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return seen
+
+
+def test_the_dev_extra_brings_every_module_the_tests_import() -> None:
+    imported: set[str] = set()
+    for path in (ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    # torch is installed first, from PyTorch's CPU index (the [dev] comment in pyproject.toml)
+    third_party = imported - set(sys.stdlib_module_names) - {
+        "__future__", "launcher", "service", "tests", "torch"}
+    extras = PROJECT["optional-dependencies"]
+    brought = _with_dependencies(PROJECT["dependencies"] + extras["service"] + extras["dev"])
+    providers = importlib.metadata.packages_distributions()
+    missing = sorted(module for module in third_party
+                     if not {canonicalize_name(d) for d in providers.get(module, [])} & brought)
+    assert missing == []
