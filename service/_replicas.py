@@ -5,13 +5,17 @@ The batcher asks the pool for an idle replica for each batch (:meth:`ReplicaPool
 gives it back after (:meth:`ReplicaPool.release`); a device error fails the replica
 (:meth:`ReplicaPool.device_failed`) and the batcher retries the batch elsewhere. CPU replicas
 share the CPU quota's threads: each gets ``quota // CPU replicas`` (at least 1), set in its own
-worker thread, since torch's intra-op count is per calling thread.
+worker thread, since torch's intra-op count is per calling thread. The replicas' setups run one
+at a time (their warm-ups and batches side by side): model loaders are not thread-safe (two
+``torch.jit.load`` at once failed one replica with CPython 3.11's "AST constructor recursion depth
+mismatch"; transformers' ``from_pretrained`` left a layer on the meta device).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from array import array
 from collections.abc import Callable, Mapping, Sequence
@@ -126,6 +130,7 @@ class ReplicaPool:
         self._warmup_rows = warmup_rows
         self._on_change = on_change
         self._on_warmup = on_warmup
+        self._setup_lock = threading.Lock()  # one setup at a time (the module's docstring)
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -164,8 +169,9 @@ class ReplicaPool:
         """In the replica's thread: its CPU threads, a new predictor, setup, width, warm-up
         (an object predictor: its ``example``, if it has one; width None)."""
         self._runtime.use_cpu_threads(replica.threads)  # before setup: its own torch work too
-        predictor = self._make()
-        predictor.setup(replica.device)
+        with self._setup_lock:
+            predictor = self._make()
+            predictor.setup(replica.device)
         if is_object_predictor(predictor):
             self._warm_up_objects(predictor)
             return predictor, None

@@ -182,3 +182,30 @@ def test_a_burst_is_shared_out_over_the_idle_replicas() -> None:
     first, second = Sums(seconds=0.05), Sums(seconds=0.05)
     assert serve(pool_of([first, second]), ROWS[:20], max_rows=64) == ANSWERS[:20]
     assert (first.batches, second.batches) == ([10], [10])
+
+
+class SlowSetup(Sums):
+    """Sums whose setup takes a while and counts how many setups run at once."""
+
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def setup(self, device: str) -> None:
+        with SlowSetup.lock:
+            SlowSetup.running += 1
+            SlowSetup.most = max(SlowSetup.most, SlowSetup.running)
+        time.sleep(0.05)
+        with SlowSetup.lock:
+            SlowSetup.running -= 1
+        super().setup(device)
+
+
+def test_replicas_set_up_one_at_a_time_and_then_serve_side_by_side() -> None:
+    # Model loaders are not thread-safe (torch.jit.load twice at once failed a replica)
+    SlowSetup.running = SlowSetup.most = 0
+    predictors = [SlowSetup(seconds=0.02) for _ in range(3)]
+    pool = pool_of(list(predictors))
+    answers = serve(pool, [[1.0, 2.0]] * 12)
+    assert SlowSetup.most == 1
+    assert pool.ready == 3 and answers == [{"predictions": [3.0]}] * 12
