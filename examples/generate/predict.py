@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,6 @@ transformers_logging.disable_progress_bar()  # "Loading weights" bars in the log
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 EOS = 256  # end-of-text; tokens 0-255 are bytes
 DEFAULT_MAX_TOKENS = 32
-# from_pretrained is not safe from two threads at once (its meta-device init is process-wide:
-# both replicas failed with "Cannot copy out of meta tensor"): replicas load one at a time.
-_LOADING = threading.Lock()
 
 
 class Generator:
@@ -49,8 +45,9 @@ class Generator:
 
     def setup(self, device: str) -> None:
         self.device = device
-        with _LOADING:
-            self.model = GPT2LMHeadModel.from_pretrained(MODEL_DIR, dtype=torch.float32)
+        # from_pretrained is not safe from two threads at once; the service sets its replicas
+        # up one at a time (service/_replicas.py), so this needs no lock of its own
+        self.model = GPT2LMHeadModel.from_pretrained(MODEL_DIR, dtype=torch.float32)
         self.model.to(device).eval()
         self.context = int(self.model.config.n_positions)
         self.info = {"model": "byte-gpt2", "device": device}
